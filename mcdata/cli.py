@@ -1,0 +1,285 @@
+"""The command line: parse, call one core function, render, map errors to exit codes. Nothing else."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from mcdata import __version__
+from mcdata.config import SETTINGS, Settings, load_settings
+from mcdata.errors import ExitCode, McdataError, redact
+
+app = typer.Typer(
+    name="mcdata",
+    help="Fetch crypto pair prices every hour, store them in SQLite or PostgreSQL, compute and show metrics.\n\n"
+    "Example: mcdata run && mcdata show btceur",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+log = logging.getLogger("mcdata")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _option(name: str, *decls: str, **kwargs: Any) -> Any:
+    """A flag for a declared setting: its env var and help come from mcdata.config."""
+    setting = SETTINGS[name]
+    return typer.Option(
+        *(decls or (f"--{name.replace('_', '-')}",)),
+        envvar=setting.envvar,
+        help=setting.help,
+        show_default=False,
+        **kwargs,
+    )
+
+
+DatabaseUrl = Annotated[str | None, _option("database_url", metavar="URL")]
+Source = Annotated[str | None, _option("source")]
+ApiUrl = Annotated[str | None, _option("api_url")]
+Exchange = Annotated[str | None, _option("exchange")]
+Pairs = Annotated[str | None, _option("pairs", "--pairs", "-p")]
+Backfill = Annotated[str | None, _option("backfill")]
+AsOf = Annotated[
+    str | None,
+    typer.Option("--as-of", help="As-of time, ISO 8601 (UTC when no offset is given). Default: now."),
+]
+
+
+@dataclass
+class CliState:
+    flags: dict[str, Any] = field(default_factory=dict)
+    config_file: str | None = None
+    debug: bool = False
+    quiet: bool = False
+
+    def settings(self, **command_flags: Any) -> Settings:
+        return load_settings({**self.flags, **command_flags}, config_file=self.config_file)
+
+
+def _state(ctx: typer.Context) -> CliState:
+    state = ctx.find_root().obj
+    return state if isinstance(state, CliState) else CliState()
+
+
+def _printable(text: str) -> str:
+    """Escape control characters so that nothing echoed back can drive the terminal."""
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
+
+
+def report_and_exit(error: BaseException, debug: bool) -> None:
+    """The one place where errors become a line on stderr and an exit code."""
+    if debug:
+        sys.stderr.write(redact("".join(traceback.format_exception(error))))
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    if isinstance(error, McdataError):
+        code = error.exit_code
+        message = str(error)
+    elif isinstance(error, OperationalError | InterfaceError):
+        code = ExitCode.DATABASE
+        message = f"database error: {redact(str(error.orig or error))}; check that the database is up, then rerun"
+    else:
+        code = ExitCode.FAILED
+        message = f"unexpected {error.__class__.__name__}: {redact(str(error))}"
+        if not debug:
+            message += " (rerun with --debug for the traceback)"
+    sys.stderr.write(f"mcdata: error: {_printable(message.splitlines()[0] if message else '')}\n")
+    raise typer.Exit(int(code))
+
+
+def command(fn: F) -> F:
+    """Register a subcommand whose McdataErrors map to their exit codes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = kwargs.get("ctx")
+        debug = _state(ctx).debug if ctx is not None else False
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            sys.stderr.write("mcdata: interrupted; nothing was written by the interrupted step\n")
+            raise typer.Exit(130) from None
+        except Exception as error:
+            report_and_exit(error, debug)
+
+    return app.command()(wrapper)  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mcdata {__version__}")
+        raise typer.Exit()
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("mcdata: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    database_url: DatabaseUrl = None,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", envvar="MCDATA_CONFIG", show_envvar=True,
+                     help="TOML config file with the same settings (default: the user config dir)."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more, including HTTP details.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only problems (for cron).")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    _configure_logging(verbose, quiet)
+    ctx.obj = CliState(flags={"database_url": database_url}, config_file=config, debug=debug, quiet=quiet)
+
+
+@command
+def migrate(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Option("--revision", help="Target revision.")] = "head",
+) -> None:
+    """Create or upgrade the database schema (safe any time).
+
+    Example: mcdata --database-url sqlite:////tmp/x.db migrate
+    """
+    from mcdata import pipeline
+
+    settings = _state(ctx).settings()
+    before, after = pipeline.migrate(settings, revision)
+    if before == after:
+        log.info("database already at revision %s; nothing to do", after)
+    else:
+        log.info("database migrated from %s to revision %s", before or "empty", after)
+    typer.echo(after or "base")
+
+
+@command
+def fetch(
+    ctx: typer.Context,
+    source: Source = None,
+    api_url: ApiUrl = None,
+    exchange: Exchange = None,
+    pairs: Pairs = None,
+    backfill: Backfill = None,
+) -> None:
+    """Fetch latest prices, backfill and repair history from candles.
+
+    One request fetches the price of every pair. A pair seen for the first time gets --backfill of
+    hourly candles; a pair whose newest sample is over two hours old gets the missing hours.
+
+    Example: mcdata fetch --pairs btceur,ethusd
+    """
+    from mcdata import pipeline
+
+    state = _state(ctx)
+    settings = state.settings(source=source, api_url=api_url, exchange=exchange, pairs=pairs, backfill=backfill)
+    _finish(pipeline.fetch(settings, progress=_progress_wanted(state)))
+
+
+@command
+def compute(ctx: typer.Context, as_of: AsOf = None) -> None:
+    """Compute every pair's metrics as of now (or --as-of).
+
+    Re-running for the same as-of time replaces that time's metrics.
+
+    Example: mcdata compute --as-of 2026-11-24T12:00
+    """
+    from mcdata import pipeline
+    from mcdata.config import parse_timestamp
+
+    settings = _state(ctx).settings()
+    _finish(pipeline.compute(settings, as_of=parse_timestamp(as_of) if as_of else None))
+
+
+@command
+def show(
+    ctx: typer.Context,
+    pair: Annotated[str | None, typer.Argument(help="A pair such as btceur; all pairs when omitted.")] = None,
+    output_format: Annotated[str | None, typer.Argument(metavar="[FORMAT]", help="table, json or csv.")] = None,
+) -> None:
+    """Show metrics: all pairs ranked, or one pair with a chart.
+
+    Example: mcdata show btceur table
+    """
+    raise McdataError("show is not implemented yet")
+
+
+@command
+def run(
+    ctx: typer.Context,
+    source: Source = None,
+    api_url: ApiUrl = None,
+    exchange: Exchange = None,
+    pairs: Pairs = None,
+    backfill: Backfill = None,
+) -> None:
+    """The hourly job: migrate if new, fetch, compute (one lock).
+
+    Exits with the worst step's code: a partial fetch still computes and exits 3; a second run while
+    one is working exits 75 at once.
+
+    Example: mcdata --quiet run
+    """
+    from mcdata import pipeline
+
+    state = _state(ctx)
+    settings = state.settings(source=source, api_url=api_url, exchange=exchange, pairs=pairs, backfill=backfill)
+    _finish(pipeline.run(settings, progress=_progress_wanted(state)))
+
+
+@command
+def pairs(
+    ctx: typer.Context,
+    output_format: Annotated[str | None, typer.Argument(metavar="[FORMAT]", help="table, json or csv.")] = None,
+    source: Source = None,
+    api_url: ApiUrl = None,
+    exchange: Exchange = None,
+) -> None:
+    """List the pairs the source offers, marking configured ones.
+
+    Example: mcdata pairs csv
+    """
+    raise McdataError("pairs is not implemented yet")
+
+
+def _progress_wanted(state: CliState) -> bool:
+    return sys.stderr.isatty() and not state.quiet
+
+
+def _finish(report: Any) -> None:
+    """Say what a step did (problems as warnings, the summary as info) and exit with its code."""
+    for problem in report.failures.values():
+        log.warning("warning: %s", _printable(problem))
+    if report.error:
+        log.warning("warning: %s", _printable(report.error))
+    parts = []
+    if report.command in ("fetch", "run"):
+        parts.append(f"{report.pairs_stored} of {report.pairs_requested} pairs stored, "
+                     f"{report.rows_written:,} price rows written, {report.http_requests} HTTP requests")
+    if report.command in ("compute", "run") and report.as_of:
+        parts.append(f"metrics of {report.metric_rows} pairs as of {report.as_of.isoformat()}")
+    log.info("%s: %s (run %s, exit %d)", report.command, "; ".join(parts), report.run_id, report.exit_code)
+    if report.exit_code:
+        raise typer.Exit(int(report.exit_code))
+
+
+def main() -> None:
+    app(prog_name="mcdata")

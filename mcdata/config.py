@@ -1,0 +1,268 @@
+"""Every setting, declared once: command-line flag > MCDATA_* env var > TOML config file > default.
+
+Secret settings can also be read from the file named by `MCDATA_<NAME>_FILE` (the Docker and
+Kubernetes secrets convention).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from mcdata.errors import ConfigError, register_secret
+
+APP_NAME = "mcdata"
+ORIGINAL_PAIRS = (
+    "btceur", "btcusd", "etheur", "ltceur", "solusd", "xrpusd", "adaeur", "waveseur", "bateth", "dogeusd",
+)
+SOURCES = ("kraken", "cryptowatch")
+PAIR_PATTERN = re.compile(r"^[a-z0-9]{2,40}$")
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`7d`, `12h`, `30m`, `45s`, or `0` for none."""
+    text = str(text).strip().lower()
+    if text == "0":
+        return timedelta(0)
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError("expected a duration such as 7d, 12h, 30m or 0")
+    return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def parse_timestamp(text: str, option: str = "--as-of") -> datetime:
+    """ISO 8601; without an offset the time is UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"{option}: {text[:60]!r} is not an ISO 8601 time",
+                          "write it like 2026-11-24T12:00 or 2026-11-24T12:00+01:00") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def validate_pair(pair: str) -> str:
+    if not PAIR_PATTERN.match(pair):
+        raise ConfigError(
+            f"invalid pair name {pair!r}",
+            "pair names are 2-40 lowercase letters and digits, such as btceur",
+        )
+    return pair
+
+
+def parse_pairs(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated string or a list; `all` means every pair the source lists."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    pairs = tuple(dict.fromkeys(str(item).strip().lower() for item in items if str(item).strip()))
+    if not pairs:
+        raise ValueError("expected at least one pair, or `all`")
+    if pairs == ("all",):
+        return pairs
+    return tuple(validate_pair(pair) for pair in pairs)
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _positive_float(value: Any) -> float:
+    number = float(value)
+    if not 0 < number < 3600:
+        raise ValueError("expected a number of seconds between 0 and 3600")
+    return number
+
+
+def _small_int(value: Any) -> int:
+    number = int(value)
+    if not 0 <= number <= 20:
+        raise ValueError("expected a whole number from 0 to 20")
+    return number
+
+
+def _url(value: Any) -> str:
+    text = str(value).strip().rstrip("/")
+    if not re.match(r"^https?://[^\s/]+", text) or any(ord(c) < 32 for c in text):
+        raise ValueError("expected an http:// or https:// URL")
+    return text
+
+
+def _text(value: Any) -> str:
+    text = str(value).strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError("control characters are not allowed")
+    return text
+
+
+def _exchange(value: Any) -> str:
+    text = str(value).strip().lower()
+    if not re.match(r"^[a-z0-9][a-z0-9-]{0,39}$", text):
+        raise ValueError("expected a venue name such as kraken or bitstamp")
+    return text
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{Path(platformdirs.user_data_dir(APP_NAME)) / 'mcdata.db'}"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    parse: Callable[[Any], Any]
+    default: Callable[[], Any]
+    help: str
+    secret: bool = False
+
+    @property
+    def envvar(self) -> str:
+        return f"MCDATA_{self.name.upper()}"
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting("database_url", _text, default_database_url,
+                "Database URL: sqlite:///path.db or postgresql://user:pass@host/db.", secret=True),
+        Setting("source", _choice(*SOURCES), lambda: "kraken",
+                "Where prices come from: kraken (live) or cryptowatch (compatible mirrors)."),
+        Setting("api_url", _url, lambda: None,
+                "Base URL of the source's REST API (default: the source's public URL)."),
+        Setting("api_key", _text, lambda: None,
+                "Cryptowatch API key, sent as X-CW-API-Key (optional).", secret=True),
+        Setting("exchange", _exchange, lambda: "kraken",
+                "Venue whose markets are fetched through cryptowatch (kraken is the only venue of kraken)."),
+        Setting("pairs", parse_pairs, lambda: ORIGINAL_PAIRS,
+                "Comma-separated pairs such as btceur,ethusd, or `all` for every listed pair."),
+        Setting("backfill", parse_duration, lambda: timedelta(days=7),
+                "History fetched for a pair seen for the first time (7d, 12h, 0 for none)."),
+        Setting("http_timeout", _positive_float, lambda: 10.0,
+                "Seconds to wait for a connection and for each read from the source."),
+        Setting("http_retries", _small_int, lambda: 4,
+                "Retries after a failed request (connection error, 408/429/5xx, throttling)."),
+        Setting("http_backoff", _positive_float, lambda: 1.0,
+                "Seconds before the first retry; the wait doubles on each further retry."),
+        Setting("rate_limit", _positive_float, lambda: 1.0,
+                "Most requests per second sent to the source (Kraken's public API allows about 1)."),
+        Setting("retry_after_max", parse_duration, lambda: timedelta(seconds=60),
+                "Longest wait honoured from a Retry-After header."),
+        Setting("cache_dir", lambda v: Path(str(v)).expanduser(),
+                lambda: Path(platformdirs.user_cache_dir(APP_NAME)),
+                "Where the source's pair list is cached for a day."),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    source: str
+    api_url: str | None
+    api_key: str | None
+    exchange: str
+    pairs: tuple[str, ...]
+    backfill: timedelta
+    http_timeout: float
+    http_retries: int
+    http_backoff: float
+    rate_limit: float
+    retry_after_max: timedelta
+    cache_dir: Path
+    config_file: Path | None
+
+    @property
+    def venue(self) -> str:
+        return "kraken" if self.source == "kraken" else self.exchange
+
+    @property
+    def pairs_explicit(self) -> bool:
+        return self.pairs != ORIGINAL_PAIRS
+
+
+def default_config_file() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+def _read_config_file(path: Path | None, explicit: bool) -> dict[str, Any]:
+    if path is None:
+        return {}
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist", "create it or unset MCDATA_CONFIG")
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from exc
+    unknown = sorted(set(data) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown setting {unknown[0]!r}",
+            f"known settings: {', '.join(SETTINGS)}",
+        )
+    return data
+
+
+def _secret_from_file(setting: Setting, env: Mapping[str, str]) -> str | None:
+    file_var = f"{setting.envvar}_FILE"
+    if not env.get(file_var):
+        return None
+    try:
+        return Path(env[file_var]).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file_var}: cannot read {env[file_var]!r} ({exc.__class__.__name__})") from exc
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+) -> Settings:
+    """Resolve every setting. `flags` holds command-line values (None = not given)."""
+    env = os.environ if env is None else env
+    flags = flags or {}
+    explicit = config_file or env.get("MCDATA_CONFIG")
+    path = Path(explicit).expanduser() if explicit else default_config_file()
+    file_values = _read_config_file(path, explicit=bool(explicit))
+
+    values: dict[str, Any] = {}
+    for setting in SETTINGS.values():
+        given = next(
+            ((origin, value) for origin, value in (
+                (f"--{setting.name.replace('_', '-')}/{setting.envvar}", flags.get(setting.name)),
+                (setting.envvar, env.get(setting.envvar) or None),
+                (f"{setting.envvar}_FILE", _secret_from_file(setting, env) if setting.secret else None),
+                (f"{path} ({setting.name})", file_values.get(setting.name)),
+            ) if value is not None),
+            None,
+        )
+        if given is None:
+            values[setting.name] = setting.default()
+            continue
+        origin, raw = given
+        if setting.secret:
+            register_secret(str(raw))
+        try:
+            values[setting.name] = setting.parse(raw)
+        except (ValueError, TypeError) as exc:
+            shown = "(hidden)" if setting.secret else repr(raw)[:80]
+            raise ConfigError(f"{origin}: invalid value {shown}: {exc}") from exc
+    if values["source"] == "kraken" and values["exchange"] != "kraken":
+        raise ConfigError(
+            f"the kraken source serves only the kraken venue, not {values['exchange']!r}",
+            "use --source cryptowatch for other venues",
+        )
+    return Settings(**values, config_file=path if path.exists() else None)

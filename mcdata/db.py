@@ -1,0 +1,169 @@
+"""Engine set-up for SQLite and PostgreSQL, connection checks, and the one-writer lock."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import math
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+
+from mcdata.errors import DatabaseError, LockedError, register_secret
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 5
+
+
+def normalize_url(raw: str) -> URL:
+    """Parse a database URL; postgres:// and postgresql:// use psycopg 3."""
+    try:
+        url = make_url(raw)
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        raise DatabaseError(
+            "the database URL cannot be parsed",
+            "expected sqlite:///path/to/file.db or postgresql://user:password@host/dbname",
+        ) from exc
+    if url.password:
+        register_secret(str(url.password))
+    if url.drivername in ("postgres", "postgresql", "postgresql+psycopg"):
+        return url.set(drivername="postgresql+psycopg")
+    if url.drivername in ("sqlite", "sqlite+pysqlite"):
+        return url
+    raise DatabaseError(
+        f"unsupported database {url.drivername!r}",
+        "use a sqlite:/// or postgresql:// URL",
+    )
+
+
+def display_url(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+class _SampleStddev:
+    """Sample standard deviation (n - 1) for SQLite, computed in two passes with exact sums."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def step(self, value: float | None) -> None:
+        if value is not None:
+            self.values.append(float(value))
+
+    def finalize(self) -> float | None:
+        n = len(self.values)
+        if n < 2:
+            return None
+        mean = math.fsum(self.values) / n
+        deviations = [v - mean for v in self.values]
+        correction = math.fsum(deviations)
+        return math.sqrt(max(0.0, (math.fsum(d * d for d in deviations) - correction * correction / n) / (n - 1)))
+
+
+class _ExactMean:
+    """Arithmetic mean with an exactly rounded sum, matching PostgreSQL's avg over numeric."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def step(self, value: float | None) -> None:
+        if value is not None:
+            self.values.append(float(value))
+
+    def finalize(self) -> float | None:
+        return math.fsum(self.values) / len(self.values) if self.values else None
+
+
+def _set_up_sqlite(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    dbapi_connection.create_aggregate("stddev_samp", 1, _SampleStddev)  # type: ignore[arg-type]
+    dbapi_connection.create_aggregate("exact_avg", 1, _ExactMean)  # type: ignore[arg-type]
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+def make_engine(raw_url: str) -> Engine:
+    """An engine for the URL; for SQLite the file's directory is created on first use."""
+    url = normalize_url(raw_url)
+    if url.drivername.startswith("sqlite"):
+        if url.database and url.database != ":memory:":
+            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        sa.event.listen(engine, "connect", _set_up_sqlite)
+        return engine
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "mcdata"},
+    )
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+@contextmanager
+def connect(engine: Engine) -> Iterator[sa.Connection]:
+    """A connection, with "cannot connect" turned into a one-line DatabaseError (exit 4)."""
+    try:
+        connection = engine.connect()
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseError(
+            f"cannot connect to the database at {display_url(engine.url)}: {_first_line(exc.orig)}",
+            "check --database-url / MCDATA_DATABASE_URL and that the server is running",
+        ) from exc
+    with connection:
+        yield connection
+
+
+def _first_line(error: BaseException | None) -> str:
+    text = str(error or "").strip().splitlines()
+    return text[0] if text else "unknown error"
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for a name."""
+    return int.from_bytes(hashlib.sha256(f"mcdata:{name}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def writer_lock(engine: Engine, name: str = "writer") -> Iterator[None]:
+    """Hold the one-writer lock or raise LockedError at once (exit 75).
+
+    PostgreSQL: a transaction-level advisory lock on a connection of its own (it survives a
+    transaction-pooling PgBouncer and frees itself if the process dies). SQLite: flock on a file
+    beside the database.
+    """
+    if is_postgres(engine):
+        with connect(engine) as connection, connection.begin():
+            got = connection.execute(sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": lock_key(name)})
+            if not got.scalar():
+                raise LockedError("another mcdata run holds the lock on this database", "try again later")
+            yield
+        return
+    database = engine.url.database
+    lock_path = Path(f"{database}.lock") if database and database != ":memory:" else None
+    if lock_path is None:
+        yield
+        return
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockedError(
+                f"another mcdata run holds the lock {lock_path}", "try again later"
+            ) from None
+        yield
+    finally:
+        os.close(fd)

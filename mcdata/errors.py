@@ -1,0 +1,76 @@
+"""Exit codes and the domain errors that carry them; secrets are scrubbed from every message."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The documented exit codes (README, "Exit codes")."""
+
+    OK = 0
+    FAILED = 1  # the step failed; nothing was written by it
+    USAGE = 2  # bad flag, environment variable or config file
+    PARTIAL = 3  # some pairs failed, the rest were stored
+    DATABASE = 4  # database unreachable, bad URL, or not migrated
+    LOCKED = 75  # another run holds the lock (sysexits EX_TEMPFAIL)
+
+
+class McdataError(Exception):
+    """An expected failure: one line for the user, and the exit code it maps to."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = self.message if not self.hint else f"{self.message}; {self.hint}"
+        return redact(text)
+
+
+class ConfigError(McdataError):
+    exit_code = ExitCode.USAGE
+
+
+class DatabaseError(McdataError):
+    exit_code = ExitCode.DATABASE
+
+
+class NotMigratedError(DatabaseError):
+    pass
+
+
+class LockedError(McdataError):
+    exit_code = ExitCode.LOCKED
+
+
+class SourceError(McdataError):
+    """The source's answer could not be used (after retries): the whole request failed."""
+
+    exit_code = ExitCode.FAILED
+
+
+class PairError(McdataError):
+    """One pair could not be fetched or its data was unusable; the other pairs go on."""
+
+    def __init__(self, pair: str, message: str, hint: str | None = None) -> None:
+        super().__init__(f"{pair}: {message}", hint)
+        self.pair = pair
+
+
+_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so that no message printed by mcdata can contain it."""
+    if value and len(value) >= 3:
+        _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,85 @@
+"""Alembic, driven from code: no dependency on the working directory or on alembic.ini."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from mcdata.db import connect, writer_lock
+from mcdata.errors import NotMigratedError
+from mcdata.schema import metadata
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+
+def script_location() -> Path:
+    """`mcdata/alembic` inside an installed wheel; the checkout's `alembic/` in an editable install."""
+    package_dir = Path(__file__).resolve().parent
+    for candidate in (package_dir / "alembic", package_dir.parent / "alembic"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise FileNotFoundError(f"Alembic scripts not found beside {package_dir}")
+
+
+def alembic_config(connection: sa.Connection | None = None) -> Config:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    head = _scripts().get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(connection: sa.Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def is_empty(connection: sa.Connection) -> bool:
+    """No mcdata table and no alembic_version: a brand-new database."""
+    names = set(sa.inspect(connection).get_table_names())
+    return not names & (set(metadata.tables) | {"alembic_version"})
+
+
+def upgrade(engine: Engine, revision: str = "head", *, locked: bool = False) -> tuple[str | None, str | None]:
+    """Upgrade under the writer lock (`locked`: the caller holds it); returns (before, after)."""
+    if not locked:
+        with writer_lock(engine):
+            return upgrade(engine, revision, locked=True)
+    from alembic import command
+
+    with connect(engine) as connection:
+        before = current_revision(connection)
+        connection.rollback()
+        with connection.begin():
+            command.upgrade(alembic_config(connection), revision)
+        after = current_revision(connection)
+        connection.rollback()
+    return before, after
+
+
+def require_head(connection: sa.Connection) -> None:
+    """Refuse to work on a database that is not at the newest schema (exit 4)."""
+    current = current_revision(connection)
+    head = head_revision()
+    if current != head:
+        state = "is empty" if current is None else f"is at revision {current}, not {head}"
+        raise NotMigratedError(f"the database {state}", "run `mcdata migrate` first")

@@ -1,0 +1,254 @@
+"""The jobs behind the commands: migrate, fetch, compute and run, each under the writer lock and
+recorded as one row in `runs`."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from mcdata import metrics, migrations, store
+from mcdata.config import Settings
+from mcdata.db import connect, make_engine, writer_lock
+from mcdata.errors import DatabaseError, ExitCode, McdataError, PairError
+from mcdata.render import progress_bar
+from mcdata.sources import make_source
+from mcdata.sources.base import ListedPair, Quote, Source
+
+log = logging.getLogger("mcdata")
+
+GAP_REPAIR_AFTER = timedelta(hours=2)
+# Which exit code wins when steps disagree: the database, then a failure, then a partial result.
+SEVERITY = [ExitCode.OK, ExitCode.PARTIAL, ExitCode.FAILED, ExitCode.DATABASE]
+
+
+@dataclass
+class Report:
+    command: str
+    exit_code: ExitCode = ExitCode.OK
+    pairs_requested: int = 0
+    pairs_stored: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    rows_written: int = 0
+    metric_rows: int = 0
+    http_requests: int = 0
+    as_of: datetime | None = None
+    error: str | None = None
+    run_id: int | None = None
+
+    def merge(self, other: Report) -> None:
+        self.exit_code = max(self.exit_code, other.exit_code, key=SEVERITY.index)
+        for name in ("pairs_requested", "pairs_stored", "rows_written", "metric_rows", "http_requests"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failures.update(other.failures)
+        self.skipped.update(other.skipped)
+        self.as_of = other.as_of or self.as_of
+        self.error = "; ".join(e for e in (self.error, other.error) if e) or None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextmanager
+def engine_for(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings.database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def migrate(settings: Settings, revision: str = "head") -> tuple[str | None, str | None]:
+    with engine_for(settings) as engine:
+        return migrations.upgrade(engine, revision)
+
+
+def _require_head(engine: Engine) -> None:
+    with connect(engine) as connection:
+        migrations.require_head(connection)
+
+
+def _recorded(engine: Engine, command: str, source: str | None, work: Callable[[], Report]) -> Report:
+    """Run `work` with a `runs` row that tells the truth, whatever happens."""
+    with engine.begin() as connection:
+        run_id = store.start_run(connection, command, source, utc_now())
+    try:
+        report = work()
+    except BaseException as error:
+        code = error.exit_code if isinstance(error, McdataError) else ExitCode.FAILED
+        _finish(engine, run_id, status="failed", exit_code=int(code), error_summary=str(error)[:2000])
+        raise
+    report.run_id = run_id
+    status = {ExitCode.OK: "ok", ExitCode.PARTIAL: "partial"}.get(report.exit_code, "failed")
+    problems = [*report.failures.values(), *([report.error] if report.error else [])]
+    _finish(engine, run_id, status=status, exit_code=int(report.exit_code), as_of=report.as_of,
+            pairs_requested=report.pairs_requested, pairs_stored=report.pairs_stored,
+            pairs_failed=len(report.failures), rows_written=report.rows_written + report.metric_rows,
+            http_requests=report.http_requests, error_summary="; ".join(problems)[:2000] or None)
+    return report
+
+
+def _finish(engine: Engine, run_id: int, **fields: object) -> None:
+    try:
+        with engine.begin() as connection:
+            store.finish_run(connection, run_id, finished_at=utc_now(), **fields)
+    except sa.exc.DBAPIError as exc:  # the database went away; the original error matters more
+        log.debug("could not record the end of run %s: %s", run_id, exc)
+
+
+# -- fetch --------------------------------------------------------------------------------------
+def fetch(settings: Settings, *, now: datetime | None = None, progress: bool = False) -> Report:
+    with engine_for(settings) as engine:
+        _require_head(engine)
+        with writer_lock(engine):
+            return _recorded(engine, "fetch", settings.source,
+                             lambda: _fetch(engine, settings, now or utc_now(), progress))
+
+
+def _choose_pairs(settings: Settings, source: Source, report: Report) -> list[str]:
+    listing = {p.symbol: p for p in source.list_pairs()}
+    if settings.pairs == ("all",):
+        return sorted(p.symbol for p in listing.values() if p.active)
+    if settings.pairs_explicit and any(p not in listing for p in settings.pairs):
+        listing = {p.symbol: p for p in source.refresh_pairs()}  # the cached list may be stale
+    chosen = []
+    for pair in settings.pairs:
+        problem = _unavailable(pair, listing, source)
+        if problem is None:
+            chosen.append(pair)
+        elif settings.pairs_explicit:
+            report.failures[pair] = problem
+        else:
+            report.skipped[pair] = problem
+    return chosen
+
+
+def _unavailable(pair: str, listing: dict[str, ListedPair], source: Source) -> str | None:
+    listed = listing.get(pair)
+    if listed is None:
+        close = difflib.get_close_matches(pair, [p for p, info in listing.items() if info.active], n=3)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        where = source.name if source.venue == source.name else f"{source.name} for {source.venue}"
+        return f"{pair}: not listed by {where}{hint}"
+    if not listed.active:
+        return f"{pair}: listed by {source.name} but not trading"
+    return None
+
+
+def _fetch(engine: Engine, settings: Settings, now: datetime, progress: bool) -> Report:
+    report = Report("fetch")
+    source = make_source(settings, lambda: now)
+    try:
+        pairs = _choose_pairs(settings, source, report)
+        report.pairs_requested = len(pairs) + len(report.failures)
+        for problem in report.skipped.values():
+            log.info("%s; skipped", problem)
+        rows: list[store.PriceRow] = []
+        if pairs:
+            batch = source.latest_prices(pairs)
+            report.failures.update({p: str(e) for p, e in batch.failures.items()})
+            with connect(engine) as connection:
+                newest = store.newest_timestamps(connection, source.venue, list(batch.quotes))
+            rows = _collect_rows(source, batch.quotes, newest, settings.backfill, now, report, progress)
+        with engine.begin() as connection:
+            report.rows_written = store.insert_prices(connection, rows)
+    finally:
+        report.http_requests = source.http_requests
+    report.pairs_stored = len({row.pair for row in rows})
+    if report.failures:
+        report.exit_code = ExitCode.PARTIAL if report.pairs_stored else ExitCode.FAILED
+    elif not pairs:
+        report.exit_code = ExitCode.FAILED
+        report.error = "none of the configured pairs is listed by the source"
+    return report
+
+
+def _collect_rows(
+    source: Source,
+    quotes: dict[str, Quote],
+    newest: dict[str, datetime],
+    backfill: timedelta,
+    now: datetime,
+    report: Report,
+    progress: bool,
+) -> list[store.PriceRow]:
+    """One ticker row per pair, plus hourly candle closes for new pairs and for gaps."""
+    sample_time = now.replace(microsecond=0)
+    history_from: dict[str, datetime] = {}
+    for pair in quotes:
+        last = newest.get(pair)
+        if last is None and backfill:
+            history_from[pair] = now - backfill
+        elif last is not None and now - last > GAP_REPAIR_AFTER:
+            history_from[pair] = last
+    rows: list[store.PriceRow] = []
+    failed: set[str] = set()
+    with progress_bar(len(history_from), "backfilling history", enabled=progress) as advance:
+        for pair, since in history_from.items():
+            try:
+                candles = source.candles(pair, since)
+            except PairError as error:
+                report.failures[pair] = str(error)
+                failed.add(pair)
+            else:
+                rows.extend(store.PriceRow(source.venue, pair, c.close_time, c.close, c.volume, "candle", now)
+                            for c in candles)
+            advance()
+    for pair, quote in quotes.items():
+        if pair not in failed:
+            rows.append(store.PriceRow(source.venue, pair, sample_time, quote.price, None, "ticker", now))
+    return rows
+
+
+# -- compute ------------------------------------------------------------------------------------
+def compute(settings: Settings, *, as_of: datetime | None = None) -> Report:
+    with engine_for(settings) as engine:
+        _require_head(engine)
+        with writer_lock(engine):
+            as_of = as_of or utc_now().replace(microsecond=0)
+            return _recorded(engine, "compute", None, lambda: _compute(engine, as_of))
+
+
+def _compute(engine: Engine, as_of: datetime) -> Report:
+    report = Report("compute", as_of=as_of)
+    with engine.begin() as connection:
+        report.metric_rows = metrics.compute(connection, as_of, computed_at=utc_now())
+    if not report.metric_rows:
+        report.error = f"no prices at or before {as_of.isoformat()}; nothing to compute"
+        report.exit_code = ExitCode.FAILED
+    return report
+
+
+# -- run ----------------------------------------------------------------------------------------
+def run(settings: Settings, *, now: datetime | None = None, progress: bool = False) -> Report:
+    """The hourly job: migrate a brand-new database, fetch, then compute, under one lock."""
+    now = now or utc_now()
+    with engine_for(settings) as engine, writer_lock(engine):
+        with connect(engine) as connection:
+            brand_new = migrations.is_empty(connection)
+        if brand_new:
+            log.info("new database: creating the schema")
+            migrations.upgrade(engine, locked=True)
+        _require_head(engine)
+
+        def work() -> Report:
+            report = Report("run")
+            try:
+                report.merge(_fetch(engine, settings, now, progress))
+            except DatabaseError:
+                raise
+            except McdataError as error:  # the source failed: still compute from what is stored
+                report.exit_code = error.exit_code
+                report.error = str(error)
+            report.merge(_compute(engine, now.replace(microsecond=0)))
+            return report
+
+        return _recorded(engine, "run", settings.source, work)

@@ -1,0 +1,117 @@
+"""The tables, in SQLAlchemy Core: the one source of truth for the schema and its migrations.
+
+The two original tables keep their names and columns (users query them with SQL) and gain more.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+# Finite and positive on both databases. SQLite stores NaN as NULL (rejected by NOT NULL) and
+# compares numbers below any text, so the upper bound is a number, not 'Infinity'.
+MAX_FINITE = "1.7976931348623157e308"
+FINITE_POSITIVE = "{col} > 0 AND {col} <= " + MAX_FINITE
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC instant on both databases.
+
+    Aware datetimes are converted to UTC before they are written; SQLite keeps no offset, so UTC is
+    attached again on read. Naive datetimes are refused: they would be a guess.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r} refused: mcdata stores UTC instants only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # an aggregate such as max() over SQLite text
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+raw_prices = sa.Table(
+    "raw_crypto_pair_price_history",
+    metadata,
+    sa.Column("exchange", sa.String(40), nullable=False, comment="market venue, e.g. kraken"),
+    sa.Column("pair", sa.String(40), nullable=False, comment="canonical lowercase base+quote, e.g. btceur"),
+    sa.Column("timestamp", UTCDateTime(), nullable=False, comment="sample time, UTC; candle close"),
+    sa.Column("price", sa.Double(), nullable=False),
+    sa.Column("volume", sa.Double(), nullable=True, comment="base volume of a candle; NULL for tickers"),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("fetched_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("exchange", "pair", "timestamp"),
+    sa.CheckConstraint(FINITE_POSITIVE.format(col="price"), name="price_finite_positive"),
+    sa.CheckConstraint(f"volume IS NULL OR (volume >= 0 AND volume <= {MAX_FINITE})", name="volume_finite"),
+    sa.CheckConstraint("kind IN ('ticker', 'candle')", name="kind"),
+)
+
+metrics = sa.Table(
+    "crypto_pair_metrics",
+    metadata,
+    sa.Column("timestamp", UTCDateTime(), nullable=False, comment="the as-of time T"),
+    sa.Column("exchange", sa.String(40), nullable=False),
+    sa.Column("pair", sa.String(40), nullable=False),
+    sa.Column("latest_price", sa.Double(), nullable=False),
+    sa.Column("latest_at", UTCDateTime(), nullable=False),
+    sa.Column("weekly_average", sa.Double(), nullable=True),
+    sa.Column("min_price", sa.Double(), nullable=True),
+    sa.Column("max_price", sa.Double(), nullable=True),
+    sa.Column("stddev_24h", sa.Double(), nullable=True),
+    sa.Column("std_rank", sa.Integer(), nullable=True),
+    sa.Column("volatility_24h", sa.Double(), nullable=True),
+    sa.Column("volatility_rank", sa.Integer(), nullable=True),
+    sa.Column("change_24h_pct", sa.Double(), nullable=True),
+    sa.Column("samples_24h", sa.Integer(), nullable=False),
+    sa.Column("samples_7d", sa.Integer(), nullable=False),
+    sa.Column("computed_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("exchange", "pair", "timestamp"),
+    sa.Index(None, "timestamp"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
+    sa.Column("command", sa.String(16), nullable=False, comment="fetch | compute | run"),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, comment="running | ok | partial | failed"),
+    sa.Column("exit_code", sa.Integer(), nullable=True),
+    sa.Column("source", sa.String(16), nullable=True),
+    sa.Column("as_of", UTCDateTime(), nullable=True),
+    sa.Column("pairs_requested", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("pairs_stored", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("pairs_failed", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("rows_written", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("http_requests", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("error_summary", sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint("id"),
+    sa.CheckConstraint("status IN ('running', 'ok', 'partial', 'failed')", name="status"),
+    sa.Index(None, "started_at"),
+)

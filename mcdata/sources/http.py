@@ -1,0 +1,202 @@
+"""One HTTP session per source: timeouts, bounded retries with backoff, size caps, JSON checks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+
+from mcdata import __version__
+from mcdata.errors import SourceError
+
+log = logging.getLogger("mcdata.http")
+
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass(frozen=True)
+class Response:
+    url: str
+    status: int
+    body: Any
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, wait: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+
+
+class HttpClient:
+    """GET JSON from one base URL.
+
+    Connection errors, timeouts, 408/425/429/5xx and answers that `is_throttled` recognises are
+    retried `retries` times with exponential backoff (Retry-After honoured up to `retry_after_max`).
+    Anything else that is not JSON of a reasonable size is a SourceError naming the URL.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        base_url: str,
+        *,
+        timeout: float = 10.0,
+        retries: int = 4,
+        backoff: float = 1.0,
+        retry_after_max: float = 60.0,
+        min_interval: float = 0.0,
+        max_bytes: int = 64 * 1024 * 1024,
+        headers: Mapping[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.source = source
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.retry_after_max = retry_after_max
+        self.min_interval = min_interval
+        self.max_bytes = max_bytes
+        self.sleep = sleep
+        self.requests = 0
+        self._last_request_at: float | None = None
+        self.session = requests.Session()
+        self.session.headers.update({"User-Agent": f"mcdata/{__version__}", "Accept": "application/json"})
+        self.session.headers.update(headers or {})
+
+    def close(self) -> None:
+        self.session.close()
+
+    def get(
+        self,
+        path: str,
+        params: Mapping[str, str | int] | None = None,
+        *,
+        is_throttled: Callable[[Any], str | None] = lambda body: None,
+        ok_statuses: frozenset[int] = frozenset({200}),
+    ) -> Response:
+        """The parsed JSON answer; `ok_statuses` lists the statuses whose JSON body the caller reads."""
+        url = f"{self.base_url}{path}"
+        for attempt in range(self.retries + 1):
+            try:
+                return self._attempt(url, params, is_throttled, ok_statuses)
+            except _Retryable as retry:
+                if attempt == self.retries:
+                    raise SourceError(
+                        f"{self.source}: GET {url} failed after {attempt + 1} attempts: {retry.reason}",
+                        "the source may be down or throttling; the next run will try again",
+                    ) from None
+                wait = retry.wait if retry.wait is not None else min(self.backoff * 2**attempt, MAX_BACKOFF_S)
+                log.debug("%s: %s; retry %d/%d in %.1fs", self.source, retry.reason, attempt + 1,
+                          self.retries, wait)
+                self.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _pace(self) -> None:
+        if self.min_interval and self._last_request_at is not None:
+            wait = self._last_request_at + self.min_interval - time.monotonic()
+            if wait > 0:
+                self.sleep(wait)
+        self._last_request_at = time.monotonic()
+
+    def _attempt(
+        self,
+        url: str,
+        params: Mapping[str, str | int] | None,
+        is_throttled: Callable[[Any], str | None],
+        ok_statuses: frozenset[int],
+    ) -> Response:
+        self._pace()
+        self.requests += 1
+        log.debug("%s: GET %s %s", self.source, url, dict(params or {}))
+        try:
+            with self.session.get(url, params=params, timeout=(self.timeout, self.timeout), stream=True,
+                                  allow_redirects=True) as answer:
+                payload = self._read_capped(answer, url)
+        except requests.Timeout:
+            raise _Retryable(f"no answer within {self.timeout:g}s") from None
+        except requests.ConnectionError as exc:
+            raise _Retryable(f"connection failed ({_root_cause(exc)})") from None
+        except requests.RequestException as exc:
+            raise SourceError(f"{self.source}: GET {url} failed: {exc.__class__.__name__}") from None
+
+        status = answer.status_code
+        if status in RETRY_STATUSES:
+            raise _Retryable(f"HTTP {status}{_error_text(payload)}", self._retry_after(answer))
+        if status not in ok_statuses:
+            raise SourceError(f"{self.source}: GET {url} answered HTTP {status}{_error_text(payload)}")
+        body = self._parse_json(payload, url, status, answer.headers.get("Content-Type", ""))
+        throttled = is_throttled(body)
+        if throttled:
+            raise _Retryable(throttled, self._retry_after(answer))
+        return Response(url, status, body)
+
+    def _read_capped(self, answer: requests.Response, url: str) -> bytes:
+        """The body, refusing more than max_bytes and any body that takes too long in total."""
+        declared = answer.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            raise SourceError(f"{self.source}: GET {url}: the answer is {int(declared):,} bytes, "
+                              f"more than the {self.max_bytes:,} allowed")
+        deadline = time.monotonic() + 3 * self.timeout
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in answer.iter_content(chunk_size=65536):
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise SourceError(f"{self.source}: GET {url}: the answer exceeds {self.max_bytes:,} bytes")
+            if time.monotonic() > deadline:
+                raise _Retryable(f"the answer took more than {3 * self.timeout:g}s to arrive")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _parse_json(self, payload: bytes, url: str, status: int, content_type: str) -> Any:
+        try:
+            return json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            head = payload[:200].lstrip().lower()
+            if head.startswith((b"<!doctype", b"<html")) or "html" in content_type:
+                what = "an HTML page, not JSON"
+            elif not payload.strip():
+                what = "an empty body, not JSON"
+            else:
+                what = "truncated or malformed JSON"
+            raise SourceError(f"{self.source}: GET {url} answered {what} (HTTP {status})") from None
+
+    def _retry_after(self, answer: requests.Response) -> float | None:
+        value = answer.headers.get("Retry-After")
+        if not value:
+            return None
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                seconds = parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError):
+                return None
+        return max(0.0, min(seconds, self.retry_after_max))
+
+
+def _error_text(payload: bytes) -> str:
+    """The `error` field of a JSON error body, if there is one."""
+    try:
+        body = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, list):
+        error = ", ".join(map(str, error))
+    return f" ({str(error)[:120]})" if error else ""
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__cause__ or exc.__context__:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return exc.__class__.__name__

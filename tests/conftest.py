@@ -1,0 +1,110 @@
+"""Shared fixtures: one test suite, two databases, and a fake exchange on loopback.
+
+PostgreSQL cases use the server named by MCDATA_TEST_POSTGRES_URL (a fresh database per test
+session, created and dropped here). Without it they skip locally; under CI (`CI` set) a skipped
+test fails the run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from mcdata.db import normalize_url
+from tests.fake_exchange import FakeExchange
+
+POSTGRES_ENV = "MCDATA_TEST_POSTGRES_URL"
+
+
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (a skip is a failure under CI)")
+    pytest.skip(reason)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if os.environ.get("CI") and exitstatus == 0 and reporter and reporter.stats.get("skipped"):
+        reporter.write_line("CI: skipped tests count as failures", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test reads the user's config, data or cache, or an MCDATA_* variable of the caller."""
+    home = tmp_path_factory.mktemp("home")
+    for name in list(os.environ):
+        if name.startswith("MCDATA_") and name != POSTGRES_ENV:
+            monkeypatch.delenv(name)
+    for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"), ("XDG_CACHE_HOME", "cache")):
+        monkeypatch.setenv(var, str(home / sub))
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    admin_url = os.environ.get(POSTGRES_ENV)
+    if not admin_url:
+        _skip_or_fail(f"{POSTGRES_ENV} is not set")
+    assert admin_url
+    admin = sa.create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
+    name = f"mcdata_test_{secrets.token_hex(4)}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        _skip_or_fail(f"PostgreSQL at {POSTGRES_ENV} is unreachable: {exc.orig}")
+    url = normalize_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a new SQLite file, or the session's PostgreSQL database wiped clean."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mcdata.db'}"
+    url: str = request.getfixturevalue("postgres_database")
+    engine = sa.create_engine(normalize_url(url))
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP SCHEMA public CASCADE"))
+        connection.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    from mcdata.db import make_engine
+
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def migrated_engine(engine: sa.Engine) -> sa.Engine:
+    from mcdata.migrations import upgrade
+
+    upgrade(engine)
+    return engine
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def fake_exchange() -> Iterator[FakeExchange]:
+    with FakeExchange() as exchange:
+        yield exchange

@@ -1,0 +1,95 @@
+"""The command line as a user runs it: help, version, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mcdata import __version__
+from mcdata.cli import app
+
+COMMANDS = ["fetch", "compute", "show", "migrate", "run", "pairs"]
+
+
+def test_help_lists_every_command_with_one_line(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        line = next(line for line in result.stdout.splitlines() if line.strip().startswith(name + " "))
+        assert len(line.split(maxsplit=1)[1]) > 10
+    assert "MCDATA_DATABASE_URL" in result.stdout
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help_with_an_example(runner: CliRunner, name: str) -> None:
+    result = runner.invoke(app, [name, "--help"])
+    assert result.exit_code == 0
+    assert "Example: mcdata" in result.stdout
+
+
+def test_version(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"mcdata {__version__}"
+
+
+def test_python_dash_m_works_from_any_directory(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "mcdata", "--version"], cwd=tmp_path,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert __version__ in result.stdout
+
+
+def test_migrate_prints_the_revision_and_is_idempotent(runner: CliRunner, db_url: str, tmp_path: Path) -> None:
+    first = runner.invoke(app, ["--database-url", db_url, "migrate"])
+    assert first.exit_code == 0, first.stderr
+    assert first.stdout.strip() == "0001"
+    assert "migrated from empty to revision 0001" in first.stderr
+    second = runner.invoke(app, ["--database-url", db_url, "migrate"])
+    assert second.exit_code == 0
+    assert "nothing to do" in second.stderr
+
+
+def test_migrate_from_another_directory_as_a_subprocess(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sub.db'}"
+    result = subprocess.run([sys.executable, "-m", "mcdata", "--database-url", url, "migrate"], cwd="/",
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0001"
+
+
+def test_unreachable_database_exits_4_quickly_without_the_password(runner: CliRunner) -> None:
+    started = time.monotonic()
+    result = runner.invoke(app, ["--database-url", "postgresql://mc:TopSecret99@127.0.0.1:9/db", "migrate"])
+    assert result.exit_code == 4
+    assert time.monotonic() - started < 10
+    assert "TopSecret99" not in result.output
+    assert "cannot connect to the database" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_database_with_debug_hides_the_password(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["--debug", "--database-url", "postgres://mc:TopSecret99@127.0.0.1:9/db", "migrate"])
+    assert result.exit_code == 4
+    assert "Traceback" in result.stderr
+    assert "TopSecret99" not in result.output
+
+
+@pytest.mark.parametrize("url", ["nonsense", "mysql://root:TopSecret99@localhost/x"])
+def test_bad_database_url_exits_4(runner: CliRunner, url: str) -> None:
+    result = runner.invoke(app, ["--database-url", url, "migrate"])
+    assert result.exit_code == 4
+    assert result.stderr.startswith("mcdata: error: ")
+    assert "TopSecret99" not in result.output
+
+
+def test_bad_setting_exits_2_with_one_line(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["fetch", "--backfill", "seven days"])
+    assert result.exit_code == 2
+    assert "--backfill/MCDATA_BACKFILL: invalid value 'seven days'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,60 @@
+"""The schema on both databases: UTC round-trips and the price CHECK."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from mcdata.schema import raw_prices, runs
+
+
+def price_row(price: float, ts: datetime, volume: float | None = None) -> dict[str, object]:
+    return {"exchange": "kraken", "pair": "btceur", "timestamp": ts, "price": price, "volume": volume,
+            "kind": "ticker", "fetched_at": ts}
+
+
+def test_aware_datetimes_round_trip_as_the_same_utc_instant(migrated_engine: sa.Engine) -> None:
+    plus_two = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+    with migrated_engine.begin() as connection:
+        connection.execute(raw_prices.insert(), price_row(100.0, plus_two))
+    with migrated_engine.connect() as connection:
+        stored = connection.execute(sa.select(raw_prices.c.timestamp, raw_prices.c.fetched_at)).one()
+    assert stored.timestamp == plus_two
+    assert stored.timestamp.utcoffset() == timedelta(0)
+    assert stored.timestamp.hour == 23  # 01:30+02:00 is 23:30 UTC the day before
+    assert stored.fetched_at.tzinfo is not None
+
+
+def test_naive_datetimes_are_refused(migrated_engine: sa.Engine) -> None:
+    with pytest.raises(sa.exc.StatementError, match="naive datetime"), migrated_engine.begin() as connection:
+        connection.execute(raw_prices.insert(), price_row(100.0, datetime(2026, 1, 1)))  # noqa: DTZ001
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), 0.0, -1.0])
+def test_check_rejects_non_finite_and_non_positive_prices(migrated_engine: sa.Engine, bad: float) -> None:
+    now = datetime.now(UTC)
+    with pytest.raises(sa.exc.IntegrityError), migrated_engine.begin() as connection:
+        connection.execute(raw_prices.insert(), price_row(bad, now))
+    with migrated_engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(raw_prices)).scalar() == 0
+
+
+def test_check_rejects_bad_volume_but_accepts_extremes(migrated_engine: sa.Engine) -> None:
+    now = datetime.now(UTC)
+    with pytest.raises(sa.exc.IntegrityError), migrated_engine.begin() as connection:
+        connection.execute(raw_prices.insert(), price_row(1.0, now, volume=float("inf")))
+    with migrated_engine.begin() as connection:
+        connection.execute(raw_prices.insert(), [price_row(5e-324, now), price_row(1.7e308, now + timedelta(1))])
+        assert connection.execute(sa.select(sa.func.count()).select_from(raw_prices)).scalar() == 2
+
+
+def test_runs_ids_are_generated(migrated_engine: sa.Engine) -> None:
+    now = datetime.now(UTC)
+    with migrated_engine.begin() as connection:
+        first = connection.execute(runs.insert().values(command="fetch", started_at=now, status="running")
+                                   .returning(runs.c.id)).scalar_one()
+        second = connection.execute(runs.insert().values(command="fetch", started_at=now, status="ok")
+                                    .returning(runs.c.id)).scalar_one()
+    assert second > first
