@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import io
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -14,7 +16,8 @@ import typer
 
 from mcdata import __version__
 from mcdata.config import SETTINGS, Settings, load_settings
-from mcdata.errors import ExitCode, McdataError, redact
+from mcdata.errors import ConfigError, ExitCode, McdataError, redact
+from mcdata.render import FORMATS, printable
 
 app = typer.Typer(
     name="mcdata",
@@ -48,6 +51,8 @@ ApiUrl = Annotated[str | None, _option("api_url")]
 Exchange = Annotated[str | None, _option("exchange")]
 Pairs = Annotated[str | None, _option("pairs", "--pairs", "-p")]
 Backfill = Annotated[str | None, _option("backfill")]
+FormatArg = Annotated[str | None, typer.Argument(metavar="[FORMAT]", help="table (default), json or csv.")]
+FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="table (default), json or csv.")]
 AsOf = Annotated[
     str | None,
     typer.Option("--as-of", help="As-of time, ISO 8601 (UTC when no offset is given). Default: now."),
@@ -70,11 +75,6 @@ def _state(ctx: typer.Context) -> CliState:
     return state if isinstance(state, CliState) else CliState()
 
 
-def _printable(text: str) -> str:
-    """Escape control characters so that nothing echoed back can drive the terminal."""
-    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
-
-
 def report_and_exit(error: BaseException, debug: bool) -> None:
     """The one place where errors become a line on stderr and an exit code."""
     if debug:
@@ -92,7 +92,7 @@ def report_and_exit(error: BaseException, debug: bool) -> None:
         message = f"unexpected {error.__class__.__name__}: {redact(str(error))}"
         if not debug:
             message += " (rerun with --debug for the traceback)"
-    sys.stderr.write(f"mcdata: error: {_printable(message.splitlines()[0] if message else '')}\n")
+    sys.stderr.write(f"mcdata: error: {printable(message.splitlines()[0] if message else '')}\n")
     raise typer.Exit(int(code))
 
 
@@ -107,6 +107,9 @@ def command(fn: F) -> F:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:  # `mcdata show | head`: the reader has gone; so do we, quietly
+            _silence_stdout()
+            raise typer.Exit(0) from None
         except KeyboardInterrupt:
             sys.stderr.write("mcdata: interrupted; nothing was written by the interrupted step\n")
             raise typer.Exit(130) from None
@@ -114,6 +117,14 @@ def command(fn: F) -> F:
             report_and_exit(error, debug)
 
     return app.command()(wrapper)  # type: ignore[return-value]
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
 
 
 def _version(value: bool) -> None:
@@ -248,16 +259,33 @@ def run(
 @command
 def pairs(
     ctx: typer.Context,
-    output_format: Annotated[str | None, typer.Argument(metavar="[FORMAT]", help="table, json or csv.")] = None,
+    output_format: FormatArg = None,
+    format_option: FormatOpt = None,
     source: Source = None,
     api_url: ApiUrl = None,
     exchange: Exchange = None,
+    pair_list: Pairs = None,
 ) -> None:
     """List the pairs the source offers, marking configured ones.
 
     Example: mcdata pairs csv
     """
-    raise McdataError("pairs is not implemented yet")
+    from mcdata import pipeline, render
+
+    chosen = _output_format(output_format, format_option)
+    settings = _state(ctx).settings(source=source, api_url=api_url, exchange=exchange, pairs=pair_list)
+    rows = pipeline.list_pairs(settings)
+    columns = ["pair", "venue_symbol", "active", "configured"]
+    render.write(rows, rows, columns, chosen, lambda out: render.pairs_table(rows, out), sys.stdout)
+
+
+def _output_format(positional: str | None, option: str | None) -> str:
+    if positional and option and positional != option:
+        raise ConfigError(f"two formats given: {positional!r} and {option!r}")
+    chosen = (positional or option or "table").lower()
+    if chosen not in FORMATS:
+        raise ConfigError(f"unknown format {printable(chosen[:40])!r}", f"use one of {', '.join(FORMATS)}")
+    return chosen
 
 
 def _progress_wanted(state: CliState) -> bool:
@@ -267,9 +295,9 @@ def _progress_wanted(state: CliState) -> bool:
 def _finish(report: Any) -> None:
     """Say what a step did (problems as warnings, the summary as info) and exit with its code."""
     for problem in report.failures.values():
-        log.warning("warning: %s", _printable(problem))
+        log.warning("warning: %s", printable(problem))
     if report.error:
-        log.warning("warning: %s", _printable(report.error))
+        log.warning("warning: %s", printable(report.error))
     parts = []
     if report.command in ("fetch", "run"):
         parts.append(f"{report.pairs_stored} of {report.pairs_requested} pairs stored, "

@@ -208,6 +208,18 @@ def _collect_rows(
     return rows
 
 
+# -- pairs --------------------------------------------------------------------------------------
+def list_pairs(settings: Settings) -> list[dict[str, object]]:
+    """The source's pairs (canonical and venue symbol, trading or not), marking the configured ones."""
+    source = make_source(settings, utc_now)
+    every = settings.pairs == ("all",)
+    return [
+        {"pair": p.symbol, "venue_symbol": p.venue_symbol, "active": p.active,
+         "configured": (every and p.active) or p.symbol in settings.pairs}
+        for p in sorted(source.list_pairs(), key=lambda p: p.symbol)
+    ]
+
+
 # -- compute ------------------------------------------------------------------------------------
 def compute(settings: Settings, *, as_of: datetime | None = None) -> Report:
     with engine_for(settings) as engine:

@@ -123,8 +123,7 @@ class FakeExchange:
         return series_price(self.markets[pair].price if pair in self.markets else 1.0, pair, t)
 
     def __enter__(self) -> FakeExchange:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -249,6 +248,13 @@ class FakeExchange:
         return 404, {"error": "Route not found", **allowance}, {}
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that hung up (timeouts, size caps) is part of the tests
+
+
 def _handler_for(exchange: FakeExchange) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -320,7 +326,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
     exchange = FakeExchange()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler_for(exchange))
+    server = _QuietServer(("127.0.0.1", args.port), _handler_for(exchange))
     print(f"fake exchange on http://127.0.0.1:{args.port} (Kraken /0/public/..., Cryptowatch /markets/...)")
     server.serve_forever()
 

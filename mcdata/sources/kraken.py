@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ THROTTLING = ("EGeneral:Too many requests", "EAPI:Rate limit exceeded", "EServic
 UNKNOWN_PAIR = "EQuery:Unknown asset pair"
 # Kraken's altnames that differ from the common ticker symbol
 ASSET_ALIASES = {"xbt": "btc", "xdg": "doge"}
+SAFE_KEY = re.compile(r"^[A-Za-z0-9._/-]{1,40}$")  # names echoed to terminals and sent back in URLs
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class KrakenSource:
         pairs = self._result("/0/public/AssetPairs")
         catalog: dict[str, KrakenPair] = {}
         for key, info in sorted(pairs.items()):
-            if not isinstance(info, dict) or key.endswith(".d"):
+            if not isinstance(info, dict) or key.endswith(".d") or not SAFE_KEY.match(key):
                 continue
             base, quote = assets.get(info.get("base")), assets.get(info.get("quote"))
             if not isinstance(base, dict) or not isinstance(quote, dict):
@@ -133,8 +135,9 @@ class KrakenSource:
                 continue
             active = info.get("status", "online") == "online"
             known = catalog.get(symbol)
-            if known is None or (active and not known.active):
-                catalog[symbol] = KrakenPair(symbol, key, str(info.get("altname", key)), active)
+            altname = str(info.get("altname", key))
+            if (known is None or (active and not known.active)) and SAFE_KEY.match(altname):
+                catalog[symbol] = KrakenPair(symbol, key, altname, active)
         if not catalog:
             raise SourceError("kraken: AssetPairs listed no pair that mcdata can name")
         return catalog
