@@ -224,13 +224,36 @@ def compute(ctx: typer.Context, as_of: AsOf = None) -> None:
 def show(
     ctx: typer.Context,
     pair: Annotated[str | None, typer.Argument(help="A pair such as btceur; all pairs when omitted.")] = None,
-    output_format: Annotated[str | None, typer.Argument(metavar="[FORMAT]", help="table, json or csv.")] = None,
+    output_format: FormatArg = None,
+    format_option: FormatOpt = None,
+    exchange: Annotated[
+        str | None, typer.Option("--exchange", help="The venue, when a pair has metrics on several.")
+    ] = None,
+    history: Annotated[int, typer.Option("--history", min=1, max=10_000, help="Rows of metric history.")] = 24,
 ) -> None:
     """Show metrics: all pairs ranked, or one pair with a chart.
 
+    FORMAT is table (default), json or csv; JSON and CSV go plainly to stdout for scripts.
+
     Example: mcdata show btceur table
     """
-    raise McdataError("show is not implemented yet")
+    from mcdata import pipeline, render
+    from mcdata.config import validate_pair
+
+    if pair and pair.lower() in FORMATS and output_format is None:  # `mcdata show json`
+        pair, output_format = None, pair
+    chosen = _output_format(output_format, format_option)
+    settings = _state(ctx).settings()
+    columns = [*render.METRIC_COLUMNS, "std_rank_of"]
+    if pair is None:
+        overview = pipeline.overview(settings)
+        data = render.overview_json(overview)
+        render.write(data, data["pairs"], columns, chosen, lambda out: render.overview_table(overview, out),
+                     sys.stdout)
+        return
+    view = pipeline.pair_view(settings, validate_pair(pair.lower()), exchange, history)
+    data = render.pair_json(view)
+    render.write(data, data["history"], columns, chosen, lambda out: render.pair_table(view, out), sys.stdout)
 
 
 @command

@@ -3,7 +3,9 @@
 Windows are half-open: 7 days is `T - 7d < timestamp <= T`, 24 hours `T - 24h < timestamp <= T`.
 The 24-hour standard deviation is taken of `price - latest_price`: the same value (a shift does not
 change a deviation), but without the cancellation that ruins it when prices are large and moves
-small. SQLite gets `stddev_samp` from mcdata.db, so the statement is the same on both databases.
+small. Means and deviations aggregate NUMERIC on PostgreSQL: exact sums, so identical series get
+identical values (and share a rank) whatever order the rows are read in; SQLite gets an exactly
+rounded `stddev_samp` from mcdata.db, so the statement is the same on both databases.
 """
 
 from __future__ import annotations
@@ -23,6 +25,16 @@ METRIC_COLUMNS = (
     "samples_7d", "computed_at",
 )
 
+
+
+def mean(expression: str) -> str:
+    return f"CAST(AVG(CAST({expression} AS NUMERIC)) AS DOUBLE PRECISION)"
+
+
+def stddev(expression: str) -> str:
+    return f"CAST(stddev_samp(CAST({expression} AS NUMERIC)) AS DOUBLE PRECISION)"
+
+
 _COMPUTE = sa.text(f"""
 INSERT INTO crypto_pair_metrics ({", ".join(METRIC_COLUMNS)})
 WITH newest AS (
@@ -35,13 +47,13 @@ WITH newest AS (
     FROM raw_crypto_pair_price_history r
     JOIN newest n ON r.exchange = n.exchange AND r.pair = n.pair AND r.timestamp = n.latest_at
 ), week AS (
-    SELECT exchange, pair, AVG(price) AS weekly_average, MIN(price) AS min_price, MAX(price) AS max_price,
+    SELECT exchange, pair, {mean("price")} AS weekly_average, MIN(price) AS min_price, MAX(price) AS max_price,
            COUNT(*) AS samples_7d
     FROM raw_crypto_pair_price_history
     WHERE timestamp > :week_start AND timestamp <= :as_of
     GROUP BY exchange, pair
 ), day AS (
-    SELECT r.exchange, r.pair, stddev_samp(r.price - l.latest_price) AS stddev_24h, AVG(r.price) AS mean_24h,
+    SELECT r.exchange, r.pair, {stddev("r.price - l.latest_price")} AS stddev_24h, {mean("r.price")} AS mean_24h,
            COUNT(*) AS samples_24h
     FROM raw_crypto_pair_price_history r
     JOIN latest l ON r.exchange = l.exchange AND r.pair = l.pair

@@ -220,6 +220,72 @@ def list_pairs(settings: Settings) -> list[dict[str, object]]:
     ]
 
 
+# -- show ---------------------------------------------------------------------------------------
+@dataclass
+class Overview:
+    as_of: datetime
+    ranked_pairs: int
+    pairs: list[dict[str, object]]
+    sparklines: dict[tuple[str, str], list[float]]
+    last_run: dict[str, object] | None
+
+
+@dataclass
+class PairView:
+    exchange: str
+    pair: str
+    as_of: datetime
+    ranked_pairs: int
+    metrics: dict[str, object]
+    history: list[dict[str, object]]
+    prices: list[tuple[datetime, float]]
+    last_run: dict[str, object] | None
+
+
+def _no_metrics() -> McdataError:
+    return McdataError("there are no metrics yet", "run `mcdata run` first")
+
+
+def overview(settings: Settings) -> Overview:
+    """The latest metrics of every pair, ranked, with each pair's last 24 hours of prices."""
+    with engine_for(settings) as engine, connect(engine) as connection:
+        migrations.require_head(connection)
+        rows = store.latest_metrics(connection)
+        if not rows:
+            raise _no_metrics()
+        as_of: datetime = rows[0]["timestamp"]
+        markets = [(str(r["exchange"]), str(r["pair"])) for r in rows]
+        series = store.price_series(connection, markets, as_of - metrics.DAY, as_of)
+        run = store.last_run(connection)
+        return Overview(as_of, store.ranked_count(connection, as_of), rows,
+                        {m: [price for _, price in points] for m, points in series.items()},
+                        dict(run._mapping) if run else None)
+
+
+def pair_view(settings: Settings, pair: str, exchange: str | None, history: int = 24) -> PairView:
+    """One pair's latest metrics, its last 7 days of prices and its recent metric history."""
+    with engine_for(settings) as engine, connect(engine) as connection:
+        migrations.require_head(connection)
+        exchanges = store.exchanges_with_pair(connection, pair)
+        if not exchanges:
+            known = store.pairs_with_metrics(connection)
+            if not known:
+                raise _no_metrics()
+            close = difflib.get_close_matches(pair, known, n=3)
+            raise McdataError(f"no metrics for {pair}",
+                              f"did you mean {' or '.join(close)}?" if close else "`mcdata show` lists the pairs")
+        venue = exchange or (exchanges[0] if len(exchanges) == 1 else settings.exchange)
+        if venue not in exchanges:
+            raise McdataError(f"no metrics for {pair} on {venue}", f"it has metrics on {', '.join(exchanges)}")
+        rows = store.metric_history(connection, venue, pair, history)
+        latest = rows[0]
+        as_of: datetime = latest["timestamp"]  # type: ignore[assignment]
+        prices = store.price_series(connection, [(venue, pair)], as_of - metrics.WEEK, as_of)[(venue, pair)]
+        run = store.last_run(connection)
+        return PairView(venue, pair, as_of, store.ranked_count(connection, as_of), latest, rows, prices,
+                        dict(run._mapping) if run else None)
+
+
 # -- compute ------------------------------------------------------------------------------------
 def compute(settings: Settings, *, as_of: datetime | None = None) -> Report:
     with engine_for(settings) as engine:

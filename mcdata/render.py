@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ def progress_bar(total: int, label: str, enabled: bool) -> Iterator[Callable[[],
 
 
 FORMATS = ("table", "json", "csv")
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def printable(text: str) -> str:
@@ -93,3 +95,147 @@ def write(data: Any, rows: Sequence[Mapping[str, Any]], columns: Sequence[str], 
         write_csv(rows, columns, out)
     else:
         table(out)
+
+
+# -- show ---------------------------------------------------------------------------------------
+METRIC_COLUMNS = (
+    "exchange", "pair", "timestamp", "latest_price", "latest_at", "weekly_average", "min_price", "max_price",
+    "stddev_24h", "std_rank", "volatility_24h", "volatility_rank", "change_24h_pct", "samples_24h", "samples_7d",
+    "computed_at",
+)
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], width: int = 24) -> str:
+    if not values:
+        return ""
+    step = max(1, -(-len(values) // width))  # ceil: at most `width` characters
+    points = [values[min(i + step, len(values)) - 1] for i in range(0, len(values), step)]
+    low, high = min(points), max(points)
+    span = high - low
+    return "".join(SPARK[int((p - low) / span * (len(SPARK) - 1)) if span else 0] for p in points)
+
+
+def number(value: Any, digits: int = 6) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:,.2f}" if abs(value) >= 1000 else f"{value:.{digits}g}"
+
+
+def change(value: float | None) -> tuple[str, str]:
+    """The 24 h change as text and the style that colours it."""
+    if value is None:
+        return "–", ""
+    return f"{value:+.2f}%", "green" if value > 0 else "red" if value < 0 else ""
+
+
+def rank(value: int | None, of: int) -> str:
+    return "–" if value is None else f"{value}/{of}"
+
+
+def timestamp(value: datetime | None) -> str:
+    return "–" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def run_line(run: Mapping[str, Any] | None) -> str:
+    if not run:
+        return "no run recorded yet"
+    finished = timestamp(run.get("finished_at")) if run.get("finished_at") else "still running"
+    return f"last run #{run['id']} ({run['command']}): {run['status']}, started {timestamp(run['started_at'])}, " \
+           f"finished {finished}"
+
+
+def _metric_row(row: Mapping[str, Any], ranked: int) -> dict[str, Any]:
+    return {**{c: row.get(c) for c in METRIC_COLUMNS}, "std_rank_of": ranked}
+
+
+def overview_json(view: Any) -> dict[str, Any]:
+    return {"as_of": view.as_of, "ranked_pairs": view.ranked_pairs,
+            "pairs": [_metric_row(r, view.ranked_pairs) for r in view.pairs], "last_run": view.last_run}
+
+
+def pair_json(view: Any) -> dict[str, Any]:
+    return {"exchange": view.exchange, "pair": view.pair, "as_of": view.as_of, "ranked_pairs": view.ranked_pairs,
+            "metrics": _metric_row(view.metrics, view.ranked_pairs),
+            "history": [_metric_row(r, view.ranked_pairs) for r in view.history],
+            "prices": [{"timestamp": t, "price": p} for t, p in view.prices], "last_run": view.last_run}
+
+
+def overview_table(view: Any, out: TextIO) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    several_venues = len({r["exchange"] for r in view.pairs}) > 1
+    table = Table(title=f"Metrics as of {timestamp(view.as_of)}, ranked by 24 h standard deviation",
+                  title_justify="left", caption=run_line(view.last_run), caption_justify="left")
+    for name, justify in (("rank", "right"), ("pair", "left"), ("latest", "right"), ("24h change", "right"),
+                          ("7d average", "right"), ("7d min", "right"), ("7d max", "right"),
+                          ("24h stddev", "right"), ("24h volatility", "right"), ("samples 24h/7d", "right"),
+                          ("last 24h", "left")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for row in view.pairs:
+        label = f"{row['exchange']}:{row['pair']}" if several_venues else row["pair"]
+        text, style = change(row["change_24h_pct"])
+        volatility = "–" if row["volatility_24h"] is None else f"{row['volatility_24h']:.3f}%"
+        table.add_row(rank(row["std_rank"], view.ranked_pairs), printable(label), number(row["latest_price"]),
+                      Text(text, style=style), number(row["weekly_average"]), number(row["min_price"]),
+                      number(row["max_price"]), number(row["stddev_24h"], 4), volatility,
+                      f"{row['samples_24h']}/{row['samples_7d']}",
+                      sparkline(view.sparklines.get((row["exchange"], row["pair"]), [])))
+    console(out).print(table)
+
+
+def price_chart(prices: Sequence[tuple[datetime, float]], title: str, width: int, color: bool) -> str:
+    """A terminal line chart of the prices (plotext), dates on the x axis."""
+    import plotext as plt
+
+    plt.clear_figure()
+    plt.plotsize(max(40, min(width, 160)), 18)
+    plt.theme("pro" if color else "clear")
+    plt.date_form("Y-m-d H:M")
+    plt.plot([t.strftime("%Y-%m-%d %H:%M") for t, _ in prices], [p for _, p in prices], marker="braille")
+    plt.title(title)
+    chart = str(plt.build())
+    return chart if color else ANSI.sub("", chart)
+
+
+def pair_table(view: Any, out: TextIO) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    m = view.metrics
+    text, style = change(m["change_24h_pct"])
+    summary = Table(title=f"{printable(view.pair)} on {printable(view.exchange)} as of {timestamp(view.as_of)}",
+                    title_justify="left", show_header=False)
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    volatility = "–" if m["volatility_24h"] is None else f"{m['volatility_24h']:.4f}%"
+    for name, value in (
+        ("latest price", number(m["latest_price"], 10)), ("latest sample", timestamp(m["latest_at"])),
+        ("24h change", Text(text, style=style)), ("7d average", number(m["weekly_average"], 10)),
+        ("7d min", number(m["min_price"], 10)), ("7d max", number(m["max_price"], 10)),
+        ("24h standard deviation", number(m["stddev_24h"], 10)), ("24h volatility", volatility),
+        ("rank by 24h stddev", rank(m["std_rank"], view.ranked_pairs)),
+        ("rank by 24h volatility", rank(m["volatility_rank"], view.ranked_pairs)),
+        ("samples 24h / 7d", f"{m['samples_24h']} / {m['samples_7d']}"),
+    ):
+        summary.add_row(name, value)
+    terminal = console(out)
+    terminal.print(summary)
+    if len(view.prices) >= 2:
+        chart = price_chart(view.prices, f"{view.pair} price, last 7 days (UTC)", terminal.width, out.isatty())
+        terminal.print(Text.from_ansi(chart) if out.isatty() else Text(chart))
+    else:
+        terminal.print("(fewer than two prices in the last 7 days: no chart)")
+    history = Table(title="Recent metrics", title_justify="left", caption=run_line(view.last_run),
+                    caption_justify="left")
+    for name in ("as of", "latest", "24h change", "7d average", "24h stddev", "rank"):
+        history.add_column(name, justify="left" if name == "as of" else "right", no_wrap=True)
+    for row in view.history:
+        text, style = change(row["change_24h_pct"])
+        history.add_row(timestamp(row["timestamp"]), number(row["latest_price"]), Text(text, style=style),
+                        number(row["weekly_average"]), number(row["stddev_24h"], 4),
+                        "–" if row["std_rank"] is None else str(row["std_rank"]))
+    terminal.print(history)

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mcdata.schema import raw_prices, runs
+from mcdata.schema import metrics, raw_prices, runs
 
 
 @dataclass(frozen=True)
@@ -59,3 +59,64 @@ def finish_run(connection: sa.Connection, run_id: int, **fields: Any) -> None:
 
 def last_run(connection: sa.Connection) -> sa.Row[Any] | None:
     return connection.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(1)).first()
+
+
+def _metric_dicts(result: sa.CursorResult[Any]) -> list[dict[str, Any]]:
+    return [dict(row._mapping) for row in result]
+
+
+def latest_metrics(connection: sa.Connection) -> list[dict[str, Any]]:
+    """Every pair's metrics at the newest as-of time, ranked (unranked pairs last)."""
+    newest = sa.select(sa.func.max(metrics.c.timestamp)).scalar_subquery()
+    query = (
+        sa.select(metrics)
+        .where(metrics.c.timestamp == newest)
+        .order_by(metrics.c.std_rank.is_(None), metrics.c.std_rank, metrics.c.exchange, metrics.c.pair)
+    )
+    return _metric_dicts(connection.execute(query))
+
+
+def metric_history(connection: sa.Connection, exchange: str, pair: str, limit: int) -> list[dict[str, Any]]:
+    """A pair's metric rows, newest first."""
+    query = (
+        sa.select(metrics)
+        .where(metrics.c.exchange == exchange, metrics.c.pair == pair)
+        .order_by(metrics.c.timestamp.desc())
+        .limit(limit)
+    )
+    return _metric_dicts(connection.execute(query))
+
+
+def ranked_count(connection: sa.Connection, as_of: datetime) -> int:
+    """How many pairs have a std_rank at that as-of time (the N of `k/N`)."""
+    query = sa.select(sa.func.count(metrics.c.std_rank)).where(metrics.c.timestamp == as_of)
+    return int(connection.execute(query).scalar_one())
+
+
+def exchanges_with_pair(connection: sa.Connection, pair: str) -> list[str]:
+    query = sa.select(metrics.c.exchange).where(metrics.c.pair == pair).distinct().order_by(metrics.c.exchange)
+    return list(connection.execute(query).scalars())
+
+
+def pairs_with_metrics(connection: sa.Connection) -> list[str]:
+    return list(connection.execute(sa.select(metrics.c.pair).distinct().order_by(metrics.c.pair)).scalars())
+
+
+def price_series(
+    connection: sa.Connection, markets: Sequence[tuple[str, str]], since: datetime, until: datetime
+) -> dict[tuple[str, str], list[tuple[datetime, float]]]:
+    """Prices of the given (exchange, pair) markets with since < timestamp <= until, oldest first."""
+    series: dict[tuple[str, str], list[tuple[datetime, float]]] = {market: [] for market in markets}
+    pairs = sorted({pair for _, pair in markets})
+    if not pairs:
+        return series
+    query = (
+        sa.select(raw_prices.c.exchange, raw_prices.c.pair, raw_prices.c.timestamp, raw_prices.c.price)
+        .where(raw_prices.c.pair.in_(sa.bindparam("pairs", expanding=True)),
+               raw_prices.c.timestamp > since, raw_prices.c.timestamp <= until)
+        .order_by(raw_prices.c.exchange, raw_prices.c.pair, raw_prices.c.timestamp)
+    )
+    for row in connection.execute(query, {"pairs": pairs}):
+        if (row.exchange, row.pair) in series:
+            series[(row.exchange, row.pair)].append((row.timestamp, row.price))
+    return series

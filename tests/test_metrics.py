@@ -1,0 +1,163 @@
+"""Metrics computed in SQL equal an independent Python reference on edge-case data, on both databases."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mcdata import metrics
+from mcdata.schema import metrics as metrics_table
+from mcdata.store import PriceRow, insert_prices
+from tests.reference import Sample, reference_metrics
+
+T = datetime(2026, 11, 20, 12, 34, 56, 789000, tzinfo=UTC)
+FLOATS = ("latest_price", "weekly_average", "min_price", "max_price", "stddev_24h", "volatility_24h",
+          "change_24h_pct")
+EXACT = ("latest_at", "std_rank", "volatility_rank", "samples_24h", "samples_7d")
+
+
+def edge_case_samples() -> list[Sample]:
+    week, day, s = timedelta(days=7), timedelta(hours=24), timedelta(seconds=1)
+    samples: list[Sample] = [
+        # window bounds: T-7d is out, T-24h is out of the day (and is the 24 h reference), T is in, after T ignored
+        ("kraken", "edgea", T - week, 50.0), ("kraken", "edgea", T - week + timedelta(microseconds=1), 10.0),
+        ("kraken", "edgea", T - day, 20.0), ("kraken", "edgea", T - day + s, 30.0), ("kraken", "edgea", T, 40.0),
+        ("kraken", "edgea", T + s, 1000.0),
+        # the same pair on another venue is another series
+        ("bitstamp", "edgea", T - timedelta(hours=3), 41.0), ("bitstamp", "edgea", T - timedelta(hours=2), 39.0),
+        # one sample in 24 h: no deviation, no rank
+        ("kraken", "single", T - timedelta(days=3), 5.0), ("kraken", "single", T - timedelta(hours=1), 6.0),
+        # nothing at or before T-24h: no 24 h change
+        ("kraken", "nobefore", T - timedelta(hours=20), 7.0), ("kraken", "nobefore", T - timedelta(hours=10), 7.5),
+        ("kraken", "nobefore", T - timedelta(hours=1), 8.25),
+        # constant prices: a deviation of exactly zero
+        *[("kraken", "flat", T - timedelta(hours=h), 3.3) for h in (1, 5, 9, 13)],
+        # large prices with small moves, and tiny prices
+        *[("kraken", "huge", T - timedelta(hours=h), 1e9 + d) for h, d in ((1, 0.1), (2, 0.2), (3, 0.4), (4, 0.3))],
+        *[("kraken", "tiny", T - timedelta(hours=h), p) for h, p in ((1, 1.2e-8), (2, 1.1e-8), (30, 1.3e-8))],
+        # only samples after T: no row; only samples older than the week: latest only
+        ("kraken", "future", T + timedelta(hours=1), 9.0),
+        ("kraken", "stale", T - timedelta(days=10), 11.0), ("kraken", "stale", T - timedelta(days=9), 12.0),
+    ]
+    # pairs with identical moves share a rank, even at another price level (tiec)
+    for pair, level in (("tiea", 0.0), ("tieb", 0.0), ("tiec", 1000.0)):
+        samples += [("kraken", pair, T - timedelta(hours=h), level + p) for h, p in ((2, 100.0), (4, 104.0), (6, 98.0))]
+    rng = random.Random(7)
+    for index in range(6):
+        level = 10 ** rng.uniform(-4, 5)
+        for _ in range(rng.randint(20, 300)):
+            when = T - timedelta(seconds=rng.uniform(-3600, 9 * 86400))
+            samples.append(("kraken", f"rand{index}", when, level * math.exp(rng.gauss(0, 0.05))))
+    return samples
+
+
+def store_samples(engine: sa.Engine, samples: list[Sample]) -> None:
+    unique = {(e, p, ts): price for e, p, ts, price in samples}
+    rows = [PriceRow(e, p, ts, price, None, "ticker", T) for (e, p, ts), price in unique.items()]
+    with engine.begin() as connection:
+        insert_prices(connection, rows)
+
+
+def computed(engine: sa.Engine, as_of: datetime) -> dict[tuple[str, str], dict[str, object]]:
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(metrics_table).where(metrics_table.c.timestamp == as_of)).all()
+    return {(r.exchange, r.pair): dict(r._mapping) for r in rows}
+
+
+def assert_matches(actual: dict[tuple[str, str], dict[str, object]],
+                   expected: dict[tuple[str, str], dict[str, object]]) -> None:
+    assert set(actual) == set(expected)
+    for market, want in expected.items():
+        got = actual[market]
+        for column in EXACT:
+            assert got[column] == want[column], (market, column)
+        for column in FLOATS:
+            if want[column] is None:
+                assert got[column] is None, (market, column)
+            else:
+                assert got[column] is not None, (market, column)
+                assert math.isclose(got[column], want[column], rel_tol=1e-9, abs_tol=0), (  # type: ignore[arg-type]
+                    market, column, got[column], want[column])
+
+
+def test_metrics_equal_the_reference_on_edge_cases(migrated_engine: sa.Engine) -> None:
+    samples = edge_case_samples()
+    store_samples(migrated_engine, samples)
+    with migrated_engine.begin() as connection:
+        count = metrics.compute(connection, T)
+    expected = reference_metrics(samples, T)
+    assert count == len(expected)
+    actual = computed(migrated_engine, T)
+    assert_matches(actual, expected)
+    # spot checks of the definitions themselves, independent of the reference
+    edge = actual[("kraken", "edgea")]
+    assert (edge["samples_7d"], edge["samples_24h"]) == (4, 2)
+    assert edge["latest_price"] == 40.0 and edge["change_24h_pct"] == pytest.approx(100.0)
+    assert edge["min_price"] == 10.0 and edge["max_price"] == 40.0
+    assert actual[("kraken", "single")]["stddev_24h"] is None
+    assert actual[("kraken", "single")]["std_rank"] is None
+    assert actual[("kraken", "nobefore")]["change_24h_pct"] is None
+    assert actual[("kraken", "flat")]["stddev_24h"] == 0.0
+    assert actual[("kraken", "tiea")]["std_rank"] == actual[("kraken", "tieb")]["std_rank"] == \
+        actual[("kraken", "tiec")]["std_rank"]
+    assert actual[("kraken", "tiea")]["volatility_rank"] == actual[("kraken", "tieb")]["volatility_rank"]
+    assert ("kraken", "future") not in actual
+    stale = actual[("kraken", "stale")]
+    assert (stale["latest_price"], stale["weekly_average"], stale["samples_7d"]) == (12.0, None, 0)
+    ranks = sorted(r["std_rank"] for r in actual.values() if r["std_rank"] is not None)
+    assert ranks[0] == 1
+
+
+def test_recompute_for_the_same_as_of_replaces(migrated_engine: sa.Engine) -> None:
+    samples = edge_case_samples()
+    store_samples(migrated_engine, samples)
+    later = T + timedelta(hours=1)
+    with migrated_engine.begin() as connection:
+        first = metrics.compute(connection, T)
+        again = metrics.compute(connection, T)
+        metrics.compute(connection, later)
+    with migrated_engine.connect() as connection:
+        total = connection.execute(sa.select(sa.func.count()).select_from(metrics_table)).scalar()
+    assert first == again
+    assert total == first + len(reference_metrics(samples, later))
+    assert_matches(computed(migrated_engine, later), reference_metrics(samples, later))
+
+
+def test_the_original_documentation_query_works_verbatim(migrated_engine: sa.Engine) -> None:
+    samples = [("kraken", "btceur", T - timedelta(hours=h), 24000.0 + h) for h in range(30)]
+    store_samples(migrated_engine, samples)
+    with migrated_engine.begin() as connection:
+        metrics.compute(connection, T - timedelta(hours=2))
+        metrics.compute(connection, T)
+    query = ("select pair, min_price, std_rank from crypto_pair_metrics where pair = 'btceur' "
+             "order by timestamp desc limit 1;")
+    with migrated_engine.connect() as connection:
+        row = connection.exec_driver_sql(query).one()
+    expected = reference_metrics(samples, T)[("kraken", "btceur")]
+    assert (row[0], row[1], row[2]) == ("btceur", expected["min_price"], 1)
+
+
+prices = st.floats(min_value=1e-6, max_value=1e7, allow_nan=False, allow_infinity=False)
+offsets = st.integers(min_value=-7200, max_value=9 * 86400)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.lists(st.tuples(st.sampled_from(["aaa", "bbb", "ccc"]), offsets, prices), min_size=1, max_size=60),
+       shift=st.integers(min_value=0, max_value=3599))
+def test_metrics_property(migrated_engine: sa.Engine, data: list[tuple[str, int, float]], shift: int) -> None:
+    as_of = T.replace(minute=0, second=0, microsecond=0) + timedelta(seconds=shift)
+    samples = [("kraken", pair, as_of - timedelta(seconds=offset), price) for pair, offset, price in data]
+    samples = list({(e, p, ts): (e, p, ts, v) for e, p, ts, v in samples}.values())
+    with migrated_engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM raw_crypto_pair_price_history"))
+        connection.execute(sa.text("DELETE FROM crypto_pair_metrics"))
+    store_samples(migrated_engine, samples)
+    with migrated_engine.begin() as connection:
+        metrics.compute(connection, as_of)
+    assert_matches(computed(migrated_engine, as_of), reference_metrics(samples, as_of))
