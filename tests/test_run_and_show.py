@@ -1,0 +1,208 @@
+"""`mcdata run` (the hourly job) and `mcdata show`, end to end against the fake exchange, on both databases."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from mcdata.cli import app
+from mcdata.db import make_engine
+from mcdata.schema import metrics, runs
+from tests.fake_exchange import FakeExchange
+
+PAIRS = {"adaeur", "bateth", "btceur", "btcusd", "dogeusd", "etheur", "ltceur", "solusd", "xrpusd"}
+
+
+@pytest.fixture
+def env(db_url: str, fake_exchange: FakeExchange, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {
+        "MCDATA_DATABASE_URL": db_url, "MCDATA_API_URL": fake_exchange.url, "MCDATA_RATE_LIMIT": "1000",
+        "MCDATA_HTTP_BACKOFF": "0.01", "MCDATA_HTTP_TIMEOUT": "2", "MCDATA_HTTP_RETRIES": "1",
+        "MCDATA_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+def query(db_url: str, statement: sa.Executable) -> list[sa.Row]:  # type: ignore[type-arg]
+    engine = make_engine(db_url)
+    with engine.connect() as connection:
+        rows = list(connection.execute(statement))
+    engine.dispose()
+    return rows
+
+
+def latest_metric_rows(db_url: str) -> dict[str, sa.Row]:  # type: ignore[type-arg]
+    newest = sa.select(sa.func.max(metrics.c.timestamp)).scalar_subquery()
+    return {r.pair: r for r in query(db_url, sa.select(metrics).where(metrics.c.timestamp == newest))}
+
+
+def test_run_on_a_brand_new_database(env: dict[str, str], runner: CliRunner) -> None:
+    result = runner.invoke(app, ["run"])
+    assert result.exit_code == 0, result.stderr
+    assert "new database: creating the schema" in result.stderr
+    assert set(latest_metric_rows(env["MCDATA_DATABASE_URL"])) == PAIRS
+    recorded = query(env["MCDATA_DATABASE_URL"], sa.select(runs))
+    assert [(r.command, r.status, r.exit_code, r.pairs_stored) for r in recorded] == [("run", "ok", 0, 9)]
+    assert recorded[0].as_of is not None and recorded[0].finished_at >= recorded[0].started_at
+
+
+def test_quiet_run_is_silent_on_success(env: dict[str, str], runner: CliRunner) -> None:
+    result = runner.invoke(app, ["--quiet", "run"])
+    assert result.exit_code == 0
+    assert result.stdout == "" and result.stderr == ""
+
+
+def test_partial_fetch_still_computes_and_exits_3(env: dict[str, str], fake_exchange: FakeExchange,
+                                                  runner: CliRunner) -> None:
+    fake_exchange.price_overrides["solusd"] = "NaN"
+    result = runner.invoke(app, ["--quiet", "run"])
+    assert result.exit_code == 3
+    assert result.stderr.strip().splitlines() == [
+        "mcdata: warning: solusd: kraken Ticker: price 'NaN' is not a finite positive number"]
+    assert set(latest_metric_rows(env["MCDATA_DATABASE_URL"])) == PAIRS - {"solusd"}
+    run = query(env["MCDATA_DATABASE_URL"], sa.select(runs))[-1]
+    assert (run.status, run.exit_code, run.pairs_failed) == ("partial", 3, 1)
+
+
+def test_source_down_still_computes_from_stored_prices(env: dict[str, str], fake_exchange: FakeExchange,
+                                                       runner: CliRunner) -> None:
+    assert runner.invoke(app, ["run"]).exit_code == 0
+    fake_exchange.fail("/0/public/Ticker", "status", status=502, times=99)
+    time.sleep(1.1)  # a new as-of second
+    result = runner.invoke(app, ["run"])
+    assert result.exit_code == 1
+    assert "HTTP 502" in result.stderr
+    rows = query(env["MCDATA_DATABASE_URL"], sa.select(runs).order_by(runs.c.id))
+    assert [(r.status, r.exit_code) for r in rows] == [("ok", 0), ("failed", 1)]
+    assert len({r.timestamp for r in query(env["MCDATA_DATABASE_URL"], sa.select(metrics))}) == 2
+
+
+def test_run_refuses_a_database_that_is_not_empty_and_not_migrated(env: dict[str, str], runner: CliRunner) -> None:
+    engine = make_engine(env["MCDATA_DATABASE_URL"])
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE runs (id INTEGER)"))
+    engine.dispose()
+    result = runner.invoke(app, ["run"])
+    assert result.exit_code == 4
+    assert "run `mcdata migrate`" in result.stderr
+
+
+def test_two_concurrent_runs_one_works_one_exits_75(env: dict[str, str], fake_exchange: FakeExchange,
+                                                    runner: CliRunner) -> None:
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    fake_exchange.latency = 0.3  # the first run takes a few seconds
+    child_env = {**os.environ, **env}
+    command = [sys.executable, "-m", "mcdata", "--quiet", "run"]
+    first = subprocess.Popen(command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not fake_exchange.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    second = subprocess.run(command, env=child_env, capture_output=True, text=True, check=False, timeout=60)
+    assert second.returncode == 75, second.stderr
+    assert time.monotonic() - started < 5
+    assert "another mcdata run holds the lock" in second.stderr
+    assert first.wait(timeout=60) == 0, first.stderr.read() if first.stderr else ""
+    recorded = query(env["MCDATA_DATABASE_URL"], sa.select(runs))
+    assert [(r.command, r.status) for r in recorded] == [("run", "ok")]
+
+
+# -- show ---------------------------------------------------------------------------------------
+@pytest.fixture
+def after_run(env: dict[str, str], runner: CliRunner) -> str:
+    result = runner.invoke(app, ["run"])
+    assert result.exit_code == 0, result.stderr
+    return env["MCDATA_DATABASE_URL"]
+
+
+def test_show_all_json_matches_the_database(after_run: str, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["show", "json"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    stored = latest_metric_rows(after_run)
+    assert {row["pair"] for row in data["pairs"]} == set(stored) == PAIRS
+    assert data["ranked_pairs"] == 9
+    assert [row["std_rank"] for row in data["pairs"]] == sorted(row["std_rank"] for row in data["pairs"])
+    for row in data["pairs"]:
+        db = stored[row["pair"]]
+        for column in ("latest_price", "weekly_average", "min_price", "max_price", "stddev_24h", "std_rank",
+                       "volatility_24h", "change_24h_pct", "samples_24h", "samples_7d"):
+            assert row[column] == getattr(db, column), column
+        assert row["timestamp"].endswith("Z") and row["std_rank_of"] == 9
+    assert data["last_run"]["status"] == "ok"
+
+
+def test_show_all_csv_matches_the_database(after_run: str, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["show", "--format", "csv"])
+    assert result.exit_code == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    stored = latest_metric_rows(after_run)
+    assert {r["pair"] for r in rows} == PAIRS
+    for row in rows:
+        assert float(row["stddev_24h"]) == stored[row["pair"]].stddev_24h
+        assert int(row["std_rank"]) == stored[row["pair"]].std_rank
+
+
+def test_show_all_table(after_run: str, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["show"])
+    assert result.exit_code == 0, result.stderr
+    assert "ranked by 24 h standard deviation" in result.stdout
+    for pair in PAIRS:
+        assert pair in result.stdout
+    assert "1/9" in result.stdout and "9/9" in result.stdout
+    assert "last run #1 (run): ok" in result.stdout
+    assert "\x1b[" not in result.stdout  # not a terminal: no escape sequences
+
+
+def test_show_pair_table_json_csv(after_run: str, runner: CliRunner) -> None:
+    table = runner.invoke(app, ["show", "btceur", "table"])
+    assert table.exit_code == 0, table.stderr
+    assert "btceur price, last 7 days (UTC)" in table.stdout
+    assert "rank by 24h stddev" in table.stdout and "Recent metrics" in table.stdout
+    assert "\x1b[" not in table.stdout
+
+    data = json.loads(runner.invoke(app, ["show", "btceur", "json"]).stdout)
+    db = latest_metric_rows(after_run)["btceur"]
+    assert data["pair"] == "btceur" and data["exchange"] == "kraken"
+    assert data["metrics"]["latest_price"] == db.latest_price
+    assert data["metrics"]["std_rank"] == db.std_rank
+    assert len(data["prices"]) == db.samples_7d
+    assert len(data["history"]) == 1
+
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["show", "btceur", "csv"]).stdout)))
+    assert len(rows) == 1 and rows[0]["pair"] == "btceur"
+    assert float(rows[0]["weekly_average"]) == db.weekly_average
+
+
+def test_show_unknown_pair_suggests(after_run: str, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["show", "btcusdd"])
+    assert result.exit_code == 1
+    assert "no metrics for btcusdd; did you mean btcusd" in result.stderr
+
+
+def test_show_before_any_run(env: dict[str, str], runner: CliRunner) -> None:
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    for args in (["show"], ["show", "btceur"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1
+        assert "run `mcdata run` first" in result.stderr
+
+
+def test_show_rejects_hostile_input(after_run: str, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["show", "\x1b[2Jbtceur"])
+    assert result.exit_code == 2
+    assert "\x1b" not in result.stderr
+    result = runner.invoke(app, ["show", "btceur", "xml"])
+    assert result.exit_code == 2
