@@ -279,7 +279,7 @@ def pair_view(settings: Settings, pair: str, exchange: str | None, history: int 
             raise McdataError(f"no metrics for {pair} on {venue}", f"it has metrics on {', '.join(exchanges)}")
         rows = store.metric_history(connection, venue, pair, history)
         latest = rows[0]
-        as_of: datetime = latest["timestamp"]  # type: ignore[assignment]
+        as_of: datetime = latest["timestamp"]
         prices = store.price_series(connection, [(venue, pair)], as_of - metrics.WEEK, as_of)[(venue, pair)]
         run = store.last_run(connection)
         return PairView(venue, pair, as_of, store.ranked_count(connection, as_of), latest, rows, prices,

@@ -48,11 +48,10 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if isinstance(value, str):  # an aggregate such as max() over SQLite text
-            value = datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        instant = datetime.fromisoformat(value) if isinstance(value, str) else value  # SQLite text
+        if not isinstance(instant, datetime):
+            raise TypeError(f"expected a timestamp, read {instant!r}")
+        return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
 
 
 raw_prices = sa.Table(
