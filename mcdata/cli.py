@@ -319,8 +319,9 @@ def _finish(report: Any) -> None:
     """Say what a step did (problems as warnings, the summary as info) and exit with its code."""
     for problem in report.failures.values():
         log.warning("warning: %s", printable(problem))
-    if report.error:
-        log.warning("warning: %s", printable(report.error))
+    label = "warning" if report.exit_code in (ExitCode.OK, ExitCode.PARTIAL) else "error"
+    for problem in report.errors:
+        log.warning("%s: %s", label, printable(problem))
     parts = []
     if report.command in ("fetch", "run"):
         parts.append(f"{report.pairs_stored} of {report.pairs_requested} pairs stored, "

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from mcdata import metrics, migrations, store
 from mcdata.config import Settings
 from mcdata.db import connect, make_engine, writer_lock
-from mcdata.errors import DatabaseError, ExitCode, McdataError, PairError
+from mcdata.errors import ExitCode, McdataError, PairError, SourceError
 from mcdata.render import progress_bar
 from mcdata.sources import make_source
 from mcdata.sources.base import ListedPair, Quote, Source
@@ -40,7 +40,7 @@ class Report:
     metric_rows: int = 0
     http_requests: int = 0
     as_of: datetime | None = None
-    error: str | None = None
+    errors: list[str] = field(default_factory=list)
     run_id: int | None = None
 
     def merge(self, other: Report) -> None:
@@ -50,7 +50,7 @@ class Report:
         self.failures.update(other.failures)
         self.skipped.update(other.skipped)
         self.as_of = other.as_of or self.as_of
-        self.error = "; ".join(e for e in (self.error, other.error) if e) or None
+        self.errors.extend(other.errors)
 
 
 def utc_now() -> datetime:
@@ -88,7 +88,7 @@ def _recorded(engine: Engine, command: str, source: str | None, work: Callable[[
         raise
     report.run_id = run_id
     status = {ExitCode.OK: "ok", ExitCode.PARTIAL: "partial"}.get(report.exit_code, "failed")
-    problems = [*report.failures.values(), *([report.error] if report.error else [])]
+    problems = [*report.failures.values(), *report.errors]
     _finish(engine, run_id, status=status, exit_code=int(report.exit_code), as_of=report.as_of,
             pairs_requested=report.pairs_requested, pairs_stored=report.pairs_stored,
             pairs_failed=len(report.failures), rows_written=report.rows_written + report.metric_rows,
@@ -144,8 +144,10 @@ def _unavailable(pair: str, listing: dict[str, ListedPair], source: Source) -> s
 
 
 def _fetch(engine: Engine, settings: Settings, now: datetime, progress: bool) -> Report:
+    """Fetch and store in one transaction; a source that fails as a whole is a failed report."""
     report = Report("fetch")
     source = make_source(settings, lambda: now)
+    pairs: list[str] = []
     try:
         pairs = _choose_pairs(settings, source, report)
         report.pairs_requested = len(pairs) + len(report.failures)
@@ -160,6 +162,10 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: bool) ->
             rows = _collect_rows(source, batch.quotes, newest, settings.backfill, now, report, progress)
         with engine.begin() as connection:
             report.rows_written = store.insert_prices(connection, rows)
+    except SourceError as error:
+        report.errors.append(str(error))
+        report.exit_code = ExitCode.FAILED
+        return report
     finally:
         report.http_requests = source.http_requests
     report.pairs_stored = len({row.pair for row in rows})
@@ -167,7 +173,7 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: bool) ->
         report.exit_code = ExitCode.PARTIAL if report.pairs_stored else ExitCode.FAILED
     elif not pairs:
         report.exit_code = ExitCode.FAILED
-        report.error = "none of the configured pairs is listed by the source"
+        report.errors.append("none of the configured pairs is listed by the source")
     return report
 
 
@@ -300,7 +306,7 @@ def _compute(engine: Engine, as_of: datetime) -> Report:
     with engine.begin() as connection:
         report.metric_rows = metrics.compute(connection, as_of, computed_at=utc_now())
     if not report.metric_rows:
-        report.error = f"no prices at or before {as_of.isoformat()}; nothing to compute"
+        report.errors.append(f"no prices at or before {as_of.isoformat()}: no metrics computed")
         report.exit_code = ExitCode.FAILED
     return report
 
@@ -319,13 +325,7 @@ def run(settings: Settings, *, now: datetime | None = None, progress: bool = Fal
 
         def work() -> Report:
             report = Report("run")
-            try:
-                report.merge(_fetch(engine, settings, now, progress))
-            except DatabaseError:
-                raise
-            except McdataError as error:  # the source failed: still compute from what is stored
-                report.exit_code = error.exit_code
-                report.error = str(error)
+            report.merge(_fetch(engine, settings, now, progress))  # a failed fetch still computes
             report.merge(_compute(engine, now.replace(microsecond=0)))
             return report
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -199,4 +200,8 @@ def _error_text(payload: bytes) -> str:
 def _root_cause(exc: BaseException) -> str:
     while exc.__cause__ or exc.__context__:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    if isinstance(exc, socket.gaierror):
+        return "the host name does not resolve: offline, or a wrong --api-url?"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
     return exc.__class__.__name__
