@@ -91,6 +91,8 @@ class FakeExchange:
     price_overrides: dict[str, Any] = field(default_factory=dict)  # pair -> value served as the last price
     faults: list[Fault] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)  # of each request, in order
+    cw_legacy_keys: bool = False  # serve the 2016 `<venue>:<pair>` keys instead of `market:<venue>:<pair>`
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -217,6 +219,8 @@ class FakeExchange:
                                                                            self._now())
             for key in [k for k in prices if k.startswith("market:kraken:") and k[14:] not in listed]:
                 del prices[key]
+            if self.cw_legacy_keys:
+                prices = {k.removeprefix("market:"): v for k, v in prices.items()}
             keys = sorted(prices)
             start = int(query.get("cursor", "0") or 0)
             size = self.cw_page_size or len(keys)
@@ -265,6 +269,7 @@ def _handler_for(exchange: FakeExchange) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
             exchange.requests.append(self.path)
+            exchange.headers.append(dict(self.headers.items()))
             if exchange.latency:
                 time.sleep(exchange.latency)
             fault = exchange._take_fault(parts.path)
@@ -288,7 +293,8 @@ def _handler_for(exchange: FakeExchange) -> type[BaseHTTPRequestHandler]:
             """Serve the fault; False when the fault is only a delay before the real answer."""
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             if fault.kind == "status":
-                body = {"error": "Out of allowance"} if fault.status == 429 else {"error": "Internal error"}
+                message = {429: "Out of allowance", 404: "Instrument not found"}.get(fault.status, "Internal error")
+                body = {"error": message}
                 self._send(fault.status, json.dumps(body).encode(), headers)
             elif fault.kind == "kraken_error":
                 self._send(200, json.dumps({"error": [fault.message]}).encode(), headers)

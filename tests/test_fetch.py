@@ -224,6 +224,53 @@ def test_cryptowatch_fetch_pages_through_cursors(env: str, fake_exchange: FakeEx
     assert {r.exchange for r in rows} == {"kraken"}
 
 
+def test_cryptowatch_sends_the_api_key_and_reads_legacy_keys(env: str, fake_exchange: FakeExchange,
+                                                             runner: CliRunner,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_exchange.cw_legacy_keys = True
+    monkeypatch.setenv("MCDATA_API_KEY", "cw-key-123")
+    result = runner.invoke(app, ["--verbose", "fetch", "--source", "cryptowatch", "--backfill", "0"])
+    assert result.exit_code == 0, result.stderr
+    assert len(by_pair(stored(env), "ticker")) == 10
+    assert {h.get("X-CW-API-Key") for h in fake_exchange.headers} == {"cw-key-123"}
+    assert all(h["User-Agent"].startswith("mcdata/") for h in fake_exchange.headers)
+    assert "allowance cost" in result.stderr  # logged at debug level
+    assert "cw-key-123" not in result.output
+
+
+def test_kraken_never_sends_the_cryptowatch_key(env: str, fake_exchange: FakeExchange, runner: CliRunner,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCDATA_API_KEY", "cw-key-123")
+    assert runner.invoke(app, ["fetch", "--backfill", "0"]).exit_code == 0
+    assert not any("X-CW-API-Key" in h for h in fake_exchange.headers)
+
+
+@pytest.mark.parametrize(("fault", "options", "message"), [
+    ("status", {"status": 429, "times": 99}, "HTTP 429 (Out of allowance)"),
+    ("status", {"status": 500, "times": 99}, "HTTP 500"),
+    ("html", {}, "an HTML page, not JSON"),
+    ("truncated", {}, "truncated or malformed JSON"),
+])
+def test_cryptowatch_faults_fail_the_run_and_write_nothing(env: str, fake_exchange: FakeExchange,
+                                                          runner: CliRunner, fault: str,
+                                                          options: dict[str, object], message: str) -> None:
+    fake_exchange.fail("/markets/prices", fault, **options)  # type: ignore[arg-type]
+    result = runner.invoke(app, ["fetch", "--source", "cryptowatch"])
+    assert result.exit_code == 1, result.stderr
+    assert message in result.stderr and "/markets/prices" in result.stderr
+    assert stored(env) == []
+
+
+def test_cryptowatch_unknown_pair_candles_fail_that_pair(env: str, fake_exchange: FakeExchange,
+                                                        runner: CliRunner) -> None:
+    fake_exchange.fail("/markets/kraken/etheur/ohlc", "status", status=404)
+    result = runner.invoke(app, ["fetch", "--source", "cryptowatch"])
+    assert result.exit_code == 3, result.stderr
+    assert "etheur: cryptowatch: Instrument not found" in result.stderr
+    assert "etheur" not in by_pair(stored(env), "ticker")
+    assert len(by_pair(stored(env), "ticker")) == 9
+
+
 def test_cryptowatch_unknown_venue_fails(env: str, runner: CliRunner) -> None:
     result = runner.invoke(app, ["fetch", "--source", "cryptowatch", "--exchange", "nosuchvenue"])
     assert result.exit_code == 1
