@@ -66,23 +66,14 @@ class _SampleStddev:
         return math.sqrt(max(0.0, (math.fsum(d * d for d in deviations) - correction * correction / n) / (n - 1)))
 
 
-class _ExactMean:
-    """Arithmetic mean with an exactly rounded sum, matching PostgreSQL's avg over numeric."""
-
-    def __init__(self) -> None:
-        self.values: list[float] = []
-
-    def step(self, value: float | None) -> None:
-        if value is not None:
-            self.values.append(float(value))
-
-    def finalize(self) -> float | None:
-        return math.fsum(self.values) / len(self.values) if self.values else None
+def _sqrt(value: float | None) -> float | None:
+    """sqrt, for SQLite builds compiled without the math functions."""
+    return None if value is None or value < 0 else math.sqrt(value)
 
 
 def _set_up_sqlite(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     dbapi_connection.create_aggregate("stddev_samp", 1, _SampleStddev)  # type: ignore[arg-type]
-    dbapi_connection.create_aggregate("exact_avg", 1, _ExactMean)  # type: ignore[arg-type]
+    dbapi_connection.create_function("sqrt", 1, _sqrt, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode = WAL")

@@ -93,6 +93,41 @@ metrics = sa.Table(
     sa.Index(None, "timestamp"),
 )
 
+# Per market per UTC hour, maintained by database triggers on every insert into the raw table (see
+# migration 0002), so rows written by anyone, mcdata or SQL, are counted once. Pruning raw rows keeps
+# them. `mean_offset` and `m2` are taken of `price - ref_price` (the bucket's first inserted price):
+# Chan's merge stays exact to the last digits even for large prices that move little.
+price_rollup_hourly = sa.Table(
+    "price_rollup_hourly",
+    metadata,
+    sa.Column("exchange", sa.String(40), nullable=False),
+    sa.Column("pair", sa.String(40), nullable=False),
+    sa.Column("hour", UTCDateTime(), nullable=False, comment="start of the UTC hour [hour, hour + 1h)"),
+    sa.Column("samples", sa.Integer(), nullable=False),
+    sa.Column("ref_price", sa.Double(), nullable=False, comment="the anchor of mean_offset"),
+    sa.Column("mean_offset", sa.Double(), nullable=False, comment="mean of price - ref_price"),
+    sa.Column("m2", sa.Double(), nullable=False, comment="sum of squared deviations from the mean"),
+    sa.Column("min_price", sa.Double(), nullable=False),
+    sa.Column("max_price", sa.Double(), nullable=False),
+    sa.Column("first_at", UTCDateTime(), nullable=False),
+    sa.Column("first_price", sa.Double(), nullable=False),
+    sa.Column("last_at", UTCDateTime(), nullable=False),
+    sa.Column("last_price", sa.Double(), nullable=False),
+    sa.PrimaryKeyConstraint("exchange", "pair", "hour"),
+)
+
+# One row per series ever stored (trigger-maintained): the set compute iterates over, and each series'
+# newest sample time for fetch's gap repair, without scanning the raw table.
+markets = sa.Table(
+    "markets",
+    metadata,
+    sa.Column("exchange", sa.String(40), nullable=False),
+    sa.Column("pair", sa.String(40), nullable=False),
+    sa.Column("first_at", UTCDateTime(), nullable=False),
+    sa.Column("last_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("exchange", "pair"),
+)
+
 runs = sa.Table(
     "runs",
     metadata,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
-from mcdata.schema import metrics, raw_prices, runs
+from mcdata.schema import markets, metrics, raw_prices, runs
 
 
 @dataclass(frozen=True)
@@ -25,27 +25,62 @@ class PriceRow:
 
 
 def newest_timestamps(connection: sa.Connection, exchange: str, pairs: Sequence[str]) -> dict[str, datetime]:
-    """The newest stored sample time of each pair that has one."""
+    """The newest stored sample time of each pair that has one (from the trigger-kept markets list)."""
     if not pairs:
         return {}
-    query = (
-        sa.select(raw_prices.c.pair, sa.func.max(raw_prices.c.timestamp).label("newest"))
-        .where(raw_prices.c.exchange == exchange, raw_prices.c.pair.in_(sa.bindparam("pairs", expanding=True)))
-        .group_by(raw_prices.c.pair)
+    query = sa.select(markets.c.pair, markets.c.last_at).where(
+        markets.c.exchange == exchange, markets.c.pair.in_(sa.bindparam("pairs", expanding=True))
     )
-    return {row.pair: row.newest for row in connection.execute(query, {"pairs": list(pairs)})}
+    return {row.pair: row.last_at for row in connection.execute(query, {"pairs": list(pairs)})}
+
+
+PRICE_COLUMNS = ("exchange", "pair", "timestamp", "price", "volume", "kind", "fetched_at")
 
 
 def insert_prices(connection: sa.Connection, rows: Iterable[PriceRow]) -> int:
-    """Insert in bulk, skipping rows whose (exchange, pair, timestamp) is stored; returns rows added."""
+    """Insert in bulk, skipping rows whose (exchange, pair, timestamp) is stored; returns rows added.
+
+    PostgreSQL: COPY (binary) into a session-local staging table, then one INSERT ... SELECT ... ON
+    CONFLICT DO NOTHING. SQLite: one executemany. Either way inside the caller's transaction.
+    """
+    if connection.dialect.name == "postgresql":
+        return _copy_insert(connection, rows)
     values = [vars(row) for row in rows]
     if not values:
         return 0
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(raw_prices).on_conflict_do_nothing(
-        index_elements=["exchange", "pair", "timestamp"]
-    ).returning(raw_prices.c.pair)
-    return len(connection.execute(statement, values).all())
+    statement = sqlite.insert(raw_prices).on_conflict_do_nothing(index_elements=["exchange", "pair", "timestamp"])
+    return int(connection.execute(statement, values).rowcount)
+
+
+def _copy_insert(connection: sa.Connection, rows: Iterable[PriceRow]) -> int:
+    columns = ", ".join(PRICE_COLUMNS)
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS mcdata_staging "
+            "(LIKE raw_crypto_pair_price_history INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy(f"COPY mcdata_staging ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "text", "timestamptz", "float8", "float8", "text", "timestamptz"])
+            for row in rows:
+                copy.write_row((row.exchange, row.pair, row.timestamp.astimezone(UTC), row.price, row.volume,
+                                row.kind, row.fetched_at.astimezone(UTC)))
+        # ordered, so that the rollup trigger sees every series' rows oldest first, whatever the input order
+        cursor.execute(
+            f"INSERT INTO raw_crypto_pair_price_history ({columns}) SELECT {columns} FROM mcdata_staging "
+            "ORDER BY exchange, pair, timestamp ON CONFLICT DO NOTHING"
+        )
+        inserted = int(cursor.rowcount)
+        cursor.execute("TRUNCATE mcdata_staging")
+    finally:
+        cursor.close()
+    return max(inserted, 0)
+
+
+def prune(connection: sa.Connection, older_than: datetime) -> int:
+    """Delete raw samples older than the cut; the hourly rollups and the markets list keep their history."""
+    result = connection.execute(raw_prices.delete().where(raw_prices.c.timestamp < older_than))
+    return int(result.rowcount)
 
 
 def start_run(connection: sa.Connection, command: str, source: str | None, started_at: datetime) -> int:

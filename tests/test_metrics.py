@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from mcdata import metrics
 from mcdata.schema import metrics as metrics_table
-from mcdata.store import PriceRow, insert_prices
+from mcdata.store import PriceRow, insert_prices, prune
 from tests.reference import Sample, reference_metrics
 
 T = datetime(2026, 11, 20, 12, 34, 56, 789000, tzinfo=UTC)
@@ -147,17 +147,42 @@ prices = st.floats(min_value=1e-6, max_value=1e7, allow_nan=False, allow_infinit
 offsets = st.integers(min_value=-7200, max_value=9 * 86400)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.lists(st.tuples(st.sampled_from(["aaa", "bbb", "ccc"]), offsets, prices), min_size=1, max_size=60),
-       shift=st.integers(min_value=0, max_value=3599))
-def test_metrics_property(migrated_engine: sa.Engine, data: list[tuple[str, int, float]], shift: int) -> None:
+       shift=st.integers(min_value=0, max_value=3599), batches=st.integers(min_value=1, max_value=4),
+       seed=st.integers(min_value=0, max_value=1000))
+def test_metrics_property(migrated_engine: sa.Engine, data: list[tuple[str, int, float]], shift: int,
+                          batches: int, seed: int) -> None:
+    """Irregular samples, written in several batches in any order (the rollups merge them), and an as-of
+    time anywhere inside an hour: the rollup query equals the reference and the raw-table query."""
     as_of = T.replace(minute=0, second=0, microsecond=0) + timedelta(seconds=shift)
     samples = [("kraken", pair, as_of - timedelta(seconds=offset), price) for pair, offset, price in data]
     samples = list({(e, p, ts): (e, p, ts, v) for e, p, ts, v in samples}.values())
+    random.Random(seed).shuffle(samples)
     with migrated_engine.begin() as connection:
-        connection.execute(sa.text("DELETE FROM raw_crypto_pair_price_history"))
-        connection.execute(sa.text("DELETE FROM crypto_pair_metrics"))
-    store_samples(migrated_engine, samples)
+        for table in ("raw_crypto_pair_price_history", "crypto_pair_metrics", "price_rollup_hourly", "markets"):
+            connection.execute(sa.text(f"DELETE FROM {table}"))
+    for index in range(batches):
+        store_samples(migrated_engine, samples[index::batches])
     with migrated_engine.begin() as connection:
         metrics.compute(connection, as_of)
-    assert_matches(computed(migrated_engine, as_of), reference_metrics(samples, as_of))
+    expected = reference_metrics(samples, as_of)
+    assert_matches(computed(migrated_engine, as_of), expected)
+    with migrated_engine.begin() as connection:
+        metrics.compute(connection, as_of, from_raw=True)
+    assert_matches(computed(migrated_engine, as_of), expected)
+
+
+def test_pruning_old_raw_rows_leaves_the_metrics_unchanged(migrated_engine: sa.Engine) -> None:
+    samples = edge_case_samples()
+    store_samples(migrated_engine, samples)
+    with migrated_engine.begin() as connection:
+        metrics.compute(connection, T)
+    before = computed(migrated_engine, T)
+    with migrated_engine.begin() as connection:
+        assert prune(connection, T - timedelta(days=8)) > 0  # "stale" loses all its raw rows
+        metrics.compute(connection, T)
+    after = computed(migrated_engine, T)
+    for market, row in before.items():
+        for column in (*FLOATS, *EXACT):
+            assert after[market][column] == row[column], (market, column)

@@ -18,7 +18,8 @@ def test_empty_to_head_creates_every_table(engine: sa.Engine) -> None:
     assert (before, after) == (None, migrations.head_revision())
     with engine.connect() as connection:
         tables = set(sa.inspect(connection).get_table_names())
-        assert tables == {"raw_crypto_pair_price_history", "crypto_pair_metrics", "runs", "alembic_version"}
+        assert tables == {"raw_crypto_pair_price_history", "crypto_pair_metrics", "runs", "alembic_version",
+                          "price_rollup_hourly", "markets"}
         migrations.require_head(connection)
         assert not migrations.is_empty(connection)
 

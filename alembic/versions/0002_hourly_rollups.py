@@ -1,0 +1,147 @@
+"""Hourly rollups and the markets list, maintained by triggers on the raw price table.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-24
+
+Every insert into raw_crypto_pair_price_history, by mcdata or by hand, updates the hour's rollup
+(count, mean and M2 merged with Chan's parallel formula, min, max, first and last) and the market's
+first/last sample time, in the same transaction. PostgreSQL uses one statement-level trigger (one
+merge per INSERT, however many rows); SQLite a row-level trigger (a Welford step per row).
+Existing rows are replayed through the triggers, so the rollups start complete.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+import mcdata.schema
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+RAW = "raw_crypto_pair_price_history"
+
+POSTGRES_FUNCTION = """
+CREATE FUNCTION mcdata_rollup_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO price_rollup_hourly AS h (exchange, pair, hour, samples, ref_price, mean_offset, m2,
+                                          min_price, max_price, first_at, first_price, last_at, last_price)
+    SELECT b.exchange, b.pair, b.hour, count(*), min(b.ref), avg(b.price - b.ref),
+           var_pop(b.price - b.ref) * count(*), min(b.price), max(b.price),
+           min(b.timestamp), (array_agg(b.price ORDER BY b.timestamp))[1],
+           max(b.timestamp), (array_agg(b.price ORDER BY b.timestamp DESC))[1]
+    FROM (
+        SELECT i.exchange, i.pair, i.timestamp, i.price, date_trunc('hour', i.timestamp, 'UTC') AS hour,
+               COALESCE(r.ref_price, first_value(i.price) OVER (
+                   PARTITION BY i.exchange, i.pair, date_trunc('hour', i.timestamp, 'UTC')
+                   ORDER BY i.timestamp)) AS ref
+        FROM inserted i
+        LEFT JOIN price_rollup_hourly r
+          ON r.exchange = i.exchange AND r.pair = i.pair AND r.hour = date_trunc('hour', i.timestamp, 'UTC')
+    ) b
+    GROUP BY b.exchange, b.pair, b.hour
+    ON CONFLICT (exchange, pair, hour) DO UPDATE SET
+        samples = h.samples + excluded.samples,
+        mean_offset = h.mean_offset + (excluded.mean_offset - h.mean_offset)
+                      * excluded.samples / (h.samples + excluded.samples),
+        m2 = h.m2 + excluded.m2 + (excluded.mean_offset - h.mean_offset) ^ 2
+             * h.samples::float8 * excluded.samples / (h.samples + excluded.samples),
+        min_price = LEAST(h.min_price, excluded.min_price),
+        max_price = GREATEST(h.max_price, excluded.max_price),
+        first_price = CASE WHEN excluded.first_at < h.first_at THEN excluded.first_price ELSE h.first_price END,
+        first_at = LEAST(h.first_at, excluded.first_at),
+        last_price = CASE WHEN excluded.last_at > h.last_at THEN excluded.last_price ELSE h.last_price END,
+        last_at = GREATEST(h.last_at, excluded.last_at);
+
+    INSERT INTO markets AS m (exchange, pair, first_at, last_at)
+    SELECT exchange, pair, min(timestamp), max(timestamp) FROM inserted GROUP BY exchange, pair
+    ON CONFLICT (exchange, pair) DO UPDATE SET
+        first_at = LEAST(m.first_at, excluded.first_at),
+        last_at = GREATEST(m.last_at, excluded.last_at);
+    RETURN NULL;
+END $$
+"""
+
+POSTGRES_TRIGGER = f"""
+CREATE TRIGGER raw_prices_rollup AFTER INSERT ON {RAW}
+REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION mcdata_rollup_inserted()
+"""
+
+# SQLite stores timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff' text (SQLAlchemy's format): the hour keeps it.
+SQLITE_TRIGGER = f"""
+CREATE TRIGGER raw_prices_rollup AFTER INSERT ON {RAW} FOR EACH ROW BEGIN
+    INSERT INTO price_rollup_hourly (exchange, pair, hour, samples, ref_price, mean_offset, m2,
+                                     min_price, max_price, first_at, first_price, last_at, last_price)
+    VALUES (NEW.exchange, NEW.pair, strftime('%Y-%m-%d %H:00:00.000000', NEW.timestamp), 1, NEW.price, 0.0, 0.0,
+            NEW.price, NEW.price, NEW.timestamp, NEW.price, NEW.timestamp, NEW.price)
+    ON CONFLICT (exchange, pair, hour) DO UPDATE SET
+        samples = samples + 1,
+        mean_offset = mean_offset + ((NEW.price - ref_price) - mean_offset) / (samples + 1),
+        m2 = m2 + ((NEW.price - ref_price) - mean_offset) * ((NEW.price - ref_price) - mean_offset)
+                  * samples / (samples + 1),
+        min_price = MIN(min_price, NEW.price),
+        max_price = MAX(max_price, NEW.price),
+        first_price = CASE WHEN NEW.timestamp < first_at THEN NEW.price ELSE first_price END,
+        first_at = MIN(first_at, NEW.timestamp),
+        last_price = CASE WHEN NEW.timestamp > last_at THEN NEW.price ELSE last_price END,
+        last_at = MAX(last_at, NEW.timestamp);
+    INSERT INTO markets (exchange, pair, first_at, last_at)
+    VALUES (NEW.exchange, NEW.pair, NEW.timestamp, NEW.timestamp)
+    ON CONFLICT (exchange, pair) DO UPDATE SET
+        first_at = MIN(first_at, NEW.timestamp),
+        last_at = MAX(last_at, NEW.timestamp);
+END
+"""
+
+
+def upgrade() -> None:
+    op.create_table(
+        "price_rollup_hourly",
+        sa.Column("exchange", sa.String(length=40), nullable=False),
+        sa.Column("pair", sa.String(length=40), nullable=False),
+        sa.Column("hour", mcdata.schema.UTCDateTime(timezone=True), nullable=False,
+                  comment="start of the UTC hour [hour, hour + 1h)"),
+        sa.Column("samples", sa.Integer(), nullable=False),
+        sa.Column("ref_price", sa.Double(), nullable=False, comment="the anchor of mean_offset"),
+        sa.Column("mean_offset", sa.Double(), nullable=False, comment="mean of price - ref_price"),
+        sa.Column("m2", sa.Double(), nullable=False, comment="sum of squared deviations from the mean"),
+        sa.Column("min_price", sa.Double(), nullable=False),
+        sa.Column("max_price", sa.Double(), nullable=False),
+        sa.Column("first_at", mcdata.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("first_price", sa.Double(), nullable=False),
+        sa.Column("last_at", mcdata.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_price", sa.Double(), nullable=False),
+        sa.PrimaryKeyConstraint("exchange", "pair", "hour", name=op.f("pk_price_rollup_hourly")),
+    )
+    op.create_table(
+        "markets",
+        sa.Column("exchange", sa.String(length=40), nullable=False),
+        sa.Column("pair", sa.String(length=40), nullable=False),
+        sa.Column("first_at", mcdata.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_at", mcdata.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("exchange", "pair", name=op.f("pk_markets")),
+    )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(POSTGRES_FUNCTION)
+        op.execute(POSTGRES_TRIGGER)
+    else:
+        op.execute(SQLITE_TRIGGER)
+    # replay the stored prices through the triggers, oldest first
+    op.execute(f"CREATE TEMPORARY TABLE mcdata_replay AS SELECT * FROM {RAW}")
+    op.execute(f"DELETE FROM {RAW}")
+    op.execute(f"INSERT INTO {RAW} SELECT * FROM mcdata_replay ORDER BY exchange, pair, timestamp")
+    op.execute("DROP TABLE mcdata_replay")
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"DROP TRIGGER IF EXISTS raw_prices_rollup ON {RAW}")
+        op.execute("DROP FUNCTION IF EXISTS mcdata_rollup_inserted()")
+    else:
+        op.execute("DROP TRIGGER IF EXISTS raw_prices_rollup")
+    op.drop_table("markets")
+    op.drop_table("price_rollup_hourly")
