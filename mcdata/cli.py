@@ -302,6 +302,26 @@ def pairs(
     render.write(rows, rows, columns, chosen, lambda out: render.pairs_table(rows, out), sys.stdout)
 
 
+@command
+def prune(
+    ctx: typer.Context,
+    keep: Annotated[str | None, _option("retention", "--keep")] = None,
+) -> None:
+    """Delete raw prices older than --keep; hourly rollups stay.
+
+    The 7-day metrics are unchanged: they read whole hours from the rollups and only the last day's
+    edges from raw prices, so --keep must be at least 8d. `run` prunes too when MCDATA_RETENTION is set.
+
+    Example: mcdata prune --keep 90d
+    """
+    from mcdata import pipeline
+
+    settings = _state(ctx).settings(retention=keep)
+    if not settings.retention:
+        raise ConfigError("say how much to keep", "for example: mcdata prune --keep 90d")
+    _finish(pipeline.prune(settings))
+
+
 def _output_format(positional: str | None, option: str | None) -> str:
     if positional and option and positional != option:
         raise ConfigError(f"two formats given: {positional!r} and {option!r}")
@@ -328,6 +348,8 @@ def _finish(report: Any) -> None:
                      f"{report.rows_written:,} price rows written, {report.http_requests} HTTP requests")
     if report.command in ("compute", "run") and report.as_of:
         parts.append(f"metrics of {report.metric_rows} pairs as of {report.as_of.isoformat()}")
+    if report.command == "prune" or report.rows_deleted:
+        parts.append(f"{report.rows_deleted:,} raw price rows older than the retention deleted")
     log.info("%s: %s (run %s, exit %d)", report.command, "; ".join(parts), report.run_id, report.exit_code)
     if report.exit_code:
         raise typer.Exit(int(report.exit_code))

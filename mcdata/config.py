@@ -70,6 +70,15 @@ def parse_pairs(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(validate_pair(pair) for pair in pairs)
 
 
+MIN_RETENTION = timedelta(days=8)
+
+
+def _retention(keep: timedelta) -> timedelta:
+    if keep and keep < MIN_RETENTION:
+        raise ValueError("keep at least 8d: the 7-day metrics read raw prices at the window's edges")
+    return keep
+
+
 def _choice(*choices: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = str(value).strip().lower()
@@ -149,6 +158,10 @@ SETTINGS: dict[str, Setting] = {
                 "Comma-separated pairs such as btceur,ethusd, or `all` for every listed pair."),
         Setting("backfill", parse_duration, lambda: timedelta(days=7),
                 "History fetched for a pair seen for the first time (7d, 12h, 0 for none)."),
+        Setting("backfill_workers", lambda v: _small_int(v) or 1, lambda: 4,
+                "Parallel candle requests while backfilling (the rate limit still applies)."),
+        Setting("retention", lambda v: _retention(parse_duration(v)), lambda: timedelta(0),
+                "Raw prices older than this are deleted by `run` (0 keeps all; at least 8d)."),
         Setting("http_timeout", _positive_float, lambda: 10.0,
                 "Seconds to wait for a connection and for each read from the source."),
         Setting("http_retries", _small_int, lambda: 4,
@@ -175,6 +188,8 @@ class Settings:
     exchange: str
     pairs: tuple[str, ...]
     backfill: timedelta
+    backfill_workers: int
+    retention: timedelta
     http_timeout: float
     http_retries: int
     http_backoff: float

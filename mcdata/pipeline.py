@@ -4,6 +4,7 @@ recorded as one row in `runs`."""
 from __future__ import annotations
 
 import difflib
+from concurrent.futures import ThreadPoolExecutor, as_completed
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +39,7 @@ class Report:
     skipped: dict[str, str] = field(default_factory=dict)
     rows_written: int = 0
     metric_rows: int = 0
+    rows_deleted: int = 0
     http_requests: int = 0
     as_of: datetime | None = None
     errors: list[str] = field(default_factory=list)
@@ -45,7 +47,8 @@ class Report:
 
     def merge(self, other: Report) -> None:
         self.exit_code = max(self.exit_code, other.exit_code, key=SEVERITY.index)
-        for name in ("pairs_requested", "pairs_stored", "rows_written", "metric_rows", "http_requests"):
+        for name in ("pairs_requested", "pairs_stored", "rows_written", "metric_rows", "rows_deleted",
+                     "http_requests"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures.update(other.failures)
         self.skipped.update(other.skipped)
@@ -159,7 +162,8 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: bool) ->
             report.failures.update({p: str(e) for p, e in batch.failures.items()})
             with connect(engine) as connection:
                 newest = store.newest_timestamps(connection, source.venue, list(batch.quotes))
-            rows = _collect_rows(source, batch.quotes, newest, settings.backfill, now, report, progress)
+            rows = _collect_rows(source, batch.quotes, newest, settings.backfill, now, report, progress,
+                                 settings.backfill_workers)
         with engine.begin() as connection:
             report.rows_written = store.insert_prices(connection, rows)
     except SourceError as error:
@@ -185,8 +189,12 @@ def _collect_rows(
     now: datetime,
     report: Report,
     progress: bool,
+    workers: int,
 ) -> list[store.PriceRow]:
-    """One ticker row per pair, plus hourly candle closes for new pairs and for gaps."""
+    """One ticker row per pair, plus hourly candle closes for new pairs and for gaps.
+
+    Candle requests run on `workers` threads; the HTTP client keeps them within the rate limit.
+    """
     sample_time = now.replace(microsecond=0)
     history_from: dict[str, datetime] = {}
     for pair in quotes:
@@ -197,12 +205,15 @@ def _collect_rows(
             history_from[pair] = last
     rows: list[store.PriceRow] = []
     failed: set[str] = set()
-    with progress_bar(len(history_from), "backfilling history", enabled=progress) as advance:
-        for pair, since in history_from.items():
+    with progress_bar(len(history_from), "backfilling history", enabled=progress) as advance, \
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill") as pool:
+        futures = {pool.submit(source.candles, pair, since): pair for pair, since in history_from.items()}
+        for future in as_completed(futures):
+            pair = futures[future]
             try:
-                candles = source.candles(pair, since)
-            except PairError as error:
-                report.failures[pair] = str(error)
+                candles = future.result()
+            except (PairError, SourceError) as error:  # one pair's history failed: that pair only
+                report.failures[pair] = str(error) if isinstance(error, PairError) else f"{pair}: {error}"
                 failed.add(pair)
             else:
                 rows.extend(store.PriceRow(source.venue, pair, c.close_time, c.close, c.volume, "candle", now)
@@ -311,6 +322,22 @@ def _compute(engine: Engine, as_of: datetime) -> Report:
     return report
 
 
+# -- prune --------------------------------------------------------------------------------------
+def prune(settings: Settings, *, now: datetime | None = None) -> Report:
+    """Delete raw prices older than the retention; rollups keep the history, metrics are unchanged."""
+    with engine_for(settings) as engine:
+        _require_head(engine)
+        with writer_lock(engine):
+            return _recorded(engine, "prune", None, lambda: _prune(engine, settings.retention, now or utc_now()))
+
+
+def _prune(engine: Engine, keep: timedelta, now: datetime) -> Report:
+    report = Report("prune")
+    with engine.begin() as connection:
+        report.rows_deleted = store.prune(connection, now - keep)
+    return report
+
+
 # -- run ----------------------------------------------------------------------------------------
 def run(settings: Settings, *, now: datetime | None = None, progress: bool = False) -> Report:
     """The hourly job: migrate a brand-new database, fetch, then compute, under one lock."""
@@ -327,6 +354,8 @@ def run(settings: Settings, *, now: datetime | None = None, progress: bool = Fal
             report = Report("run")
             report.merge(_fetch(engine, settings, now, progress))  # a failed fetch still computes
             report.merge(_compute(engine, now.replace(microsecond=0)))
+            if settings.retention:
+                report.merge(_prune(engine, settings.retention, now))
             return report
 
         return _recorded(engine, "run", settings.source, work)

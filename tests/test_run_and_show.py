@@ -206,3 +206,33 @@ def test_show_rejects_hostile_input(after_run: str, runner: CliRunner) -> None:
     assert "\x1b" not in result.stderr
     result = runner.invoke(app, ["show", "btceur", "xml"])
     assert result.exit_code == 2
+
+
+def test_prune_keeps_rollups_and_metrics(env: dict[str, str], runner: CliRunner) -> None:
+    from datetime import UTC, datetime
+
+    from mcdata import pipeline
+    from mcdata.config import load_settings
+
+    assert runner.invoke(app, ["run", "--backfill", "20d"]).exit_code == 0
+    as_of = datetime.now(UTC).replace(microsecond=0)
+    assert pipeline.compute(load_settings(), as_of=as_of).exit_code == 0
+    before = {r.pair: r for r in query(env["MCDATA_DATABASE_URL"], sa.select(metrics).where(metrics.c.timestamp == as_of))}
+    result = runner.invoke(app, ["prune", "--keep", "8d"])
+    assert result.exit_code == 0, result.stderr
+    deleted = int(result.stderr.split("prune: ")[1].split(" raw price rows")[0].replace(",", ""))
+    assert deleted == 9 * 12 * 24  # the 12 oldest days of hourly candles of nine pairs
+    assert pipeline.compute(load_settings(), as_of=as_of).exit_code == 0
+    after = {r.pair: r for r in query(env["MCDATA_DATABASE_URL"], sa.select(metrics).where(metrics.c.timestamp == as_of))}
+    for pair, row in before.items():
+        for column in ("latest_price", "weekly_average", "min_price", "max_price", "stddev_24h", "std_rank",
+                       "change_24h_pct", "samples_7d", "samples_24h"):
+            assert getattr(after[pair], column) == getattr(row, column), (pair, column)
+
+
+def test_prune_needs_at_least_eight_days(env: dict[str, str], runner: CliRunner) -> None:
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    result = runner.invoke(app, ["prune", "--keep", "3d"])
+    assert result.exit_code == 2
+    assert "keep at least 8d" in result.stderr
+    assert runner.invoke(app, ["prune"]).exit_code == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -68,13 +69,26 @@ class HttpClient:
         self.max_bytes = max_bytes
         self.sleep = sleep
         self.requests = 0
-        self._last_request_at: float | None = None
-        self.session = requests.Session()
-        self.session.headers.update({"User-Agent": f"mcdata/{__version__}", "Accept": "application/json"})
-        self.session.headers.update(headers or {})
+        self.headers = {"User-Agent": f"mcdata/{__version__}", "Accept": "application/json", **(headers or {})}
+        self._next_slot = 0.0
+        self._lock = threading.Lock()
+        self._local = threading.local()  # one requests.Session per thread (backfill runs in parallel)
+        self._sessions: list[requests.Session] = []
+
+    @property
+    def session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers.update(self.headers)
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
 
     def close(self) -> None:
-        self.session.close()
+        for session in self._sessions:
+            session.close()
 
     def get(
         self,
@@ -102,11 +116,14 @@ class HttpClient:
         raise AssertionError("unreachable")
 
     def _pace(self) -> None:
-        if self.min_interval and self._last_request_at is not None:
-            wait = self._last_request_at + self.min_interval - time.monotonic()
-            if wait > 0:
-                self.sleep(wait)
-        self._last_request_at = time.monotonic()
+        """Start requests at most once per min_interval, across all threads."""
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self.min_interval
+            self.requests += 1
+        if slot > now:
+            self.sleep(slot - now)
 
     def _attempt(
         self,
@@ -116,7 +133,6 @@ class HttpClient:
         ok_statuses: frozenset[int],
     ) -> Response:
         self._pace()
-        self.requests += 1
         log.debug("%s: GET %s %s", self.source, url, dict(params or {}))
         try:
             with self.session.get(url, params=params, timeout=(self.timeout, self.timeout), stream=True,
