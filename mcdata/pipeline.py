@@ -4,9 +4,9 @@ recorded as one row in `runs`."""
 from __future__ import annotations
 
 import difflib
-from concurrent.futures import ThreadPoolExecutor, as_completed
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta

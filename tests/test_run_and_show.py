@@ -217,13 +217,14 @@ def test_prune_keeps_rollups_and_metrics(env: dict[str, str], runner: CliRunner)
     assert runner.invoke(app, ["run", "--backfill", "20d"]).exit_code == 0
     as_of = datetime.now(UTC).replace(microsecond=0)
     assert pipeline.compute(load_settings(), as_of=as_of).exit_code == 0
-    before = {r.pair: r for r in query(env["MCDATA_DATABASE_URL"], sa.select(metrics).where(metrics.c.timestamp == as_of))}
+    at_as_of = sa.select(metrics).where(metrics.c.timestamp == as_of)
+    before = {r.pair: r for r in query(env["MCDATA_DATABASE_URL"], at_as_of)}
     result = runner.invoke(app, ["prune", "--keep", "8d"])
     assert result.exit_code == 0, result.stderr
     deleted = int(result.stderr.split("prune: ")[1].split(" raw price rows")[0].replace(",", ""))
     assert deleted == 9 * 12 * 24  # the 12 oldest days of hourly candles of nine pairs
     assert pipeline.compute(load_settings(), as_of=as_of).exit_code == 0
-    after = {r.pair: r for r in query(env["MCDATA_DATABASE_URL"], sa.select(metrics).where(metrics.c.timestamp == as_of))}
+    after = {r.pair: r for r in query(env["MCDATA_DATABASE_URL"], at_as_of)}
     for pair, row in before.items():
         for column in ("latest_price", "weekly_average", "min_price", "max_price", "stddev_24h", "std_rank",
                        "change_24h_pct", "samples_7d", "samples_24h"):
