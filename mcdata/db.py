@@ -66,6 +66,13 @@ class _SampleStddev:
         return math.sqrt(max(0.0, (math.fsum(d * d for d in deviations) - correction * correction / n) / (n - 1)))
 
 
+def round_significant(value: float | None, digits: int) -> float | None:
+    """`value` rounded to `digits` significant digits (the rank key of mcdata.metrics)."""
+    if value is None or value == 0 or not math.isfinite(value):
+        return value
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
+
+
 def _sqrt(value: float | None) -> float | None:
     """sqrt, for SQLite builds compiled without the math functions."""
     return None if value is None or value < 0 else math.sqrt(value)
@@ -74,6 +81,7 @@ def _sqrt(value: float | None) -> float | None:
 def _set_up_sqlite(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     dbapi_connection.create_aggregate("stddev_samp", 1, _SampleStddev)  # type: ignore[arg-type]
     dbapi_connection.create_function("sqrt", 1, _sqrt, deterministic=True)
+    dbapi_connection.create_function("mcdata_round_sig", 2, round_significant, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode = WAL")

@@ -7,9 +7,9 @@ formula, so the cost depends on pairs x window hours, not on how often prices we
 result equals the raw-table definition (`RAW_QUERY`, kept as the reference and the benchmark baseline).
 
 Deviations are taken from each pair's latest price (a shift changes no deviation, and removes the
-cancellation that ruins large prices with small moves). Sums are NUMERIC on PostgreSQL: exact, so
-identical series get identical values (and share a rank) whatever order rows are read in. SQLite gets
-`stddev_samp` and `sqrt` from mcdata.db; the statements are the same on both databases.
+cancellation that ruins large prices with small moves); the rollups keep theirs about an anchor price
+for the same reason. SQLite gets `stddev_samp`, `sqrt` and `mcdata_round_sig` from mcdata.db, PostgreSQL
+`mcdata_round_sig` from migration 0002; the statements are the same on both databases.
 """
 
 from __future__ import annotations
@@ -41,89 +41,96 @@ def stddev(expression: str) -> str:
 
 
 def _window(name: str, start: str, full_from: str) -> str:
-    """CTEs `<name>_parts` (whole hours from the rollup, edge samples from the raw table, each as
-    n / mean deviation d from the latest price / M2 / min / max) and `<name>` (merged per pair)."""
+    """CTE `<name>`: per pair the sample count n, s1 = sum of deviations d from the latest price,
+    s2 = sum of squared deviations, min and max; whole hours from the rollup, edge samples from the
+    raw table. M2 = s2 - s1^2/n: the deviations are small next to the price, so nothing cancels."""
     return f"""
-{name}_parts AS (
-    SELECT h.exchange, h.pair, h.samples AS n,
-           CAST(h.ref_price - l.latest_price AS NUMERIC) + CAST(h.mean_offset AS NUMERIC) AS d,
-           CAST(h.m2 AS NUMERIC) AS m2, h.min_price AS lo, h.max_price AS hi
-    FROM price_rollup_hourly h
-    JOIN latest l ON h.exchange = l.exchange AND h.pair = l.pair
-    WHERE h.hour >= :{full_from} AND h.hour < :tail_from
-    UNION ALL
-    SELECT r.exchange, r.pair, 1, CAST(r.price - l.latest_price AS NUMERIC), 0, r.price, r.price
-    FROM {RAW} r
-    JOIN latest l ON r.exchange = l.exchange AND r.pair = l.pair
-    WHERE r.timestamp > :{start} AND r.timestamp < :{full_from}
-    UNION ALL
-    SELECT r.exchange, r.pair, 1, CAST(r.price - l.latest_price AS NUMERIC), 0, r.price, r.price
-    FROM {RAW} r
-    JOIN latest l ON r.exchange = l.exchange AND r.pair = l.pair
-    WHERE r.timestamp >= :tail_from AND r.timestamp <= :as_of
-), {name}_sums AS (
-    SELECT exchange, pair, SUM(n) AS n, SUM(n * d) / (SUM(n) * 1.0) AS mean_d, SUM(m2) AS m2_within,
-           MIN(lo) AS lo, MAX(hi) AS hi
-    FROM {name}_parts
+{name} AS (
+    SELECT exchange, pair, SUM(n) AS n, SUM(n * d) AS s1, SUM(m2 + n * d * d) AS s2, MIN(lo) AS lo, MAX(hi) AS hi
+    FROM (
+        SELECT h.exchange, h.pair, h.samples AS n, (h.ref_price - l.latest_price) + h.mean_offset AS d, h.m2,
+               h.min_price AS lo, h.max_price AS hi
+        FROM price_rollup_hourly h
+        JOIN latest l ON h.exchange = l.exchange AND h.pair = l.pair
+        WHERE h.hour >= :{full_from} AND h.hour < :tail_from
+        UNION ALL
+        SELECT r.exchange, r.pair, 1, r.price - l.latest_price, 0.0, r.price, r.price
+        FROM {RAW} r
+        JOIN latest l ON r.exchange = l.exchange AND r.pair = l.pair
+        WHERE r.timestamp > :{start} AND r.timestamp < :{full_from}
+        UNION ALL
+        SELECT r.exchange, r.pair, 1, r.price - l.latest_price, 0.0, r.price, r.price
+        FROM {RAW} r
+        JOIN latest l ON r.exchange = l.exchange AND r.pair = l.pair
+        WHERE r.timestamp >= :tail_from AND r.timestamp <= :as_of
+    ) parts
     GROUP BY exchange, pair
-), {name} AS (
-    SELECT s.exchange, s.pair, s.n, s.mean_d, s.lo, s.hi,
-           s.m2_within + SUM(p.n * (p.d - s.mean_d) * (p.d - s.mean_d)) AS m2
-    FROM {name}_sums s
-    JOIN {name}_parts p ON p.exchange = s.exchange AND p.pair = s.pair
-    GROUP BY s.exchange, s.pair, s.n, s.mean_d, s.lo, s.hi, s.m2_within
 )"""
 
 
+# Ranks compare values rounded to 12 significant digits, so that series with identical prices tie even
+# when floating-point sums in a different order differ in the last bit.
 _RANKS = """
        CASE WHEN stddev_24h IS NULL THEN NULL
-            ELSE RANK() OVER (PARTITION BY stddev_24h IS NULL ORDER BY stddev_24h DESC) END,
+            ELSE RANK() OVER (PARTITION BY stddev_24h IS NULL
+                              ORDER BY mcdata_round_sig(stddev_24h, 12) DESC) END,
        volatility_24h,
        CASE WHEN volatility_24h IS NULL THEN NULL
-            ELSE RANK() OVER (PARTITION BY volatility_24h IS NULL ORDER BY volatility_24h DESC) END"""
+            ELSE RANK() OVER (PARTITION BY volatility_24h IS NULL
+                              ORDER BY mcdata_round_sig(volatility_24h, 12) DESC) END"""
 
 _TIMES = ("as_of", "week_start", "day_start", "week_full_from", "day_full_from", "tail_from", "day_tail_from",
           "computed_at")
 
+
+def _newest_rolled(column: str, before: str) -> str:
+    """`column` of the series' newest rollup hour before `before` (where raw rows were pruned)."""
+    return (f"(SELECT h.{column} FROM price_rollup_hourly h WHERE h.exchange = s.exchange AND h.pair = s.pair "
+            f"AND h.hour < :{before} ORDER BY h.hour DESC LIMIT 1)")
+
+
+def _raw_price(at: str) -> str:
+    return f"(SELECT r.price FROM {RAW} r WHERE r.exchange = s.exchange AND r.pair = s.pair AND r.timestamp = {at})"
+
+
 QUERY = sa.text(f"""
 INSERT INTO crypto_pair_metrics ({", ".join(METRIC_COLUMNS)})
-WITH series AS (
-    SELECT m.exchange, m.pair,
+WITH series AS MATERIALIZED (
+    -- markets holds each series' newest sample; older as-of times (or pruned rows) need a lookup
+    SELECT m.exchange, m.pair, m.last_at, m.last_price,
+           CASE WHEN m.last_at > :as_of THEN
+               (SELECT MAX(r.timestamp) FROM {RAW} r
+                 WHERE r.exchange = m.exchange AND r.pair = m.pair AND r.timestamp <= :as_of) END AS raw_at,
            (SELECT MAX(r.timestamp) FROM {RAW} r
-             WHERE r.exchange = m.exchange AND r.pair = m.pair AND r.timestamp <= :as_of) AS raw_at,
-           (SELECT MAX(h.hour) FROM price_rollup_hourly h
-             WHERE h.exchange = m.exchange AND h.pair = m.pair AND h.hour < :tail_from) AS rolled_hour,
-           (SELECT MAX(r.timestamp) FROM {RAW} r
-             WHERE r.exchange = m.exchange AND r.pair = m.pair AND r.timestamp <= :day_start) AS raw_p0_at,
-           (SELECT MAX(h.hour) FROM price_rollup_hourly h
-             WHERE h.exchange = m.exchange AND h.pair = m.pair AND h.hour < :day_tail_from) AS rolled_p0_hour
+             WHERE r.exchange = m.exchange AND r.pair = m.pair AND r.timestamp <= :day_start) AS raw_p0_at
     FROM markets m
     WHERE m.first_at <= :as_of
-), latest AS (
-    -- the newest sample at or before T: in the raw table, or (pruned) the last of the newest hour
+), latest AS MATERIALIZED (
     SELECT s.exchange, s.pair,
-           CASE WHEN s.raw_at IS NOT NULL THEN s.raw_at ELSE h.last_at END AS latest_at,
-           CASE WHEN s.raw_at IS NOT NULL THEN r.price ELSE h.last_price END AS latest_price,
-           CASE WHEN s.raw_p0_at IS NOT NULL THEN r0.price ELSE h0.last_price END AS p0
+           CASE WHEN s.last_at <= :as_of THEN s.last_at
+                WHEN s.raw_at IS NOT NULL THEN s.raw_at
+                ELSE {_newest_rolled("last_at", "tail_from")} END AS latest_at,
+           CASE WHEN s.last_at <= :as_of THEN s.last_price
+                WHEN s.raw_at IS NOT NULL THEN {_raw_price("s.raw_at")}
+                ELSE {_newest_rolled("last_price", "tail_from")} END AS latest_price,
+           CASE WHEN s.raw_p0_at IS NOT NULL THEN {_raw_price("s.raw_p0_at")}
+                ELSE {_newest_rolled("last_price", "day_tail_from")} END AS p0
     FROM series s
-    LEFT JOIN {RAW} r ON r.exchange = s.exchange AND r.pair = s.pair AND r.timestamp = s.raw_at
-    LEFT JOIN price_rollup_hourly h ON h.exchange = s.exchange AND h.pair = s.pair AND h.hour = s.rolled_hour
-    LEFT JOIN {RAW} r0 ON r0.exchange = s.exchange AND r0.pair = s.pair AND r0.timestamp = s.raw_p0_at
-    LEFT JOIN price_rollup_hourly h0
-           ON h0.exchange = s.exchange AND h0.pair = s.pair AND h0.hour = s.rolled_p0_hour
-    WHERE s.raw_at IS NOT NULL OR s.rolled_hour IS NOT NULL
 ),{_window("week", "week_start", "week_full_from")},{_window("day", "day_start", "day_full_from")},
 joined AS (
     SELECT l.exchange, l.pair, l.latest_price, l.latest_at,
-           l.latest_price + CAST(w.mean_d AS DOUBLE PRECISION) AS weekly_average,
+           l.latest_price + w.s1 / w.n AS weekly_average,
            w.lo AS min_price, w.hi AS max_price, COALESCE(w.n, 0) AS samples_7d,
-           CASE WHEN d.n >= 2 THEN sqrt(CAST(d.m2 AS DOUBLE PRECISION) / (d.n - 1)) END AS stddev_24h,
-           l.latest_price + CAST(d.mean_d AS DOUBLE PRECISION) AS mean_24h,
+           CASE WHEN d.n >= 2 THEN sqrt(CASE WHEN d.s2 - d.s1 * d.s1 / d.n > 0
+                                             THEN (d.s2 - d.s1 * d.s1 / d.n) / (d.n - 1) ELSE 0.0 END) END
+               AS stddev_24h,
+           l.latest_price + d.s1 / d.n AS mean_24h,
            COALESCE(d.n, 0) AS samples_24h,
            (l.latest_price / l.p0 - 1) * 100 AS change_24h_pct
     FROM latest l
     LEFT JOIN week w ON w.exchange = l.exchange AND w.pair = l.pair
     LEFT JOIN day d ON d.exchange = l.exchange AND d.pair = l.pair
+    WHERE l.latest_at IS NOT NULL
 ), measured AS (
     SELECT joined.*, stddev_24h / mean_24h * 100 AS volatility_24h FROM joined
 )
@@ -194,6 +201,8 @@ def compute(connection: sa.Connection, as_of: datetime, computed_at: datetime | 
     `from_raw` reads every sample from the raw table instead of the hourly rollups (same result).
     """
     connection.execute(metrics.delete().where(metrics.c.timestamp == as_of))
+    if connection.dialect.name == "postgresql":  # room to sort and hash the window's hours in memory
+        connection.execute(sa.text("SELECT set_config('work_mem', '64MB', true)"))
     connection.execute(RAW_QUERY if from_raw else QUERY, {**window_bounds(as_of), "computed_at": computed_at or as_of})
     count = connection.execute(
         sa.select(sa.func.count()).select_from(metrics).where(metrics.c.timestamp == as_of)

@@ -117,7 +117,7 @@ price_rollup_hourly = sa.Table(
 )
 
 # One row per series ever stored (trigger-maintained): the set compute iterates over, and each series'
-# newest sample time for fetch's gap repair, without scanning the raw table.
+# newest sample (time and price) for compute and for fetch's gap repair, without scanning the raw table.
 markets = sa.Table(
     "markets",
     metadata,
@@ -125,6 +125,7 @@ markets = sa.Table(
     sa.Column("pair", sa.String(40), nullable=False),
     sa.Column("first_at", UTCDateTime(), nullable=False),
     sa.Column("last_at", UTCDateTime(), nullable=False),
+    sa.Column("last_price", sa.Double(), nullable=False),
     sa.PrimaryKeyConstraint("exchange", "pair"),
 )
 

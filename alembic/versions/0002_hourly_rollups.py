@@ -57,13 +57,25 @@ BEGIN
         last_price = CASE WHEN excluded.last_at > h.last_at THEN excluded.last_price ELSE h.last_price END,
         last_at = GREATEST(h.last_at, excluded.last_at);
 
-    INSERT INTO markets AS m (exchange, pair, first_at, last_at)
-    SELECT exchange, pair, min(timestamp), max(timestamp) FROM inserted GROUP BY exchange, pair
+    INSERT INTO markets AS m (exchange, pair, first_at, last_at, last_price)
+    SELECT DISTINCT ON (exchange, pair) exchange, pair,
+           min(timestamp) OVER (PARTITION BY exchange, pair), timestamp, price
+    FROM inserted ORDER BY exchange, pair, timestamp DESC
     ON CONFLICT (exchange, pair) DO UPDATE SET
         first_at = LEAST(m.first_at, excluded.first_at),
+        last_price = CASE WHEN excluded.last_at > m.last_at THEN excluded.last_price ELSE m.last_price END,
         last_at = GREATEST(m.last_at, excluded.last_at);
     RETURN NULL;
 END $$
+"""
+
+# The rank key of compute: a value rounded to `digits` significant digits (SQLite: mcdata.db registers it).
+POSTGRES_ROUND_SIG = """
+CREATE FUNCTION mcdata_round_sig(value float8, digits integer) RETURNS float8
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT CASE WHEN value = 0 OR value IN ('Infinity', '-Infinity', 'NaN') THEN value
+                ELSE round(value::numeric, digits - 1 - floor(log(abs(value)))::integer)::float8 END
+$$
 """
 
 POSTGRES_TRIGGER = f"""
@@ -89,10 +101,11 @@ CREATE TRIGGER raw_prices_rollup AFTER INSERT ON {RAW} FOR EACH ROW BEGIN
         first_at = MIN(first_at, NEW.timestamp),
         last_price = CASE WHEN NEW.timestamp > last_at THEN NEW.price ELSE last_price END,
         last_at = MAX(last_at, NEW.timestamp);
-    INSERT INTO markets (exchange, pair, first_at, last_at)
-    VALUES (NEW.exchange, NEW.pair, NEW.timestamp, NEW.timestamp)
+    INSERT INTO markets (exchange, pair, first_at, last_at, last_price)
+    VALUES (NEW.exchange, NEW.pair, NEW.timestamp, NEW.timestamp, NEW.price)
     ON CONFLICT (exchange, pair) DO UPDATE SET
         first_at = MIN(first_at, NEW.timestamp),
+        last_price = CASE WHEN NEW.timestamp > last_at THEN NEW.price ELSE last_price END,
         last_at = MAX(last_at, NEW.timestamp);
 END
 """
@@ -123,11 +136,13 @@ def upgrade() -> None:
         sa.Column("pair", sa.String(length=40), nullable=False),
         sa.Column("first_at", mcdata.schema.UTCDateTime(timezone=True), nullable=False),
         sa.Column("last_at", mcdata.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_price", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("exchange", "pair", name=op.f("pk_markets")),
     )
     if op.get_bind().dialect.name == "postgresql":
         op.execute(POSTGRES_FUNCTION)
         op.execute(POSTGRES_TRIGGER)
+        op.execute(POSTGRES_ROUND_SIG)
     else:
         op.execute(SQLITE_TRIGGER)
     # replay the stored prices through the triggers, oldest first
@@ -141,6 +156,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"DROP TRIGGER IF EXISTS raw_prices_rollup ON {RAW}")
         op.execute("DROP FUNCTION IF EXISTS mcdata_rollup_inserted()")
+        op.execute("DROP FUNCTION IF EXISTS mcdata_round_sig(float8, integer)")
     else:
         op.execute("DROP TRIGGER IF EXISTS raw_prices_rollup")
     op.drop_table("markets")

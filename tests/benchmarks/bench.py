@@ -1,0 +1,255 @@
+"""mcdata at scale: ingest, compute, the hourly steady state and peak memory, against baselines.
+
+    .venv/bin/python tests/benchmarks/bench.py            # the full run (PostgreSQL at 20.16M rows)
+    .venv/bin/python tests/benchmarks/bench.py --quick    # a few minutes less: smaller data sets
+
+Every figure is measured in the same run as its baseline, so the ratios hold on a noisy machine. It
+creates (and drops) a scratch PostgreSQL database on MCDATA_BENCH_POSTGRES_URL (default: the local
+server) and SQLite files in a temporary directory. Not collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from mcdata import metrics  # noqa: E402
+from mcdata.db import make_engine, normalize_url  # noqa: E402
+from mcdata.migrations import upgrade  # noqa: E402
+from mcdata.schema import raw_prices  # noqa: E402
+from mcdata.store import PriceRow, insert_prices  # noqa: E402
+from tests.fake_exchange import FakeExchange  # noqa: E402
+
+NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+RESULTS: list[tuple[str, str, str, str]] = []  # what, figure, target, verdict
+
+
+def report(what: str, figure: str, target: str = "", ok: bool | None = None) -> None:
+    verdict = "" if ok is None else ("met" if ok else "MISSED")
+    RESULTS.append((what, figure, target, verdict))
+    print(f"  {what}: {figure}" + (f"  (target {target}: {verdict})" if target else ""), flush=True)
+
+
+def timed(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+# -- databases ----------------------------------------------------------------------------------
+class Scratch:
+    """A fresh PostgreSQL database, dropped on exit."""
+
+    def __init__(self, server_url: str) -> None:
+        self.admin = sa.create_engine(normalize_url(server_url), isolation_level="AUTOCOMMIT")
+        self.name = f"mcdata_bench_{secrets.token_hex(3)}"
+        self.url = normalize_url(server_url).set(database=self.name).render_as_string(hide_password=False)
+
+    def __enter__(self) -> str:
+        with self.admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{self.name}"'))
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        with self.admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+def migrated(url: str) -> sa.Engine:
+    engine = make_engine(url)
+    upgrade(engine)
+    return engine
+
+
+# -- 1. ingest ----------------------------------------------------------------------------------
+def backfill_rows(pairs: int, minutes: int) -> Iterator[PriceRow]:
+    start = NOW - timedelta(minutes=minutes)
+    for p in range(pairs):
+        for m in range(minutes):
+            ts = start + timedelta(minutes=m)
+            yield PriceRow("kraken", f"b{p:04d}usd", ts, 100.0 + p + (m % 97) / 10, None, "candle", NOW)
+
+
+def bench_ingest(label: str, url: str, rows: int, baseline_rows: int) -> None:
+    engine = migrated(url)
+    pairs = 100
+    with engine.begin() as connection:  # warm-up: staging table, caches
+        insert_prices(connection, backfill_rows(1, 10))
+    seconds = timed(lambda: _ingest(engine, backfill_rows(pairs, rows // pairs)))
+    bulk = rows / seconds
+    baseline_data = list(backfill_rows(1, baseline_rows))
+    statement = raw_prices.insert()
+
+    def row_by_row() -> None:
+        for row in baseline_data:
+            with engine.begin() as connection:
+                connection.execute(statement, {**{c: getattr(row, c) for c in row.__slots__}, "pair": "zbaseline"})
+
+    baseline = baseline_rows / timed(row_by_row)
+    engine.dispose()
+    report(f"{label} ingest, {rows:,}-row backfill", f"{bulk:,.0f} rows/s ({seconds:.1f} s)",
+           ">= 200,000 rows/s" if label == "PostgreSQL" else "", bulk >= 200_000 if label == "PostgreSQL" else None)
+    report(f"{label} row-by-row, commit per row (baseline)", f"{baseline:,.0f} rows/s")
+    report(f"{label} ingest speed-up", f"{bulk / baseline:,.0f}x", ">= 40x" if label == "PostgreSQL" else "",
+           bulk / baseline >= 40 if label == "PostgreSQL" else None)
+
+
+def _ingest(engine: sa.Engine, rows: Iterator[PriceRow]) -> None:
+    with engine.begin() as connection:
+        insert_prices(connection, rows)
+
+
+# -- 2. compute ---------------------------------------------------------------------------------
+def fill_minutes(engine: sa.Engine, pairs: int, days: int = 7, chunk: int = 100) -> int:
+    """pairs x days of 1-minute samples, generated inside the database (through the rollup trigger)."""
+    start, end = NOW - timedelta(days=days), NOW
+    for first in range(0, pairs, chunk):
+        last = min(pairs, first + chunk) - 1
+        with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.execute(sa.text("""
+                    INSERT INTO raw_crypto_pair_price_history (exchange, pair, timestamp, price, kind, fetched_at)
+                    SELECT 'kraken', 'c' || lpad(p::text, 4, '0') || 'usd', ts,
+                           100 + p + 5 * sin(extract(epoch FROM ts) / 3600 + p), 'candle', now()
+                    FROM generate_series(CAST(:first AS integer), CAST(:last AS integer)) p,
+                         generate_series(CAST(:start AS timestamptz) + interval '1 minute',
+                                         CAST(:end AS timestamptz), interval '1 minute') ts
+                    ORDER BY 2, 3"""), {"first": first, "last": last, "start": start, "end": end})
+            else:
+                connection.execute(sa.text("""
+                    WITH RECURSIVE p(i) AS (SELECT :first UNION ALL SELECT i + 1 FROM p WHERE i < :last),
+                    m(j) AS (SELECT 1 UNION ALL SELECT j + 1 FROM m WHERE j < :minutes)
+                    INSERT INTO raw_crypto_pair_price_history (exchange, pair, timestamp, price, kind, fetched_at)
+                    SELECT 'kraken', 'c' || substr('0000' || i, -4) || 'usd',
+                           strftime('%Y-%m-%d %H:%M:%S.000000', :start, '+' || j || ' minutes'),
+                           100 + i + 5 * sin(j / 60.0 + i), 'candle', :start
+                    FROM p, m ORDER BY i, j"""),
+                    {"first": first, "last": last, "minutes": days * 1440,
+                     "start": start.replace(tzinfo=None).isoformat(" ")})
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(sa.text("ANALYZE"))
+            connection.commit()
+        return int(connection.execute(sa.select(sa.func.count()).select_from(raw_prices)).scalar_one())
+
+
+def bench_compute(label: str, url: str, pairs: int, target_ms: float | None) -> None:
+    engine = migrated(url)
+    started = time.perf_counter()
+    stored = fill_minutes(engine, pairs)
+    print(f"  ({label}: {stored:,} rows generated in {time.perf_counter() - started:.0f} s)", flush=True)
+
+    def run(from_raw: bool) -> float:
+        with engine.begin() as connection:
+            return timed(lambda: metrics.compute(connection, NOW, from_raw=from_raw))
+
+    run(False)  # warm the caches
+    rollup = statistics.median(run(False) for _ in range(5))
+    raw = statistics.median(run(True) for _ in range(2))
+    with engine.connect() as connection:
+        count = connection.execute(sa.text("SELECT count(*) FROM crypto_pair_metrics")).scalar_one()
+    engine.dispose()
+    report(f"{label} compute, {pairs:,} pairs x 7 days of 1-minute samples ({stored / 1e6:.2f}M rows)",
+           f"{rollup * 1000:,.0f} ms", f"<= {target_ms:.0f} ms" if target_ms else "",
+           rollup * 1000 <= target_ms if target_ms else None)
+    report(f"{label} compute from the raw table (baseline)", f"{raw * 1000:,.0f} ms")
+    report(f"{label} compute speed-up", f"{raw / rollup:,.1f}x", ">= 10x", raw / rollup >= 10)
+    assert count > 0
+
+
+# -- 3. the hourly steady state ------------------------------------------------------------------
+def mcdata(args: list[str], env: dict[str, str]) -> tuple[int, float, int]:
+    """Run mcdata in a child process: (exit code, wall seconds, peak RSS in KiB)."""
+    probe = ("import resource, runpy, sys; sys.argv = ['mcdata', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_module('mcdata', run_name='__main__')\n"
+             "except SystemExit as exit:\n    code = exit.code\nelse:\n    code = 0\n"
+             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, code, file=sys.stderr)")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", probe, *args], env=env, capture_output=True, text=True,
+                          check=False)
+    wall = time.perf_counter() - started
+    rss, code = done.stderr.strip().splitlines()[-1].split()
+    return int(code or 0), wall, int(rss)
+
+
+def bench_steady_state(server_url: str, pairs: int, tmp: Path) -> None:
+    with FakeExchange(latency=0.05, synthetic_markets=pairs) as exchange, Scratch(server_url) as url:
+        env = {**os.environ, "MCDATA_DATABASE_URL": url, "MCDATA_API_URL": exchange.url,
+               "MCDATA_CACHE_DIR": str(tmp / "cache"), "MCDATA_PAIRS": "all"}
+        code, wall, _ = mcdata(["--quiet", "run", "--backfill", "0"], env)  # the first run: schema, pair list
+        assert code == 0, code
+        time.sleep(1)
+        before = len(exchange.requests)
+        code, wall, rss_run = mcdata(["--quiet", "run"], env)
+        requests = len(exchange.requests) - before
+        listed = sum(1 for m in exchange.markets.values() if m.status == "online" and "." not in m.pair)
+        report(f"steady-state `mcdata run`, {listed:,} pairs, 50 ms per request", f"{wall:.2f} s (exit {code})",
+               "<= 3 s", wall <= 3 and code == 0)
+        report("HTTP requests of that run", str(requests), "<= 2", requests <= 2)
+        return_rss(url, env, rss_run, "small database")
+
+
+def return_rss(url: str, env: dict[str, str], rss_run: int, label: str) -> None:
+    _, _, rss_compute = mcdata(["compute"], env)
+    report(f"peak RSS of run (fetch + compute), {label}", f"{rss_run / 1024:.0f} MB", "<= 200 MB",
+           rss_run / 1024 <= 200)
+    report(f"peak RSS of compute, {label}", f"{rss_compute / 1024:.0f} MB", "<= 200 MB", rss_compute / 1024 <= 200)
+
+
+def bench_memory_flat(url: str, tmp: Path) -> None:
+    """Peak RSS of fetch and compute on the big database: flat in the number of stored rows."""
+    with FakeExchange(synthetic_markets=0) as exchange:
+        env = {**os.environ, "MCDATA_DATABASE_URL": url, "MCDATA_API_URL": exchange.url,
+               "MCDATA_CACHE_DIR": str(tmp / "cache-big"), "MCDATA_RATE_LIMIT": "100"}
+        code, _, rss_fetch = mcdata(["--quiet", "fetch"], env)
+        assert code in (0, 3), code
+        _, _, rss_compute = mcdata(["compute"], env)
+    report("peak RSS of fetch (9 pairs, 7-day backfill), 20M-row database", f"{rss_fetch / 1024:.0f} MB",
+           "<= 200 MB", rss_fetch / 1024 <= 200)
+    report("peak RSS of compute, 20M-row database", f"{rss_compute / 1024:.0f} MB", "<= 200 MB",
+           rss_compute / 1024 <= 200)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller data sets (a sanity check, not the targets)")
+    args = parser.parse_args()
+    server = os.environ.get("MCDATA_BENCH_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
+    pg_pairs, sqlite_pairs, ingest_rows = (200, 20, 200_000) if args.quick else (2000, 200, 1_000_000)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(scratch)
+        print("1. ingest", flush=True)
+        with Scratch(server) as url:
+            bench_ingest("PostgreSQL", url, ingest_rows, 2000)
+        bench_ingest("SQLite", f"sqlite:///{tmp / 'ingest.db'}", ingest_rows, 2000)
+        print("2. compute", flush=True)
+        with Scratch(server) as url:
+            bench_compute("PostgreSQL", url, pg_pairs, 300)
+            print("4. memory", flush=True)
+            bench_memory_flat(url, tmp)
+        bench_compute("SQLite", f"sqlite:///{tmp / 'compute.db'}", sqlite_pairs, None)
+        print("3. steady state", flush=True)
+        bench_steady_state(server, 2000, tmp)
+    width = max(len(r[0]) for r in RESULTS)
+    print("\n| measurement | figure | target | |\n|---|---|---|---|")
+    for what, figure, target, verdict in RESULTS:
+        print(f"| {what:<{width}} | {figure} | {target} | {verdict} |")
+
+
+if __name__ == "__main__":
+    main()
