@@ -16,7 +16,7 @@ import typer
 
 from mcdata import __version__
 from mcdata.config import SETTINGS, Settings, load_settings
-from mcdata.errors import ConfigError, ExitCode, McdataError, redact
+from mcdata.errors import ConfigError, ExitCode, classify, redact
 from mcdata.render import FORMATS, printable
 
 app = typer.Typer(
@@ -79,19 +79,9 @@ def report_and_exit(error: BaseException, debug: bool) -> None:
     """The one place where errors become a line on stderr and an exit code."""
     if debug:
         sys.stderr.write(redact("".join(traceback.format_exception(error))))
-    from sqlalchemy.exc import InterfaceError, OperationalError
-
-    if isinstance(error, McdataError):
-        code = error.exit_code
-        message = str(error)
-    elif isinstance(error, OperationalError | InterfaceError):
-        code = ExitCode.DATABASE
-        message = f"database error: {redact(str(error.orig or error))}; check that the database is up, then rerun"
-    else:
-        code = ExitCode.FAILED
-        message = f"unexpected {error.__class__.__name__}: {redact(str(error))}"
-        if not debug:
-            message += " (rerun with --debug for the traceback)"
+    code, message = classify(error)
+    if message.startswith("unexpected ") and not debug:
+        message += " (rerun with --debug for the traceback)"
     sys.stderr.write(f"mcdata: error: {printable(message.splitlines()[0] if message else '')}\n")
     raise typer.Exit(int(code))
 

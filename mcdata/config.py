@@ -52,8 +52,9 @@ def parse_timestamp(text: str, option: str = "--as-of") -> datetime:
 
 def validate_pair(pair: str) -> str:
     if not PAIR_PATTERN.match(pair):
+        shown = repr(pair) if len(pair) <= 60 else repr(pair[:57]) + "..."
         raise ConfigError(
-            f"invalid pair name {pair!r}",
+            f"invalid pair name {shown}",
             "pair names are 2-40 lowercase letters and digits, such as btceur",
         )
     return pair
@@ -144,7 +145,7 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in (
-        Setting("database_url", _text, default_database_url,
+        Setting("database_url", lambda v: str(v).strip(), default_database_url,  # a bad URL is exit 4 (db.py)
                 "Database URL: sqlite:///path.db or postgresql://user:pass@host/db.", secret=True),
         Setting("source", _choice(*SOURCES), lambda: "kraken",
                 "Where prices come from: kraken (live) or cryptowatch (compatible mirrors)."),

@@ -7,7 +7,7 @@ import hashlib
 import math
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -134,10 +134,15 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"mcdata:{name}".encode()).digest()[:8], "big", signed=True)
 
 
+def _held() -> None:
+    pass
+
+
 @contextmanager
-def writer_lock(engine: Engine, name: str = "writer") -> Iterator[None]:
+def writer_lock(engine: Engine, name: str = "writer") -> Iterator[Callable[[], None]]:
     """Hold the one-writer lock or raise LockedError at once (exit 75).
 
+    Yields a check to call before writing: it raises (exit 4) if the lock was lost with its connection.
     PostgreSQL: a transaction-level advisory lock on a connection of its own (it survives a
     transaction-pooling PgBouncer and frees itself if the process dies). SQLite: flock on a file
     beside the database.
@@ -147,12 +152,20 @@ def writer_lock(engine: Engine, name: str = "writer") -> Iterator[None]:
             got = connection.execute(sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": lock_key(name)})
             if not got.scalar():
                 raise LockedError("another mcdata run holds the lock on this database", "try again later")
-            yield
+
+            def still_held() -> None:
+                try:
+                    connection.execute(sa.text("SELECT 1"))
+                except sa.exc.DBAPIError as exc:
+                    raise DatabaseError("lost the database connection that held the run's lock",
+                                        "check that the database is up, then rerun") from exc
+
+            yield still_held
         return
     database = engine.url.database
     lock_path = Path(f"{database}.lock") if database and database != ":memory:" else None
     if lock_path is None:
-        yield
+        yield _held
         return
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -163,6 +176,6 @@ def writer_lock(engine: Engine, name: str = "writer") -> Iterator[None]:
             raise LockedError(
                 f"another mcdata run holds the lock {lock_path}", "try again later"
             ) from None
-        yield
+        yield _held
     finally:
         os.close(fd)

@@ -61,6 +61,20 @@ class PairError(McdataError):
         self.pair = pair
 
 
+def classify(error: BaseException) -> tuple[ExitCode, str]:
+    """The exit code and the one-line message for any error: the one mapping site."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(error, McdataError):
+        return error.exit_code, str(error)
+    if isinstance(error, OperationalError | InterfaceError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    ):
+        first = str(error.orig or error).strip().splitlines() or ["connection lost"]
+        return ExitCode.DATABASE, redact(f"database error: {first[0]}; check that the database is up, then rerun")
+    return ExitCode.FAILED, redact(f"unexpected {error.__class__.__name__}: {error}")
+
+
 _secrets: set[str] = set()
 
 

@@ -17,14 +17,16 @@ from sqlalchemy.engine import Engine
 from mcdata import metrics, migrations, store
 from mcdata.config import Settings
 from mcdata.db import connect, make_engine, writer_lock
-from mcdata.errors import ExitCode, McdataError, PairError, SourceError
+from mcdata.errors import ExitCode, McdataError, PairError, SourceError, classify
 from mcdata.render import progress_bar
 from mcdata.sources import make_source
 from mcdata.sources.base import ListedPair, Quote, Source
 
 log = logging.getLogger("mcdata")
 
-GAP_REPAIR_AFTER = timedelta(hours=2)
+# Hourly runs leave samples an hour apart; a pair whose newest sample is older than this missed at
+# least one run, and gets the missing hours from candles (so no gap exceeds an hour).
+GAP_REPAIR_AFTER = timedelta(minutes=90)
 # Which exit code wins when steps disagree: the database, then a failure, then a partial result.
 SEVERITY = [ExitCode.OK, ExitCode.PARTIAL, ExitCode.FAILED, ExitCode.DATABASE]
 
@@ -86,8 +88,8 @@ def _recorded(engine: Engine, command: str, source: str | None, work: Callable[[
     try:
         report = work()
     except BaseException as error:
-        code = error.exit_code if isinstance(error, McdataError) else ExitCode.FAILED
-        _finish(engine, run_id, status="failed", exit_code=int(code), error_summary=str(error)[:2000])
+        code, message = classify(error)
+        _finish(engine, run_id, status="failed", exit_code=int(code), error_summary=message[:2000])
         raise
     report.run_id = run_id
     status = {ExitCode.OK: "ok", ExitCode.PARTIAL: "partial"}.get(report.exit_code, "failed")
@@ -111,9 +113,9 @@ def _finish(engine: Engine, run_id: int, **fields: object) -> None:
 def fetch(settings: Settings, *, now: datetime | None = None, progress: bool = False) -> Report:
     with engine_for(settings) as engine:
         _require_head(engine)
-        with writer_lock(engine):
+        with writer_lock(engine) as still_held:
             return _recorded(engine, "fetch", settings.source,
-                             lambda: _fetch(engine, settings, now or utc_now(), progress))
+                             lambda: _fetch(engine, settings, now or utc_now(), progress, still_held))
 
 
 def _choose_pairs(settings: Settings, source: Source, report: Report) -> list[str]:
@@ -146,7 +148,8 @@ def _unavailable(pair: str, listing: dict[str, ListedPair], source: Source) -> s
     return None
 
 
-def _fetch(engine: Engine, settings: Settings, now: datetime, progress: bool) -> Report:
+def _fetch(engine: Engine, settings: Settings, now: datetime, progress: bool,
+           still_held: Callable[[], None]) -> Report:
     """Fetch and store in one transaction; a source that fails as a whole is a failed report."""
     report = Report("fetch")
     source = make_source(settings, lambda: now)
@@ -164,6 +167,7 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: bool) ->
                 newest = store.newest_timestamps(connection, source.venue, list(batch.quotes))
             rows = _collect_rows(source, batch.quotes, newest, settings.backfill, now, report, progress,
                                  settings.backfill_workers)
+        still_held()
         with engine.begin() as connection:
             report.rows_written = store.insert_prices(connection, rows)
     except SourceError as error:
@@ -307,13 +311,14 @@ def pair_view(settings: Settings, pair: str, exchange: str | None, history: int 
 def compute(settings: Settings, *, as_of: datetime | None = None) -> Report:
     with engine_for(settings) as engine:
         _require_head(engine)
-        with writer_lock(engine):
+        with writer_lock(engine) as still_held:
             as_of = as_of or utc_now().replace(microsecond=0)
-            return _recorded(engine, "compute", None, lambda: _compute(engine, as_of))
+            return _recorded(engine, "compute", None, lambda: _compute(engine, as_of, still_held))
 
 
-def _compute(engine: Engine, as_of: datetime) -> Report:
+def _compute(engine: Engine, as_of: datetime, still_held: Callable[[], None]) -> Report:
     report = Report("compute", as_of=as_of)
+    still_held()
     with engine.begin() as connection:
         report.metric_rows = metrics.compute(connection, as_of, computed_at=utc_now())
     if not report.metric_rows:
@@ -327,12 +332,14 @@ def prune(settings: Settings, *, now: datetime | None = None) -> Report:
     """Delete raw prices older than the retention; rollups keep the history, metrics are unchanged."""
     with engine_for(settings) as engine:
         _require_head(engine)
-        with writer_lock(engine):
-            return _recorded(engine, "prune", None, lambda: _prune(engine, settings.retention, now or utc_now()))
+        with writer_lock(engine) as still_held:
+            return _recorded(engine, "prune", None,
+                             lambda: _prune(engine, settings.retention, now or utc_now(), still_held))
 
 
-def _prune(engine: Engine, keep: timedelta, now: datetime) -> Report:
+def _prune(engine: Engine, keep: timedelta, now: datetime, still_held: Callable[[], None]) -> Report:
     report = Report("prune")
+    still_held()
     with engine.begin() as connection:
         report.rows_deleted = store.prune(connection, now - keep)
     return report
@@ -342,7 +349,7 @@ def _prune(engine: Engine, keep: timedelta, now: datetime) -> Report:
 def run(settings: Settings, *, now: datetime | None = None, progress: bool = False) -> Report:
     """The hourly job: migrate a brand-new database, fetch, then compute, under one lock."""
     now = now or utc_now()
-    with engine_for(settings) as engine, writer_lock(engine):
+    with engine_for(settings) as engine, writer_lock(engine) as still_held:
         with connect(engine) as connection:
             brand_new = migrations.is_empty(connection)
         if brand_new:
@@ -352,10 +359,10 @@ def run(settings: Settings, *, now: datetime | None = None, progress: bool = Fal
 
         def work() -> Report:
             report = Report("run")
-            report.merge(_fetch(engine, settings, now, progress))  # a failed fetch still computes
-            report.merge(_compute(engine, now.replace(microsecond=0)))
+            report.merge(_fetch(engine, settings, now, progress, still_held))  # a failed fetch still computes
+            report.merge(_compute(engine, now.replace(microsecond=0), still_held))
             if settings.retention:
-                report.merge(_prune(engine, settings.retention, now))
+                report.merge(_prune(engine, settings.retention, now, still_held))
             return report
 
         return _recorded(engine, "run", settings.source, work)

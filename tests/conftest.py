@@ -54,7 +54,7 @@ def postgres_database() -> Iterator[str]:
     if not admin_url:
         _skip_or_fail(f"{POSTGRES_ENV} is not set")
     assert admin_url
-    admin = sa.create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     name = f"mcdata_test_{secrets.token_hex(4)}"
     try:
         with admin.connect() as connection:

@@ -74,7 +74,7 @@ class Fault:
     """One misbehaviour, served to the next `times` requests whose path starts with `path`."""
 
     path: str
-    kind: str  # status | kraken_error | html | truncated | hang | huge | slow_drip
+    kind: str  # status | kraken_error | html | truncated | hang | huge | endless | drip
     times: int = 1
     status: int = 500
     message: str = "EGeneral:Too many requests"
@@ -325,6 +325,21 @@ def _handler_for(exchange: FakeExchange) -> type[BaseHTTPRequestHandler]:
                         self.wfile.write(chunk)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+            elif fault.kind in ("endless", "drip"):  # no length: the body ends when the server hangs up
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                chunk = b" " * (1 << 20) if fault.kind == "endless" else b" "
+                deadline = time.monotonic() + fault.seconds
+                try:
+                    while time.monotonic() < deadline:
+                        self.wfile.write(chunk)
+                        if fault.kind == "drip":
+                            time.sleep(0.05)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                self.close_connection = True
             else:
                 raise ValueError(f"unknown fault {fault.kind}")
             return True

@@ -163,16 +163,14 @@ class HttpClient:
             raise SourceError(f"{self.source}: GET {url}: the answer is {int(declared):,} bytes, "
                               f"more than the {self.max_bytes:,} allowed")
         deadline = time.monotonic() + 3 * self.timeout
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in answer.iter_content(chunk_size=65536):
-            size += len(chunk)
-            if size > self.max_bytes:
+        body = bytearray()
+        while chunk := answer.raw.read1(65536, decode_content=True):  # whatever has arrived, not a full block
+            if len(body) + len(chunk) > self.max_bytes:
                 raise SourceError(f"{self.source}: GET {url}: the answer exceeds {self.max_bytes:,} bytes")
             if time.monotonic() > deadline:
                 raise _Retryable(f"the answer took more than {3 * self.timeout:g}s to arrive")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            body += chunk
+        return bytes(body)
 
     def _parse_json(self, payload: bytes, url: str, status: int, content_type: str) -> Any:
         try:

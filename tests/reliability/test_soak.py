@@ -1,0 +1,168 @@
+"""500 simulated hourly runs with random faults: nothing lost, duplicated or left half-written.
+
+A controllable clock drives both mcdata and the fake exchange (whose prices move with it). Each hour
+draws a fault: 5xx (once or for good), 429 with Retry-After, Kraken's throttling, a timeout,
+truncated JSON, an HTML page, a NaN price, a failing candle request, a pair delisted for good, or the
+machine being off for a few hours. After every run: the exit code is a documented one, the `runs` row
+says what happened, every metric equals an exact recomputation from the stored prices. At the end: no
+duplicate, and no gap over an hour in any pair while it was listed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from mcdata import pipeline
+from mcdata.config import load_settings
+from mcdata.db import make_engine
+from mcdata.errors import ExitCode
+from mcdata.migrations import upgrade
+from mcdata.schema import metrics, raw_prices, runs
+from tests.fake_exchange import FakeExchange
+from tests.reference import reference_metrics
+
+RUNS = 500
+START = datetime(2026, 6, 1, 0, 30, tzinfo=UTC)
+FAULTS = [
+    ("none", 40), ("ticker_5xx_once", 6), ("ticker_5xx_down", 4), ("rate_limited", 5), ("kraken_throttle", 5),
+    ("timeout", 3), ("truncated", 4), ("html", 4), ("nan_price", 6), ("ohlc_fails", 4), ("machine_off", 4),
+]
+FLOATS = ("latest_price", "weekly_average", "min_price", "max_price", "stddev_24h", "volatility_24h",
+          "change_24h_pct")
+
+
+def inject(fault: str, exchange: FakeExchange, rng: random.Random) -> None:
+    ticker = "/0/public/Ticker"
+    if fault == "ticker_5xx_once":
+        exchange.fail(ticker, "status", status=rng.choice([500, 502, 503, 504]))
+    elif fault == "ticker_5xx_down":
+        exchange.fail(ticker, "status", status=503, times=10)
+    elif fault == "rate_limited":
+        exchange.fail(ticker, "status", status=429, retry_after="0")
+    elif fault == "kraken_throttle":
+        exchange.fail(ticker, "kraken_error", message="EGeneral:Too many requests")
+    elif fault == "timeout":
+        exchange.fail(ticker, "hang", seconds=0.6, times=10)
+    elif fault == "truncated":
+        exchange.fail(ticker, "truncated")
+    elif fault == "html":
+        exchange.fail(ticker, "html", status=502, times=10)
+    elif fault == "nan_price":
+        exchange.price_overrides[rng.choice(sorted(exchange.markets))] = "NaN"
+    elif fault == "ohlc_fails":
+        exchange.fail("/0/public/OHLC", "status", status=500, times=10)
+
+
+@pytest.mark.slow
+def test_five_hundred_hourly_runs_with_faults(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(20261124)
+    clock = {"now": START}
+    exchange = FakeExchange(clock=lambda: clock["now"].timestamp())
+    pairs = ["btceur", "etheur", "dogeusd", "solusd", "xrpusd"]
+    for name, value in {
+        "MCDATA_DATABASE_URL": db_url, "MCDATA_PAIRS": ",".join(pairs), "MCDATA_RATE_LIMIT": "1000",
+        "MCDATA_HTTP_BACKOFF": "0.001", "MCDATA_HTTP_TIMEOUT": "0.2", "MCDATA_HTTP_RETRIES": "1",
+        "MCDATA_CACHE_DIR": str(tmp_path / "cache"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    engine = make_engine(db_url)
+    upgrade(engine)
+    delisted_at: dict[str, datetime] = {}
+    codes: Counter[int] = Counter()
+    faults: Counter[str] = Counter()
+    with exchange:
+        monkeypatch.setenv("MCDATA_API_URL", exchange.url)
+        settings = load_settings()
+        for hour in range(RUNS):
+            fault = rng.choices([f for f, _ in FAULTS], [w for _, w in FAULTS])[0]
+            if hour == RUNS // 2:
+                fault = "delist"
+            faults[fault] += 1
+            exchange.faults.clear()
+            exchange.price_overrides.clear()
+            if fault == "machine_off":
+                clock["now"] += timedelta(hours=rng.randint(1, 30))
+                continue
+            if fault == "delist":
+                exchange.delist("solusd")
+                delisted_at["solusd"] = clock["now"]
+            inject(fault, exchange, rng)
+            rows_before = count(engine, raw_prices)
+            report = pipeline.run(settings, now=clock["now"])
+            codes[report.exit_code] += 1
+            assert report.exit_code in (ExitCode.OK, ExitCode.FAILED, ExitCode.PARTIAL), (hour, fault)
+            check_run_row(engine, report, rows_before, clock["now"])
+            check_metrics(engine, clock["now"])
+            clock["now"] += timedelta(hours=1)
+    check_no_gaps(engine, pairs, delisted_at)
+    engine.dispose()
+    assert codes[ExitCode.OK] > RUNS // 3 and codes[ExitCode.FAILED] and codes[ExitCode.PARTIAL]
+    assert all(faults[f] for f, _ in FAULTS)
+
+
+def count(engine: sa.Engine, table: sa.Table) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def check_run_row(engine: sa.Engine, report: pipeline.Report, rows_before: int, now: datetime) -> None:
+    """The runs row tells the truth: status, code, pairs and rows written match what is stored."""
+    with engine.connect() as connection:
+        row = connection.execute(sa.select(runs).where(runs.c.id == report.run_id)).one()
+        tickers = connection.execute(
+            sa.select(sa.func.count()).select_from(raw_prices)
+            .where(raw_prices.c.timestamp == now.replace(microsecond=0), raw_prices.c.kind == "ticker")
+        ).scalar_one()
+        metric_rows = connection.execute(
+            sa.select(sa.func.count()).select_from(metrics).where(metrics.c.timestamp == now.replace(microsecond=0))
+        ).scalar_one()
+    assert row.command == "run" and row.finished_at is not None
+    assert row.exit_code == report.exit_code
+    assert row.status == {0: "ok", 3: "partial"}.get(report.exit_code, "failed")
+    assert row.pairs_stored == tickers
+    assert row.pairs_failed == len(report.failures)
+    assert row.rows_written == (count(engine, raw_prices) - rows_before) + metric_rows
+    assert (row.error_summary is None) == (report.exit_code == ExitCode.OK)
+
+
+def check_metrics(engine: sa.Engine, now: datetime) -> None:
+    as_of = now.replace(microsecond=0)
+    with engine.connect() as connection:
+        samples = [(r.exchange, r.pair, r.timestamp, r.price) for r in connection.execute(sa.select(raw_prices))]
+        stored = {(r.exchange, r.pair): r for r in
+                  connection.execute(sa.select(metrics).where(metrics.c.timestamp == as_of))}
+    expected = reference_metrics(samples, as_of)
+    assert set(stored) == set(expected)
+    for market, want in expected.items():
+        got = stored[market]
+        for column in ("latest_at", "samples_24h", "samples_7d", "std_rank", "volatility_rank"):
+            assert getattr(got, column) == want[column], (market, column)
+        for column in FLOATS:
+            if want[column] is None:
+                assert getattr(got, column) is None, (market, column)
+            else:
+                assert math.isclose(getattr(got, column), want[column], rel_tol=1e-9), (market, column)
+
+
+def check_no_gaps(engine: sa.Engine, pairs: list[str], delisted_at: dict[str, datetime]) -> None:
+    with engine.connect() as connection:
+        duplicates = connection.execute(sa.text(
+            "SELECT exchange, pair, timestamp FROM raw_crypto_pair_price_history "
+            "GROUP BY exchange, pair, timestamp HAVING COUNT(*) > 1")).all()
+        assert duplicates == []
+        for pair in pairs:
+            times = list(connection.execute(
+                sa.select(raw_prices.c.timestamp).where(raw_prices.c.pair == pair).order_by(raw_prices.c.timestamp)
+            ).scalars())
+            until = delisted_at.get(pair)
+            listed = [t for t in times if until is None or t < until]
+            worst = max(b - a for a, b in itertools.pairwise(listed))
+            assert worst <= timedelta(hours=1), (pair, worst)
