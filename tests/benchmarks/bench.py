@@ -92,7 +92,6 @@ def bench_ingest(label: str, url: str, rows: int, baseline_rows: int) -> None:
         insert_prices(connection, backfill_rows(1, 10))
     data = list(backfill_rows(pairs, rows // pairs))  # made before the clock starts: the store is measured
     seconds = timed(lambda: _ingest(engine, iter(data)))
-    del data
     bulk = rows / seconds
     baseline_data = list(backfill_rows(1, baseline_rows))
     statement = raw_prices.insert()
