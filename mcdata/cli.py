@@ -184,15 +184,13 @@ def fetch(
     """Fetch latest prices, backfill and repair history from candles.
 
     One request fetches the price of every pair. A pair seen for the first time gets --backfill of
-    hourly candles; a pair whose newest sample is over two hours old gets the missing hours.
+    hourly candles; a pair whose newest sample is over 90 minutes old (a missed run) gets the missing hours.
 
     Example: mcdata fetch --pairs btceur,ethusd
     """
     from mcdata import pipeline
 
-    state = _state(ctx)
-    settings = state.settings(source=source, api_url=api_url, exchange=exchange, pairs=pairs, backfill=backfill)
-    _finish(pipeline.fetch(settings, progress=_progress_wanted(state)))
+    _finish(pipeline.fetch(*_source_job(ctx, source, api_url, exchange, pairs, backfill)))
 
 
 @command
@@ -264,9 +262,7 @@ def run(
     """
     from mcdata import pipeline
 
-    state = _state(ctx)
-    settings = state.settings(source=source, api_url=api_url, exchange=exchange, pairs=pairs, backfill=backfill)
-    _finish(pipeline.run(settings, progress=_progress_wanted(state)))
+    _finish(pipeline.run(*_source_job(ctx, source, api_url, exchange, pairs, backfill)))
 
 
 @command
@@ -321,8 +317,12 @@ def _output_format(positional: str | None, option: str | None) -> str:
     return chosen
 
 
-def _progress_wanted(state: CliState) -> bool:
-    return sys.stderr.isatty() and not state.quiet
+def _source_job(ctx: typer.Context, source: str | None, api_url: str | None, exchange: str | None,
+                pairs: str | None, backfill: str | None) -> tuple[Settings, bool]:
+    """The settings of a job that fetches, and whether to show a progress bar (a terminal, not --quiet)."""
+    state = _state(ctx)
+    settings = state.settings(source=source, api_url=api_url, exchange=exchange, pairs=pairs, backfill=backfill)
+    return settings, sys.stderr.isatty() and not state.quiet
 
 
 def _finish(report: Any) -> None:

@@ -110,7 +110,7 @@ def _finish(engine: Engine, run_id: int, **fields: object) -> None:
 
 
 # -- fetch --------------------------------------------------------------------------------------
-def fetch(settings: Settings, *, now: datetime | None = None, progress: bool = False) -> Report:
+def fetch(settings: Settings, progress: bool = False, *, now: datetime | None = None) -> Report:
     with engine_for(settings) as engine:
         _require_head(engine)
         with writer_lock(engine) as still_held:
@@ -346,7 +346,7 @@ def _prune(engine: Engine, keep: timedelta, now: datetime, still_held: Callable[
 
 
 # -- run ----------------------------------------------------------------------------------------
-def run(settings: Settings, *, now: datetime | None = None, progress: bool = False) -> Report:
+def run(settings: Settings, progress: bool = False, *, now: datetime | None = None) -> Report:
     """The hourly job: migrate a brand-new database, fetch, then compute, under one lock."""
     now = now or utc_now()
     with engine_for(settings) as engine, writer_lock(engine) as still_held:

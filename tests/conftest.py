@@ -108,3 +108,17 @@ def runner() -> CliRunner:
 def fake_exchange() -> Iterator[FakeExchange]:
     with FakeExchange() as exchange:
         yield exchange
+
+
+@pytest.fixture
+def exchange_env(db_url: str, fake_exchange: FakeExchange, tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point mcdata, by environment, at the test database and the fake exchange: fast retries, no pacing."""
+    values = {
+        "MCDATA_DATABASE_URL": db_url, "MCDATA_API_URL": fake_exchange.url, "MCDATA_RATE_LIMIT": "1000",
+        "MCDATA_HTTP_BACKOFF": "0.01", "MCDATA_HTTP_TIMEOUT": "2", "MCDATA_HTTP_RETRIES": "2",
+        "MCDATA_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -21,14 +20,8 @@ WEEK_OF_HOURS = 7 * 24
 
 
 @pytest.fixture
-def env(db_url: str, fake_exchange: FakeExchange, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Point mcdata at the database and the fake exchange; fast retries, no pacing."""
-    for name, value in {
-        "MCDATA_DATABASE_URL": db_url, "MCDATA_API_URL": fake_exchange.url, "MCDATA_RATE_LIMIT": "1000",
-        "MCDATA_HTTP_BACKOFF": "0.01", "MCDATA_HTTP_TIMEOUT": "2", "MCDATA_HTTP_RETRIES": "2",
-        "MCDATA_CACHE_DIR": str(tmp_path / "cache"),
-    }.items():
-        monkeypatch.setenv(name, value)
+def env(exchange_env: dict[str, str], db_url: str) -> str:
+    """The exchange_env, on a migrated database."""
     from mcdata.db import make_engine
     from mcdata.migrations import upgrade
 

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -24,15 +23,8 @@ PAIRS = {"adaeur", "bateth", "btceur", "btcusd", "dogeusd", "etheur", "ltceur", 
 
 
 @pytest.fixture
-def env(db_url: str, fake_exchange: FakeExchange, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = {
-        "MCDATA_DATABASE_URL": db_url, "MCDATA_API_URL": fake_exchange.url, "MCDATA_RATE_LIMIT": "1000",
-        "MCDATA_HTTP_BACKOFF": "0.01", "MCDATA_HTTP_TIMEOUT": "2", "MCDATA_HTTP_RETRIES": "1",
-        "MCDATA_CACHE_DIR": str(tmp_path / "cache"),
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    return values
+def env(exchange_env: dict[str, str]) -> dict[str, str]:
+    return exchange_env
 
 
 def query(db_url: str, statement: sa.Executable) -> list[sa.Row]:  # type: ignore[type-arg]

@@ -176,10 +176,12 @@ def bench_compute(label: str, url: str, pairs: int, target_ms: float | None) -> 
 # -- 3. the hourly steady state ------------------------------------------------------------------
 def mcdata(args: list[str], env: dict[str, str]) -> tuple[int, float, int]:
     """Run mcdata in a child process: (exit code, wall seconds, peak RSS in KiB)."""
-    probe = ("import resource, runpy, sys; sys.argv = ['mcdata', *sys.argv[1:]]\n"
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec from the (large) parent
+    probe = ("import runpy, sys; sys.argv = ['mcdata', *sys.argv[1:]]\n"
              "try:\n    runpy.run_module('mcdata', run_name='__main__')\n"
              "except SystemExit as exit:\n    code = exit.code\nelse:\n    code = 0\n"
-             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, code, file=sys.stderr)")
+             "hwm = next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+             "print(hwm, code, file=sys.stderr)")
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", probe, *args], env=env, capture_output=True, text=True,
                           check=False)
