@@ -95,7 +95,12 @@ def make_engine(raw_url: str) -> Engine:
     url = normalize_url(raw_url)
     if url.drivername.startswith("sqlite"):
         if url.database and url.database != ":memory:":
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(url.database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(f"cannot create the database folder {folder}: {exc.strerror}",
+                                    "choose another place with --database-url") from exc
         engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         sa.event.listen(engine, "connect", _set_up_sqlite)
         return engine

@@ -81,5 +81,9 @@ def require_head(connection: sa.Connection) -> None:
     current = current_revision(connection)
     head = head_revision()
     if current != head:
-        state = "is empty" if current is None else f"is at revision {current}, not {head}"
-        raise NotMigratedError(f"the database {state}", "run `mcdata migrate` first")
+        if current is None and is_empty(connection):
+            raise NotMigratedError("the database has no mcdata tables yet",
+                                   "run `mcdata run` (fetches too) or `mcdata migrate` first")
+        if current is None:
+            raise NotMigratedError("the database has tables but no mcdata schema version", "run `mcdata migrate`")
+        raise NotMigratedError(f"the database is at revision {current}, not {head}", "run `mcdata migrate` first")

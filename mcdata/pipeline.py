@@ -157,11 +157,11 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: bool,
     try:
         pairs = _choose_pairs(settings, source, report)
         report.pairs_requested = len(pairs) + len(report.failures)
-        for problem in report.skipped.values():
-            log.info("%s; skipped", problem)
         rows: list[store.PriceRow] = []
         if pairs:
             batch = source.latest_prices(pairs)
+            if batch.failures:
+                _drop_delisted(settings, source, batch.failures, report)
             report.failures.update({p: str(e) for p, e in batch.failures.items()})
             with connect(engine) as connection:
                 newest = store.newest_timestamps(connection, source.venue, list(batch.quotes))
@@ -176,6 +176,8 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: bool,
         return report
     finally:
         report.http_requests = source.http_requests
+    for problem in report.skipped.values():
+        log.info("%s; skipped", problem)
     report.pairs_stored = len({row.pair for row in rows})
     if report.failures:
         report.exit_code = ExitCode.PARTIAL if report.pairs_stored else ExitCode.FAILED
@@ -183,6 +185,21 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: bool,
         report.exit_code = ExitCode.FAILED
         report.errors.append("none of the configured pairs is listed by the source")
     return report
+
+
+def _drop_delisted(settings: Settings, source: Source, failures: dict[str, PairError], report: Report) -> None:
+    """Pairs missing from the prices may have been delisted since the pair list was cached: ask again.
+    A delisted default pair is skipped (exit 0), like one the list never had."""
+    listed = {p.symbol for p in source.refresh_pairs() if p.active}
+    named = settings.pairs_explicit and settings.pairs != ("all",)
+    for pair in [p for p in failures if p not in listed]:
+        del failures[pair]
+        problem = f"{pair}: no longer listed by {source.name}"
+        if named:
+            report.failures[pair] = problem
+        else:
+            report.skipped[pair] = problem
+            report.pairs_requested -= 1
 
 
 def _collect_rows(

@@ -333,9 +333,22 @@ def test_a_failed_candle_request_rejects_that_pair(env: str, fake_exchange: Fake
 def test_a_pair_delisted_since_the_cache_was_written(env: str, fake_exchange: FakeExchange, runner: CliRunner) -> None:
     assert runner.invoke(app, ["fetch", "--backfill", "0"]).exit_code == 0
     fake_exchange.delist("solusd")
+    before = len(fake_exchange.requests)
+    result = runner.invoke(app, ["fetch", "--backfill", "0"])  # the default pairs: skipped, like waveseur
+    assert result.exit_code == 0, result.stderr
+    assert "solusd: no longer listed by kraken; skipped" in result.stderr
+    assert sorted(fake_exchange.requests[before:]) == ["/0/public/AssetPairs", "/0/public/Assets", "/0/public/Ticker"]
+    result = runner.invoke(app, ["fetch", "--backfill", "0", "--pairs", "btceur,solusd"])  # named: a failure
+    assert result.exit_code == 3
+    assert "solusd: not listed by kraken" in result.stderr
+
+
+def test_a_listed_pair_without_a_price_is_still_a_failure(env: str, fake_exchange: FakeExchange,
+                                                         runner: CliRunner) -> None:
+    fake_exchange.price_overrides["btceur"] = "NaN"
     result = runner.invoke(app, ["fetch", "--backfill", "0"])
     assert result.exit_code == 3
-    assert "solusd: kraken's Ticker has no price" in result.stderr
+    assert "btceur: kraken Ticker: price 'NaN'" in result.stderr
 
 
 @pytest.mark.parametrize("hostile", ["btceur'; drop table runs; --", "$(touch /tmp/pwned)", "\x1b[2Jbtc", "b" * 500])
@@ -351,5 +364,5 @@ def test_hostile_pair_names_are_refused_before_any_request(env: str, fake_exchan
 def test_unmigrated_database_says_migrate(db_url: str, runner: CliRunner, fake_exchange: FakeExchange) -> None:
     result = runner.invoke(app, ["--database-url", db_url, "fetch", "--api-url", fake_exchange.url])
     assert result.exit_code == 4
-    assert "run `mcdata migrate`" in result.stderr
+    assert "no mcdata tables yet; run `mcdata run` (fetches too) or `mcdata migrate` first" in result.stderr
     assert fake_exchange.requests == []
