@@ -16,6 +16,10 @@ from sqlalchemy.engine import Dialect
 MAX_FINITE = "1.7976931348623157e308"
 FINITE_POSITIVE = "{col} > 0 AND {col} <= " + MAX_FINITE
 
+SQLITE_TIME_GLOB = (  # 'YYYY-MM-DD HH:MM:SS.ffffff'
+    "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
+)
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -68,6 +72,9 @@ raw_prices = sa.Table(
     sa.CheckConstraint(FINITE_POSITIVE.format(col="price"), name="price_finite_positive"),
     sa.CheckConstraint(f"volume IS NULL OR (volume >= 0 AND volume <= {MAX_FINITE})", name="volume_finite"),
     sa.CheckConstraint("kind IN ('ticker', 'candle')", name="kind"),
+    # SQLite compares timestamps as text: one format only ('YYYY-MM-DD HH:MM:SS.ffffff', UTC), so that
+    # rows written by hand in another format fail loudly instead of sorting wrongly.
+    sa.CheckConstraint(f"timestamp GLOB '{SQLITE_TIME_GLOB}'", name="timestamp_format").ddl_if(dialect="sqlite"),
 )
 
 metrics = sa.Table(

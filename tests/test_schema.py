@@ -58,3 +58,29 @@ def test_runs_ids_are_generated(migrated_engine: sa.Engine) -> None:
         second = connection.execute(runs.insert().values(command="fetch", started_at=now, status="ok")
                                     .returning(runs.c.id)).scalar_one()
     assert second > first
+
+
+def test_sqlite_refuses_timestamps_in_another_text_format(migrated_engine: sa.Engine) -> None:
+    if migrated_engine.dialect.name != "sqlite":
+        with migrated_engine.begin() as connection:  # PostgreSQL parses any ISO 8601 text itself
+            connection.execute(sa.text("INSERT INTO raw_crypto_pair_price_history VALUES "
+                                       "('kraken', 'btceur', '2026-11-24T12:00:00Z', 1.0, NULL, 'ticker', now())"))
+            stored = connection.execute(sa.select(raw_prices.c.timestamp)).scalar_one()
+        assert stored == datetime(2026, 11, 24, 12, tzinfo=UTC)
+        return
+    with pytest.raises(sa.exc.IntegrityError, match="timestamp_format"), migrated_engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO raw_crypto_pair_price_history VALUES "
+                                   "('kraken', 'btceur', '2026-11-24T12:00:00Z', 1.0, NULL, 'ticker', "
+                                   "'2026-11-24 12:00:00.000000')"))
+
+
+def test_rows_inserted_by_hand_update_the_rollups(migrated_engine: sa.Engine) -> None:
+    now = datetime(2026, 11, 24, 12, 30, tzinfo=UTC)
+    with migrated_engine.begin() as connection:
+        connection.execute(raw_prices.insert(), [price_row(p, now + timedelta(minutes=m))
+                                                 for m, p in ((0, 10.0), (10, 12.0), (20, 14.0))])
+        rollup = connection.execute(sa.text("SELECT samples, min_price, max_price, m2, first_price, last_price "
+                                            "FROM price_rollup_hourly")).one()
+        market = connection.execute(sa.text("SELECT last_price FROM markets")).scalar_one()
+    assert tuple(rollup) == (3, 10.0, 14.0, pytest.approx(8.0), 10.0, 14.0)
+    assert market == 14.0

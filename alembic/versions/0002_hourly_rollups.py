@@ -144,7 +144,10 @@ def upgrade() -> None:
         op.execute(POSTGRES_TRIGGER)
         op.execute(POSTGRES_ROUND_SIG)
     else:
-        op.execute(SQLITE_TRIGGER)
+        with op.batch_alter_table(RAW) as batch:  # SQLite compares timestamps as text: one format only
+            batch.create_check_constraint(
+                "timestamp_format", sa.text(f"timestamp GLOB '{mcdata.schema.SQLITE_TIME_GLOB}'"))
+        op.execute(SQLITE_TRIGGER)  # after the batch operation, which rebuilds the table
     # replay the stored prices through the triggers, oldest first
     op.execute(f"CREATE TEMPORARY TABLE mcdata_replay AS SELECT * FROM {RAW}")
     op.execute(f"DELETE FROM {RAW}")
