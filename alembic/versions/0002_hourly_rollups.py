@@ -28,39 +28,43 @@ RAW = "raw_crypto_pair_price_history"
 POSTGRES_FUNCTION = """
 CREATE FUNCTION mcdata_rollup_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO price_rollup_hourly AS h (exchange, pair, hour, samples, ref_price, mean_offset, m2,
-                                          min_price, max_price, first_at, first_price, last_at, last_price)
-    SELECT b.exchange, b.pair, b.hour, count(*), min(b.ref), avg(b.price - b.ref),
-           var_pop(b.price - b.ref) * count(*), min(b.price), max(b.price),
-           min(b.timestamp), (array_agg(b.price ORDER BY b.timestamp))[1],
-           max(b.timestamp), (array_agg(b.price ORDER BY b.timestamp DESC))[1]
-    FROM (
-        SELECT i.exchange, i.pair, i.timestamp, i.price, date_trunc('hour', i.timestamp, 'UTC') AS hour,
-               COALESCE(r.ref_price, first_value(i.price) OVER (
-                   PARTITION BY i.exchange, i.pair, date_trunc('hour', i.timestamp, 'UTC')
-                   ORDER BY i.timestamp)) AS ref
-        FROM inserted i
-        LEFT JOIN price_rollup_hourly r
-          ON r.exchange = i.exchange AND r.pair = i.pair AND r.hour = date_trunc('hour', i.timestamp, 'UTC')
-    ) b
-    GROUP BY b.exchange, b.pair, b.hour
-    ON CONFLICT (exchange, pair, hour) DO UPDATE SET
-        samples = h.samples + excluded.samples,
-        mean_offset = h.mean_offset + (excluded.mean_offset - h.mean_offset)
-                      * excluded.samples / (h.samples + excluded.samples),
-        m2 = h.m2 + excluded.m2 + (excluded.mean_offset - h.mean_offset) ^ 2
-             * h.samples::float8 * excluded.samples / (h.samples + excluded.samples),
-        min_price = LEAST(h.min_price, excluded.min_price),
-        max_price = GREATEST(h.max_price, excluded.max_price),
-        first_price = CASE WHEN excluded.first_at < h.first_at THEN excluded.first_price ELSE h.first_price END,
-        first_at = LEAST(h.first_at, excluded.first_at),
-        last_price = CASE WHEN excluded.last_at > h.last_at THEN excluded.last_price ELSE h.last_price END,
-        last_at = GREATEST(h.last_at, excluded.last_at);
-
+    WITH batch AS MATERIALIZED (  -- the inserted rows, per market and hour
+        SELECT b.exchange, b.pair, b.hour, count(*) AS n, min(b.ref) AS ref, avg(b.price - b.ref) AS mean_offset,
+               var_pop(b.price - b.ref) * count(*) AS m2, min(b.price) AS lo, max(b.price) AS hi,
+               min(b.timestamp) AS first_at, (array_agg(b.price ORDER BY b.timestamp))[1] AS first_price,
+               max(b.timestamp) AS last_at, (array_agg(b.price ORDER BY b.timestamp DESC))[1] AS last_price
+        FROM (
+            SELECT i.exchange, i.pair, i.timestamp, i.price, date_trunc('hour', i.timestamp, 'UTC') AS hour,
+                   COALESCE(r.ref_price, first_value(i.price) OVER (
+                       PARTITION BY i.exchange, i.pair, date_trunc('hour', i.timestamp, 'UTC')
+                       ORDER BY i.timestamp)) AS ref
+            FROM inserted i
+            LEFT JOIN price_rollup_hourly r
+              ON r.exchange = i.exchange AND r.pair = i.pair AND r.hour = date_trunc('hour', i.timestamp, 'UTC')
+        ) b
+        GROUP BY b.exchange, b.pair, b.hour
+    ), rolled AS (
+        INSERT INTO price_rollup_hourly AS h (exchange, pair, hour, samples, ref_price, mean_offset, m2,
+                                              min_price, max_price, first_at, first_price, last_at, last_price)
+        SELECT exchange, pair, hour, n, ref, mean_offset, m2, lo, hi, first_at, first_price, last_at, last_price
+        FROM batch
+        ON CONFLICT (exchange, pair, hour) DO UPDATE SET
+            samples = h.samples + excluded.samples,
+            mean_offset = h.mean_offset + (excluded.mean_offset - h.mean_offset)
+                          * excluded.samples / (h.samples + excluded.samples),
+            m2 = h.m2 + excluded.m2 + (excluded.mean_offset - h.mean_offset) ^ 2
+                 * h.samples::float8 * excluded.samples / (h.samples + excluded.samples),
+            min_price = LEAST(h.min_price, excluded.min_price),
+            max_price = GREATEST(h.max_price, excluded.max_price),
+            first_price = CASE WHEN excluded.first_at < h.first_at THEN excluded.first_price ELSE h.first_price END,
+            first_at = LEAST(h.first_at, excluded.first_at),
+            last_price = CASE WHEN excluded.last_at > h.last_at THEN excluded.last_price ELSE h.last_price END,
+            last_at = GREATEST(h.last_at, excluded.last_at)
+    )
     INSERT INTO markets AS m (exchange, pair, first_at, last_at, last_price)
     SELECT DISTINCT ON (exchange, pair) exchange, pair,
-           min(timestamp) OVER (PARTITION BY exchange, pair), timestamp, price
-    FROM inserted ORDER BY exchange, pair, timestamp DESC
+           min(first_at) OVER (PARTITION BY exchange, pair), last_at, last_price
+    FROM batch ORDER BY exchange, pair, last_at DESC
     ON CONFLICT (exchange, pair) DO UPDATE SET
         first_at = LEAST(m.first_at, excluded.first_at),
         last_price = CASE WHEN excluded.last_at > m.last_at THEN excluded.last_price ELSE m.last_price END,
