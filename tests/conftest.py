@@ -20,6 +20,8 @@ from mcdata.db import normalize_url
 from tests.fake_exchange import FakeExchange
 
 POSTGRES_ENV = "MCDATA_TEST_POSTGRES_URL"
+# Every secret any test hands to mcdata: no command's output, in any test, may contain one.
+SECRETS = ("TopSecret99", "hunter22", "cw-key-123", "Sup3r-S3cret-Pw9", "cw-S3cret-ApiKey7")
 
 
 def _skip_or_fail(reason: str) -> None:
@@ -46,6 +48,20 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
         monkeypatch.setenv(var, str(home / sub))
     monkeypatch.setenv("HOME", str(home))
     return home
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_any_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wrap CliRunner.invoke so that every CLI output of the suite is searched for the secrets."""
+    original = CliRunner.invoke
+
+    def invoke(self: CliRunner, *args: object, **kwargs: object) -> object:
+        result = original(self, *args, **kwargs)  # type: ignore[arg-type]
+        leaked = [secret for secret in SECRETS if secret in result.output]
+        assert not leaked, f"a secret leaked into the output: {result.output[:500]}"
+        return result
+
+    monkeypatch.setattr(CliRunner, "invoke", invoke)
 
 
 @pytest.fixture(scope="session")
