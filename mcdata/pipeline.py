@@ -81,6 +81,15 @@ def _require_head(engine: Engine) -> None:
         migrations.require_head(connection)
 
 
+def _locked_step(settings: Settings, command: str, source: str | None,
+                 step: Callable[[Engine, Callable[[], None]], Report]) -> Report:
+    """One step on a migrated database, under the writer lock, recorded as a `runs` row."""
+    with engine_for(settings) as engine:
+        _require_head(engine)
+        with writer_lock(engine) as still_held:
+            return _recorded(engine, command, source, lambda: step(engine, still_held))
+
+
 def _recorded(engine: Engine, command: str, source: str | None, work: Callable[[], Report]) -> Report:
     """Run `work` with a `runs` row that tells the truth, whatever happens."""
     with engine.begin() as connection:
@@ -111,11 +120,8 @@ def _finish(engine: Engine, run_id: int, **fields: object) -> None:
 
 # -- fetch --------------------------------------------------------------------------------------
 def fetch(settings: Settings, progress: bool = False, *, now: datetime | None = None) -> Report:
-    with engine_for(settings) as engine:
-        _require_head(engine)
-        with writer_lock(engine) as still_held:
-            return _recorded(engine, "fetch", settings.source,
-                             lambda: _fetch(engine, settings, now or utc_now(), progress, still_held))
+    return _locked_step(settings, "fetch", settings.source,
+                        lambda engine, still_held: _fetch(engine, settings, now or utc_now(), progress, still_held))
 
 
 def _choose_pairs(settings: Settings, source: Source, report: Report) -> list[str]:
@@ -294,10 +300,9 @@ def overview(settings: Settings) -> Overview:
         as_of: datetime = rows[0]["timestamp"]
         markets = [(str(r["exchange"]), str(r["pair"])) for r in rows]
         series = store.price_series(connection, markets, as_of - metrics.DAY, as_of)
-        run = store.last_run(connection)
         return Overview(as_of, store.ranked_count(connection, as_of), rows,
                         {m: [price for _, price in points] for m, points in series.items()},
-                        dict(run._mapping) if run else None)
+                        store.last_run(connection))
 
 
 def pair_view(settings: Settings, pair: str, exchange: str | None, history: int = 24) -> PairView:
@@ -319,18 +324,15 @@ def pair_view(settings: Settings, pair: str, exchange: str | None, history: int 
         latest = rows[0]
         as_of: datetime = latest["timestamp"]
         prices = store.price_series(connection, [(venue, pair)], as_of - metrics.WEEK, as_of)[(venue, pair)]
-        run = store.last_run(connection)
         return PairView(venue, pair, as_of, store.ranked_count(connection, as_of), latest, rows, prices,
-                        dict(run._mapping) if run else None)
+                        store.last_run(connection))
 
 
 # -- compute ------------------------------------------------------------------------------------
 def compute(settings: Settings, *, as_of: datetime | None = None) -> Report:
-    with engine_for(settings) as engine:
-        _require_head(engine)
-        with writer_lock(engine) as still_held:
-            as_of = as_of or utc_now().replace(microsecond=0)
-            return _recorded(engine, "compute", None, lambda: _compute(engine, as_of, still_held))
+    moment = as_of or utc_now().replace(microsecond=0)
+    return _locked_step(settings, "compute", None,
+                        lambda engine, still_held: _compute(engine, moment, still_held))
 
 
 def _compute(engine: Engine, as_of: datetime, still_held: Callable[[], None]) -> Report:
@@ -347,11 +349,8 @@ def _compute(engine: Engine, as_of: datetime, still_held: Callable[[], None]) ->
 # -- prune --------------------------------------------------------------------------------------
 def prune(settings: Settings, *, now: datetime | None = None) -> Report:
     """Delete raw prices older than the retention; rollups keep the history, metrics are unchanged."""
-    with engine_for(settings) as engine:
-        _require_head(engine)
-        with writer_lock(engine) as still_held:
-            return _recorded(engine, "prune", None,
-                             lambda: _prune(engine, settings.retention, now or utc_now(), still_held))
+    return _locked_step(settings, "prune", None,
+                        lambda engine, still_held: _prune(engine, settings.retention, now or utc_now(), still_held))
 
 
 def _prune(engine: Engine, keep: timedelta, now: datetime, still_held: Callable[[], None]) -> Report:

@@ -105,8 +105,9 @@ def finish_run(connection: sa.Connection, run_id: int, **fields: Any) -> None:
     connection.execute(runs.update().where(runs.c.id == run_id).values(**fields))
 
 
-def last_run(connection: sa.Connection) -> sa.Row[Any] | None:
-    return connection.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(1)).first()
+def last_run(connection: sa.Connection) -> dict[str, Any] | None:
+    row = connection.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(1)).first()
+    return dict(row._mapping) if row else None
 
 
 def _metric_dicts(result: sa.CursorResult[Any]) -> list[dict[str, Any]]:
