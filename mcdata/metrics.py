@@ -1,10 +1,12 @@
 """The metrics of DESIGN §5, computed inside the database in one set-based statement.
 
 Windows are half-open: 7 days is `T - 7d < timestamp <= T`, 24 hours `T - 24h < timestamp <= T`.
-Whole hours inside a window come from `price_rollup_hourly` (count, mean, M2 per hour); only the two
-partial hours at its edges are read from the raw table. The hours are merged with Chan's parallel
-formula, so the cost depends on pairs x window hours, not on how often prices were sampled, and the
-result equals the raw-table definition (`RAW_QUERY`, kept as the reference and the benchmark baseline).
+Each window is read at the coarsest level that fits it: a daily rollup whose samples (first_at ..
+last_at) all lie inside the window counts whole; a day that straddles an edge is read by its hours, and
+an hour that straddles an edge by its raw rows. A week is about seven daily rows per market, plus the
+hours and raw rows of the one or two hours that hold a window's edge, so the cost depends on the number
+of markets, not on how often prices were sampled. The parts are merged with Chan's parallel formula;
+the result equals the raw-table definition (`RAW_QUERY`, kept as the reference and the baseline).
 
 Deviations are taken from each pair's latest price (a shift changes no deviation, and removes the
 cancellation that ruins large prices with small moves); the rollups keep theirs about an anchor price
@@ -22,7 +24,6 @@ from mcdata.schema import UTCDateTime, metrics
 
 WEEK = timedelta(days=7)
 DAY = timedelta(hours=24)
-HOUR = timedelta(hours=1)
 
 METRIC_COLUMNS = (
     "timestamp", "exchange", "pair", "latest_price", "latest_at", "weekly_average", "min_price", "max_price",
@@ -40,31 +41,59 @@ def stddev(expression: str) -> str:
     return f"CAST(stddev_samp(CAST({expression} AS NUMERIC)) AS DOUBLE PRECISION)"
 
 
-def _window(name: str, start: str, full_from: str) -> str:
-    """CTE `<name>`: per pair the sample count n, s1 = sum of deviations d from the latest price,
-    s2 = sum of squared deviations, min and max; whole hours from the rollup, edge samples from the
-    raw table. M2 = s2 - s1^2/n: the deviations are small next to the price, so nothing cancels."""
+def _inside(window_start: str) -> str:
+    """The rollup row's samples all lie in the window (window_start, as_of]."""
+    return f"(b.first_at > :{window_start} AND b.last_at <= :as_of)"
+
+
+def _straddles(window_start: str) -> str:
+    """The rollup row has samples on both sides of an edge of (window_start, as_of]."""
+    return f"(b.last_at > :{window_start} AND b.first_at <= :as_of AND NOT {_inside(window_start)})"
+
+
+def _level(table: str, bucket: str, parent: str | None) -> str:
+    """Rollup rows with flags: `in_*` the row counts whole for that window, `open_*` it must be read finer.
+    Without a parent: the daily rows of the week; with one: the rows inside the parent's open buckets.
+    `d` is the row's mean as a deviation from the market's latest price."""
+    if parent is None:
+        source = (f"{table} b JOIN latest l ON b.exchange = l.exchange AND b.pair = l.pair "
+                  f"AND b.{bucket} >= :week_first_day AND b.{bucket} <= :as_of")
+        week, day, up = "", "", "l"
+    else:
+        source = (f"{parent} p JOIN {table} b ON b.exchange = p.exchange AND b.pair = p.pair "
+                  f"AND b.{bucket} >= p.bucket AND b.{bucket} <= p.last_at WHERE p.open_week OR p.open_day")
+        week, day, up = "p.open_week AND ", "p.open_day AND ", "p"
     return f"""
-{name} AS (
-    SELECT exchange, pair, SUM(n) AS n, SUM(n * d) AS s1, SUM(m2 + n * d * d) AS s2, MIN(lo) AS lo, MAX(hi) AS hi
-    FROM (
-        SELECT h.exchange, h.pair, h.samples AS n, (h.ref_price - l.latest_price) + h.mean_offset AS d, h.m2,
-               h.min_price AS lo, h.max_price AS hi
-        FROM price_rollup_hourly h
-        JOIN latest l ON h.exchange = l.exchange AND h.pair = l.pair
-        WHERE h.hour >= :{full_from} AND h.hour < :tail_from
-        UNION ALL
-        SELECT r.exchange, r.pair, 1, r.price - l.latest_price, 0.0, r.price, r.price
-        FROM {RAW} r
-        JOIN latest l ON r.exchange = l.exchange AND r.pair = l.pair
-        WHERE r.timestamp > :{start} AND r.timestamp < :{full_from}
-        UNION ALL
-        SELECT r.exchange, r.pair, 1, r.price - l.latest_price, 0.0, r.price, r.price
-        FROM {RAW} r
-        JOIN latest l ON r.exchange = l.exchange AND r.pair = l.pair
-        WHERE r.timestamp >= :tail_from AND r.timestamp <= :as_of
-    ) parts
-    GROUP BY exchange, pair
+    SELECT {up}.market, b.exchange, b.pair, {up}.latest_price, b.{bucket} AS bucket, b.last_at,
+           b.samples AS n, (b.ref_price - {up}.latest_price) + b.mean_offset AS d, b.m2,
+           b.min_price AS lo, b.max_price AS hi,
+           {week}{_inside("week_start")} AS in_week, {day}{_inside("day_start")} AS in_day,
+           {week}{_straddles("week_start")} AS open_week, {day}{_straddles("day_start")} AS open_day
+    FROM {source}"""
+
+
+_PARTS = f"""
+days AS MATERIALIZED ({_level("price_rollup_daily", "day", None)}
+), hours AS MATERIALIZED ({_level("price_rollup_hourly", "hour", "days")}
+), parts AS (
+    SELECT market, in_week, in_day, n, d, m2, lo, hi FROM days WHERE in_week OR in_day
+    UNION ALL
+    SELECT market, in_week, in_day, n, d, m2, lo, hi FROM hours WHERE in_week OR in_day
+    UNION ALL  -- an hour holding an edge: its raw rows inside the window(s) it straddles
+    SELECT h.market, h.open_week, h.open_day, 1, r.price - h.latest_price, 0.0, r.price, r.price
+    FROM hours h
+    JOIN {RAW} r ON r.exchange = h.exchange AND r.pair = h.pair AND r.timestamp <= :as_of
+     AND r.timestamp > CASE WHEN h.open_week THEN :week_start ELSE :day_start END
+     AND r.timestamp >= h.bucket AND r.timestamp <= h.last_at
+    WHERE h.open_week OR h.open_day
+), windows AS (  -- per market: count n, s1 = sum of deviations d, s2 = sum of squared deviations, min, max
+    SELECT market,
+           SUM(n) FILTER (WHERE in_week) AS week_n, SUM(n * d) FILTER (WHERE in_week) AS week_s1,
+           MIN(lo) FILTER (WHERE in_week) AS lo, MAX(hi) FILTER (WHERE in_week) AS hi,
+           SUM(n) FILTER (WHERE in_day) AS day_n, SUM(n * d) FILTER (WHERE in_day) AS day_s1,
+           SUM(m2 + n * d * d) FILTER (WHERE in_day) AS day_s2
+    FROM parts
+    GROUP BY market
 )"""
 
 
@@ -79,58 +108,45 @@ _RANKS = """
             ELSE RANK() OVER (PARTITION BY volatility_24h IS NULL
                               ORDER BY mcdata_round_sig(volatility_24h, 12) DESC) END"""
 
-_TIMES = ("as_of", "week_start", "day_start", "week_full_from", "day_full_from", "tail_from", "day_tail_from",
-          "computed_at")
+_TIMES = ("as_of", "week_start", "day_start", "week_first_day", "computed_at")
 
 
-def _newest_rolled(column: str, before: str) -> str:
-    """`column` of the series' newest rollup hour before `before` (where raw rows were pruned)."""
-    return (f"(SELECT h.{column} FROM price_rollup_hourly h WHERE h.exchange = s.exchange AND h.pair = s.pair "
-            f"AND h.hour < :{before} ORDER BY h.hour DESC LIMIT 1)")
-
-
-def _raw_price(at: str) -> str:
-    return f"(SELECT r.price FROM {RAW} r WHERE r.exchange = s.exchange AND r.pair = s.pair AND r.timestamp = {at})"
+def _newest(column: str, at_most: str) -> str:
+    """`column` of the market's newest sample at or before `at_most`: from the raw table, or where its
+    rows were pruned, from the newest hourly rollup that ends by then."""
+    rolled = "last_price" if column == "price" else "last_at"
+    return (f"COALESCE((SELECT r.{column} FROM {RAW} r WHERE r.exchange = m.exchange AND r.pair = m.pair "
+            f"AND r.timestamp <= :{at_most} ORDER BY r.timestamp DESC LIMIT 1), "
+            f"(SELECT h.{rolled} FROM price_rollup_hourly h "
+            f"WHERE h.exchange = m.exchange AND h.pair = m.pair AND h.last_at <= :{at_most} "
+            "ORDER BY h.hour DESC LIMIT 1))")
 
 
 QUERY = sa.text(f"""
 INSERT INTO crypto_pair_metrics ({", ".join(METRIC_COLUMNS)})
-WITH series AS MATERIALIZED (
-    -- markets holds each series' newest sample; older as-of times (or pruned rows) need a lookup
-    SELECT m.exchange, m.pair, m.last_at, m.last_price,
-           CASE WHEN m.last_at > :as_of THEN
-               (SELECT MAX(r.timestamp) FROM {RAW} r
-                 WHERE r.exchange = m.exchange AND r.pair = m.pair AND r.timestamp <= :as_of) END AS raw_at,
-           (SELECT MAX(r.timestamp) FROM {RAW} r
-             WHERE r.exchange = m.exchange AND r.pair = m.pair AND r.timestamp <= :day_start) AS raw_p0_at
-    FROM markets m
-    WHERE m.first_at <= :as_of
-), latest AS MATERIALIZED (
-    SELECT s.exchange, s.pair,
-           CASE WHEN s.last_at <= :as_of THEN s.last_at
-                WHEN s.raw_at IS NOT NULL THEN s.raw_at
-                ELSE {_newest_rolled("last_at", "tail_from")} END AS latest_at,
-           CASE WHEN s.last_at <= :as_of THEN s.last_price
-                WHEN s.raw_at IS NOT NULL THEN {_raw_price("s.raw_at")}
-                ELSE {_newest_rolled("last_price", "tail_from")} END AS latest_price,
-           CASE WHEN s.raw_p0_at IS NOT NULL THEN {_raw_price("s.raw_p0_at")}
-                ELSE {_newest_rolled("last_price", "day_tail_from")} END AS p0
-    FROM series s
-),{_window("week", "week_start", "week_full_from")},{_window("day", "day_start", "day_full_from")},
+WITH latest AS MATERIALIZED (  -- markets holds each series' newest sample; an earlier as-of time looks it up
+    SELECT * FROM (
+        SELECT row_number() OVER () AS market, m.exchange, m.pair,
+               CASE WHEN m.last_at <= :as_of THEN m.last_at ELSE {_newest("timestamp", "as_of")} END AS latest_at,
+               CASE WHEN m.last_at <= :as_of THEN m.last_price ELSE {_newest("price", "as_of")} END AS latest_price,
+               {_newest("price", "day_start")} AS p0
+        FROM markets m
+        WHERE m.first_at <= :as_of
+    ) newest
+    WHERE latest_at IS NOT NULL
+),{_PARTS},
 joined AS (
     SELECT l.exchange, l.pair, l.latest_price, l.latest_at,
-           l.latest_price + w.s1 / w.n AS weekly_average,
-           w.lo AS min_price, w.hi AS max_price, COALESCE(w.n, 0) AS samples_7d,
-           CASE WHEN d.n >= 2 THEN sqrt(CASE WHEN d.s2 - d.s1 * d.s1 / d.n > 0
-                                             THEN (d.s2 - d.s1 * d.s1 / d.n) / (d.n - 1) ELSE 0.0 END) END
-               AS stddev_24h,
-           l.latest_price + d.s1 / d.n AS mean_24h,
-           COALESCE(d.n, 0) AS samples_24h,
+           l.latest_price + w.week_s1 / w.week_n AS weekly_average,
+           w.lo AS min_price, w.hi AS max_price, COALESCE(w.week_n, 0) AS samples_7d,
+           CASE WHEN w.day_n >= 2 THEN sqrt(CASE WHEN w.day_s2 - w.day_s1 * w.day_s1 / w.day_n > 0
+                                                 THEN (w.day_s2 - w.day_s1 * w.day_s1 / w.day_n) / (w.day_n - 1)
+                                                 ELSE 0.0 END) END AS stddev_24h,
+           l.latest_price + w.day_s1 / w.day_n AS mean_24h,
+           COALESCE(w.day_n, 0) AS samples_24h,
            (l.latest_price / l.p0 - 1) * 100 AS change_24h_pct
     FROM latest l
-    LEFT JOIN week w ON w.exchange = l.exchange AND w.pair = l.pair
-    LEFT JOIN day d ON d.exchange = l.exchange AND d.pair = l.pair
-    WHERE l.latest_at IS NOT NULL
+    LEFT JOIN windows w ON w.market = l.market
 ), measured AS (
     SELECT joined.*, stddev_24h / mean_24h * 100 AS volatility_24h FROM joined
 )
@@ -180,18 +196,17 @@ FROM measured
                                                                        "computed_at")))
 
 
-def floor_hour(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
+# The planner cannot estimate the size of the CTEs: it would sort the window's parts to group them (half
+# the run time) and compile the plan (JIT) for longer than it takes to run. Hashing is right at any size.
+PLANNER_SETTINGS = sa.text("SELECT set_config('jit', 'off', true), set_config('enable_sort', 'off', true), "
+                           "set_config('work_mem', '64MB', true)")
 
 
 def window_bounds(as_of: datetime) -> dict[str, datetime]:
-    """T, the window starts, where each window's whole hours begin, and the partial hours at T and T - 24h."""
-    week_start, day_start = as_of - WEEK, as_of - DAY
-    return {
-        "as_of": as_of, "week_start": week_start, "day_start": day_start,
-        "week_full_from": floor_hour(week_start) + HOUR, "day_full_from": floor_hour(day_start) + HOUR,
-        "tail_from": floor_hour(as_of), "day_tail_from": floor_hour(day_start),
-    }
+    """T, the window starts, and the UTC day that holds the start of the week."""
+    week_start = as_of - WEEK
+    return {"as_of": as_of, "week_start": week_start, "day_start": as_of - DAY,
+            "week_first_day": week_start.replace(hour=0, minute=0, second=0, microsecond=0)}
 
 
 def compute(connection: sa.Connection, as_of: datetime, computed_at: datetime | None = None,
@@ -201,8 +216,8 @@ def compute(connection: sa.Connection, as_of: datetime, computed_at: datetime | 
     `from_raw` reads every sample from the raw table instead of the hourly rollups (same result).
     """
     connection.execute(metrics.delete().where(metrics.c.timestamp == as_of))
-    if connection.dialect.name == "postgresql":  # room to sort and hash the window's hours in memory
-        connection.execute(sa.text("SELECT set_config('work_mem', '64MB', true)"))
+    if connection.dialect.name == "postgresql":
+        connection.execute(PLANNER_SETTINGS)
     connection.execute(RAW_QUERY if from_raw else QUERY, {**window_bounds(as_of), "computed_at": computed_at or as_of})
     count = connection.execute(
         sa.select(sa.func.count()).select_from(metrics).where(metrics.c.timestamp == as_of)

@@ -100,28 +100,34 @@ metrics = sa.Table(
     sa.Index(None, "timestamp"),
 )
 
-# Per market per UTC hour, maintained by database triggers on every insert into the raw table (see
-# migration 0002), so rows written by anyone, mcdata or SQL, are counted once. Pruning raw rows keeps
-# them. `mean_offset` and `m2` are taken of `price - ref_price` (the bucket's first inserted price):
-# Chan's merge stays exact to the last digits even for large prices that move little.
-price_rollup_hourly = sa.Table(
-    "price_rollup_hourly",
-    metadata,
-    sa.Column("exchange", sa.String(40), nullable=False),
-    sa.Column("pair", sa.String(40), nullable=False),
-    sa.Column("hour", UTCDateTime(), nullable=False, comment="start of the UTC hour [hour, hour + 1h)"),
-    sa.Column("samples", sa.Integer(), nullable=False),
-    sa.Column("ref_price", sa.Double(), nullable=False, comment="the anchor of mean_offset"),
-    sa.Column("mean_offset", sa.Double(), nullable=False, comment="mean of price - ref_price"),
-    sa.Column("m2", sa.Double(), nullable=False, comment="sum of squared deviations from the mean"),
-    sa.Column("min_price", sa.Double(), nullable=False),
-    sa.Column("max_price", sa.Double(), nullable=False),
-    sa.Column("first_at", UTCDateTime(), nullable=False),
-    sa.Column("first_price", sa.Double(), nullable=False),
-    sa.Column("last_at", UTCDateTime(), nullable=False),
-    sa.Column("last_price", sa.Double(), nullable=False),
-    sa.PrimaryKeyConstraint("exchange", "pair", "hour"),
-)
+# Per market per UTC hour and per UTC day, maintained by database triggers on every insert into the raw
+# table (migrations 0002 and 0003), so rows written by anyone, mcdata or SQL, are counted once. Pruning raw
+# rows keeps them. `mean_offset` and `m2` are taken of `price - ref_price` (a price of the bucket): Chan's
+# merge stays exact to the last digits even for large prices that move little.
+def _rollup(name: str, bucket: str, span: str) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("exchange", sa.String(40), nullable=False),
+        sa.Column("pair", sa.String(40), nullable=False),
+        sa.Column(bucket, UTCDateTime(), nullable=False,
+                  comment=f"start of the UTC {span} [{bucket}, {bucket} + 1{span[0]})"),
+        sa.Column("samples", sa.Integer(), nullable=False),
+        sa.Column("ref_price", sa.Double(), nullable=False, comment="the anchor of mean_offset"),
+        sa.Column("mean_offset", sa.Double(), nullable=False, comment="mean of price - ref_price"),
+        sa.Column("m2", sa.Double(), nullable=False, comment="sum of squared deviations from the mean"),
+        sa.Column("min_price", sa.Double(), nullable=False),
+        sa.Column("max_price", sa.Double(), nullable=False),
+        sa.Column("first_at", UTCDateTime(), nullable=False),
+        sa.Column("first_price", sa.Double(), nullable=False),
+        sa.Column("last_at", UTCDateTime(), nullable=False),
+        sa.Column("last_price", sa.Double(), nullable=False),
+        sa.PrimaryKeyConstraint("exchange", "pair", bucket),
+    )
+
+
+price_rollup_hourly = _rollup("price_rollup_hourly", "hour", "hour")
+price_rollup_daily = _rollup("price_rollup_daily", "day", "day")
 
 # One row per series ever stored (trigger-maintained): the set compute iterates over, and each series'
 # newest sample (time and price) for compute and for fetch's gap repair, without scanning the raw table.

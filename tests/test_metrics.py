@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mcdata import metrics
+from mcdata.schema import metadata
 from mcdata.schema import metrics as metrics_table
 from mcdata.store import PriceRow, insert_prices, prune
 from tests.reference import Sample, reference_metrics
@@ -143,25 +144,37 @@ def test_the_original_documentation_query_works_verbatim(migrated_engine: sa.Eng
     assert (row[0], row[1], row[2]) == ("btceur", expected["min_price"], 1)
 
 
-prices = st.floats(min_value=1e-6, max_value=1e7, allow_nan=False, allow_infinity=False)
-offsets = st.integers(min_value=-7200, max_value=9 * 86400)
+prices = st.one_of(st.floats(min_value=1e-6, max_value=1e7, allow_nan=False, allow_infinity=False),
+                   st.sampled_from([1.0, 3.3, 1e7 - 0.5]))  # repeated prices: zero deviations, ties
+offsets = st.one_of(st.integers(min_value=-7200, max_value=9 * 86400),  # seconds before the as-of time
+                    st.sampled_from([0, 1, -1, 86399, 86400, 86401, 604799, 604800, 604801]))
+snaps = st.sampled_from([None, "hour", "day"])  # move a sample to the start of its UTC hour or day
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.lists(st.tuples(st.sampled_from(["aaa", "bbb", "ccc"]), offsets, prices), min_size=1, max_size=60),
-       shift=st.integers(min_value=0, max_value=3599), batches=st.integers(min_value=1, max_value=4),
-       seed=st.integers(min_value=0, max_value=1000))
-def test_metrics_property(migrated_engine: sa.Engine, data: list[tuple[str, int, float]], shift: int,
+def snapped(moment: datetime, snap: str | None) -> datetime:
+    if snap == "day":
+        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return moment.replace(minute=0, second=0, microsecond=0) if snap == "hour" else moment
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.lists(st.tuples(st.sampled_from(["aaa", "bbb", "ccc"]), offsets, prices, snaps),
+                     min_size=1, max_size=60),
+       shift=st.one_of(st.integers(min_value=0, max_value=86399), st.sampled_from([0, 3600, 86399])),
+       batches=st.integers(min_value=1, max_value=4), seed=st.integers(min_value=0, max_value=1000))
+def test_metrics_property(migrated_engine: sa.Engine, data: list[tuple[str, int, float, str | None]], shift: int,
                           batches: int, seed: int) -> None:
-    """Irregular samples, written in several batches in any order (the rollups merge them), and an as-of
-    time anywhere inside an hour: the rollup query equals the reference and the raw-table query."""
-    as_of = T.replace(minute=0, second=0, microsecond=0) + timedelta(seconds=shift)
-    samples = [("kraken", pair, as_of - timedelta(seconds=offset), price) for pair, offset, price in data]
+    """Irregular samples, some on hour and day boundaries, written in several batches in any order (the
+    rollups merge them), and an as-of time anywhere in a day: the rollup query equals the reference and
+    the raw-table query."""
+    as_of = T.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(seconds=shift)
+    samples = [("kraken", pair, snapped(as_of - timedelta(seconds=offset), snap), price)
+               for pair, offset, price, snap in data]
     samples = list({(e, p, ts): (e, p, ts, v) for e, p, ts, v in samples}.values())
     random.Random(seed).shuffle(samples)
     with migrated_engine.begin() as connection:
-        for table in ("raw_crypto_pair_price_history", "crypto_pair_metrics", "price_rollup_hourly", "markets"):
-            connection.execute(sa.text(f"DELETE FROM {table}"))
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(table.delete())
     for index in range(batches):
         store_samples(migrated_engine, samples[index::batches])
     with migrated_engine.begin() as connection:
@@ -171,6 +184,29 @@ def test_metrics_property(migrated_engine: sa.Engine, data: list[tuple[str, int,
     with migrated_engine.begin() as connection:
         metrics.compute(connection, as_of, from_raw=True)
     assert_matches(computed(migrated_engine, as_of), expected)
+
+
+def test_dense_samples_at_every_kind_of_as_of_time(migrated_engine: sa.Engine) -> None:
+    """Samples every 7 minutes for 9 days, stored in three interleaved batches: whole days, hours and raw
+    edges all take part, and the as-of time falls inside an hour with later samples, on an hour, on a day."""
+    rng = random.Random(7)
+    start = T - timedelta(days=9)
+    samples: list[Sample] = []
+    for pair, level, move in (("walk", 100.0, 0.01), ("flat", 2.5, 0.0), ("heavy", 1e9, 1e-12)):
+        price = level
+        for step in range(9 * 24 * 60 // 7):
+            price = price * math.exp(rng.gauss(0, move)) if move else price
+            samples.append(("kraken", pair, start + timedelta(minutes=7 * step, seconds=step % 5), price))
+    for batch in range(3):
+        store_samples(migrated_engine, samples[batch::3])
+    midnight = T.replace(hour=0, minute=0, second=0, microsecond=0)
+    for as_of in (T, T.replace(minute=0, second=0, microsecond=0), midnight, midnight + timedelta(microseconds=1),
+                  midnight - timedelta(minutes=3), T - timedelta(days=1, minutes=17)):
+        with migrated_engine.begin() as connection:
+            metrics.compute(connection, as_of)
+        expected = reference_metrics(samples, as_of)
+        assert_matches(computed(migrated_engine, as_of), expected)
+        assert expected[("kraken", "flat")]["stddev_24h"] == 0.0
 
 
 def test_pruning_old_raw_rows_leaves_the_metrics_unchanged(migrated_engine: sa.Engine) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -19,7 +20,7 @@ def test_empty_to_head_creates_every_table(engine: sa.Engine) -> None:
     with engine.connect() as connection:
         tables = set(sa.inspect(connection).get_table_names())
         assert tables == {"raw_crypto_pair_price_history", "crypto_pair_metrics", "runs", "alembic_version",
-                          "price_rollup_hourly", "markets"}
+                          "price_rollup_hourly", "price_rollup_daily", "markets"}
         migrations.require_head(connection)
         assert not migrations.is_empty(connection)
 
@@ -60,3 +61,35 @@ def test_downgrade_to_base_and_back(migrated_engine: sa.Engine) -> None:
     migrations.upgrade(migrated_engine)
     with migrated_engine.connect() as connection:
         migrations.require_head(connection)
+
+
+def test_daily_rollups_are_built_from_the_hourly_history(engine: sa.Engine) -> None:
+    """Prices stored before revision 0003 are in the daily rollups after it, and compute reads them."""
+    from datetime import UTC, datetime, timedelta
+
+    from mcdata import metrics
+    from mcdata.schema import raw_prices
+    from tests.reference import reference_metrics
+
+    migrations.upgrade(engine, "0002")
+    as_of = datetime(2026, 11, 20, 12, 34, 56, tzinfo=UTC)
+    samples = [("kraken", pair, as_of - timedelta(minutes=37 * step), level + (step * 7919 % 113) / 10)
+               for pair, level in (("btceur", 24000.0), ("etheur", 1.5)) for step in range(400)]
+    with engine.begin() as connection:
+        connection.execute(raw_prices.insert(), [
+            {"exchange": e, "pair": p, "timestamp": ts, "price": v, "volume": None, "kind": "ticker", "fetched_at": ts}
+            for e, p, ts, v in samples])
+    migrations.upgrade(engine)
+    with engine.begin() as connection:
+        days = connection.execute(sa.text("SELECT pair, count(*), sum(samples), min(min_price), max(max_price) "
+                                          "FROM price_rollup_daily GROUP BY pair ORDER BY pair")).all()
+        metrics.compute(connection, as_of)
+        stored = {row.pair: row for row in connection.execute(sa.text("SELECT * FROM crypto_pair_metrics"))}
+    assert [tuple(day) for day in days] == [
+        (pair, 11, 400, min(v for _, p, _, v in samples if p == pair), max(v for _, p, _, v in samples if p == pair))
+        for pair in ("btceur", "etheur")]
+    expected = reference_metrics(samples, as_of)
+    for (_, pair), want in expected.items():
+        assert stored[pair].samples_7d == want["samples_7d"]
+        assert stored[pair].weekly_average == pytest.approx(want["weekly_average"], rel=1e-12)
+        assert stored[pair].stddev_24h == pytest.approx(want["stddev_24h"], rel=1e-9)
