@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,11 +41,12 @@ PRICE_COLUMNS = ("exchange", "pair", "timestamp", "price", "volume", "kind", "fe
 def insert_prices(connection: sa.Connection, rows: Iterable[PriceRow]) -> int:
     """Insert in bulk, skipping rows whose (exchange, pair, timestamp) is stored; returns rows added.
 
-    PostgreSQL: COPY (binary) into a session-local staging table, then one INSERT ... SELECT ... ON
-    CONFLICT DO NOTHING. SQLite: one executemany. Either way inside the caller's transaction.
+    PostgreSQL: COPY (binary) straight into the table, which is right whenever no row is stored yet (a
+    backfill, the hourly sample); should one be, that COPY fails as a whole and the rows go through a
+    staging table that filters them. SQLite: executemany. Either way inside the caller's transaction.
     """
     if connection.dialect.name == "postgresql":
-        return _copy_insert(connection, rows)
+        return _copy_insert(connection, list(rows))
     statement = sqlite.insert(raw_prices).on_conflict_do_nothing(index_elements=["exchange", "pair", "timestamp"])
     inserted = 0
     for chunk in _chunks(rows, 20_000):
@@ -60,33 +61,57 @@ def _chunks(rows: Iterable[PriceRow], size: int) -> Iterator[list[PriceRow]]:
         yield chunk
 
 
-def _copy_insert(connection: sa.Connection, rows: Iterable[PriceRow]) -> int:
-    columns = ", ".join(PRICE_COLUMNS)
+_COPY_TYPES = ["text", "text", "timestamptz", "float8", "float8", "text", "timestamptz"]
+
+
+def _copy(cursor: Any, table: str, rows: list[PriceRow]) -> int:
+    with cursor.copy(f"COPY {table} ({', '.join(PRICE_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_COPY_TYPES)
+        for row in rows:  # aware datetimes of any offset are sent as the same instant
+            copy.write_row((row.exchange, row.pair, row.timestamp, row.price, row.volume, row.kind, row.fetched_at))
+    return int(cursor.rowcount)
+
+
+def _copy_insert(connection: sa.Connection, rows: list[PriceRow]) -> int:
+    import psycopg  # here: the SQLite default never loads the driver
+
+    if not rows:
+        return 0
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(
-            "CREATE TEMPORARY TABLE IF NOT EXISTS mcdata_staging "
-            "(LIKE raw_crypto_pair_price_history INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        with cursor.copy(f"COPY mcdata_staging ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(["text", "text", "timestamptz", "float8", "float8", "text", "timestamptz"])
-            for row in rows:
-                copy.write_row((row.exchange, row.pair, row.timestamp.astimezone(UTC), row.price, row.volume,
-                                row.kind, row.fetched_at.astimezone(UTC)))
-        # Rows already stored are filtered out by an anti-join and duplicates in the batch by DISTINCT ON:
-        # a plain sorted insert is ~1.7x faster than ON CONFLICT's speculative insertion, and the writer
-        # lock keeps other mcdata writers out. Sorted, so the rollup trigger reads every series oldest first.
-        cursor.execute(
-            f"INSERT INTO raw_crypto_pair_price_history ({columns}) "
-            f"SELECT DISTINCT ON (exchange, pair, timestamp) {columns} FROM mcdata_staging s "
-            "WHERE NOT EXISTS (SELECT 1 FROM raw_crypto_pair_price_history r "
-            "WHERE r.exchange = s.exchange AND r.pair = s.pair AND r.timestamp = s.timestamp) "
-            "ORDER BY exchange, pair, timestamp"
-        )
-        inserted = int(cursor.rowcount)
-        cursor.execute("TRUNCATE mcdata_staging")
+        return _copy_or_stage(connection, cursor, rows)
+    except psycopg.Error as error:  # as SQLAlchemy raises it everywhere else (IntegrityError, OperationalError...)
+        raise sa.exc.DBAPIError.instance("COPY", None, error, psycopg.Error) from error
     finally:
         cursor.close()
+
+
+def _copy_or_stage(connection: sa.Connection, cursor: Any, rows: list[PriceRow]) -> int:
+    import psycopg
+
+    try:
+        with connection.begin_nested():  # a savepoint: a failed COPY leaves nothing behind
+            return _copy(cursor, "raw_crypto_pair_price_history", rows)
+    except psycopg.errors.UniqueViolation:
+        pass  # some row is stored already (or twice in the batch): filter them
+    cursor.execute(
+        "CREATE TEMPORARY TABLE IF NOT EXISTS mcdata_staging "
+        "(LIKE raw_crypto_pair_price_history INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    _copy(cursor, "mcdata_staging", rows)
+    # Rows already stored are filtered out by an anti-join and duplicates in the batch by DISTINCT ON:
+    # a plain sorted insert is ~1.7x faster than ON CONFLICT's speculative insertion, and the writer
+    # lock keeps other mcdata writers out.
+    columns = ", ".join(PRICE_COLUMNS)
+    cursor.execute(
+        f"INSERT INTO raw_crypto_pair_price_history ({columns}) "
+        f"SELECT DISTINCT ON (exchange, pair, timestamp) {columns} FROM mcdata_staging s "
+        "WHERE NOT EXISTS (SELECT 1 FROM raw_crypto_pair_price_history r "
+        "WHERE r.exchange = s.exchange AND r.pair = s.pair AND r.timestamp = s.timestamp) "
+        "ORDER BY exchange, pair, timestamp"
+    )
+    inserted = int(cursor.rowcount)
+    cursor.execute("TRUNCATE mcdata_staging")
     return max(inserted, 0)
 
 
