@@ -21,9 +21,12 @@ def wait_for_requests(harness: Harness, count: int, timeout: float = 60) -> None
 
 
 def counts(harness: Harness) -> tuple[int, int]:
+    """Raw rows, and the samples the rollups count (the hourly and the daily level must agree)."""
     raw = harness.query("SELECT count(*) FROM raw_crypto_pair_price_history")[0][0]
-    rolled = harness.query("SELECT coalesce(sum(samples), 0) FROM price_rollup_hourly")[0][0]
-    return int(raw), int(rolled)
+    hourly = harness.query("SELECT coalesce(sum(samples), 0) FROM price_rollup_hourly")[0][0]
+    daily = harness.query("SELECT coalesce(sum(samples), 0) FROM price_rollup_daily")[0][0]
+    assert hourly == daily
+    return int(raw), int(hourly)
 
 
 @pytest.mark.slow
