@@ -54,12 +54,13 @@ def days_from_hours(source: str, day: str) -> str:
     GROUP BY exchange, pair, day"""
 
 
-def merge(table: str, bucket: str) -> str:
-    """Upsert into a rollup table: Chan's parallel formula when the bucket exists (anchors may differ)."""
+def merge(source: str, table: str, bucket: str) -> str:
+    """Upsert `source`'s rows into a rollup table: Chan's parallel formula when the bucket exists (anchors
+    may differ)."""
     delta = "((excluded.ref_price - r.ref_price) + excluded.mean_offset - r.mean_offset)"
     return f"""
     INSERT INTO {table} AS r (exchange, pair, {bucket}, {COLUMNS})
-    SELECT exchange, pair, {bucket}, {COLUMNS} FROM {{source}}
+    SELECT exchange, pair, {bucket}, {COLUMNS} FROM {source}
     ON CONFLICT (exchange, pair, {bucket}) DO UPDATE SET
         samples = r.samples + excluded.samples,
         mean_offset = r.mean_offset + {delta} * excluded.samples / (r.samples + excluded.samples),
@@ -92,8 +93,8 @@ BEGIN
         ) ordered
         GROUP BY exchange, pair, hour
     ), daily AS MATERIALIZED ({days_from_hours("hourly", DAY["postgresql"])}
-    ), hours_merged AS ({merge("price_rollup_hourly", "hour").format(source="hourly")}
-    ), days_merged AS ({merge("price_rollup_daily", "day").format(source="daily")}
+    ), hours_merged AS ({merge("hourly", "price_rollup_hourly", "hour")}
+    ), days_merged AS ({merge("daily", "price_rollup_daily", "day")}
     )
     INSERT INTO markets AS m (exchange, pair, first_at, last_at, last_price)
     SELECT DISTINCT ON (exchange, pair) exchange, pair,
