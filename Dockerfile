@@ -1,14 +1,16 @@
 # mcdata in a container: `docker run IMAGE show` runs one command (ENTRYPOINT is mcdata);
 # docker-compose.yml runs the hourly job under supercronic, which logs to stdout.
 
-FROM python:3.12-slim AS wheel
+# The base image is pinned to an exact release (a digest cannot be checked from our offline CI; pin one
+# with `docker buildx imagetools inspect` where you build).
+FROM python:3.12.12-slim-bookworm AS wheel
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY mcdata ./mcdata
 COPY alembic ./alembic
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
 
-FROM python:3.12-slim
+FROM python:3.12.12-slim-bookworm
 # supercronic: a cron for containers (never starts a job while its previous run is alive)
 ARG SUPERCRONIC_VERSION=v0.2.32
 ARG SUPERCRONIC_SHA1SUM=7da26ce6ab48d75e97f7204554afe7c80779d4e0
@@ -23,7 +25,7 @@ RUN apt-get update \
 COPY --from=wheel /dist/ /tmp/dist/
 RUN pip install --no-cache-dir /tmp/dist/*.whl && rm -rf /tmp/dist \
  && useradd --create-home --uid 10001 mcdata \
- && mkdir -p /data /etc/mcdata && chown mcdata /data \
+ && install -d -m 0700 -o mcdata /data && install -d -m 0755 /etc/mcdata \
  && echo '5 * * * * mcdata --quiet run' > /etc/mcdata/crontab
 
 USER mcdata

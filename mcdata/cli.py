@@ -16,8 +16,8 @@ import typer
 
 from mcdata import __version__
 from mcdata.config import SETTINGS, Settings, load_settings
-from mcdata.errors import ConfigError, ExitCode, classify, redact
-from mcdata.render import FORMATS, printable
+from mcdata.errors import ConfigError, ExitCode, classify, printable, redact
+from mcdata.render import FORMATS
 
 app = typer.Typer(
     name="mcdata",
@@ -77,8 +77,9 @@ def _state(ctx: typer.Context) -> CliState:
 
 def report_and_exit(error: BaseException, debug: bool) -> None:
     """The one place where errors become a line on stderr and an exit code."""
-    if debug:
-        sys.stderr.write(redact("".join(traceback.format_exception(error))))
+    if debug:  # server text may sit in the exception's message: escaped like every other line
+        trace = redact("".join(traceback.format_exception(error)))
+        sys.stderr.write("".join(printable(line) + "\n" for line in trace.splitlines()))
     code, message = classify(error)
     if message.startswith("unexpected ") and not debug:
         message += " (rerun with --debug for the traceback)"
@@ -123,10 +124,17 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+class _SafeFormatter(logging.Formatter):
+    """Every log line is scrubbed of secrets and of control characters (server text included)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(redact(super().format(record)))
+
+
 def _configure_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("mcdata: %(message)s"))
+    handler.setFormatter(_SafeFormatter("mcdata: %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
@@ -328,10 +336,10 @@ def _source_job(ctx: typer.Context, source: str | None, api_url: str | None, exc
 def _finish(report: Any) -> None:
     """Say what a step did (problems as warnings, the summary as info) and exit with its code."""
     for problem in report.failures.values():
-        log.warning("warning: %s", printable(problem))
+        log.warning("warning: %s", problem)
     label = "warning" if report.exit_code in (ExitCode.OK, ExitCode.PARTIAL) else "error"
     for problem in report.errors:
-        log.warning("%s: %s", label, printable(problem))
+        log.warning("%s: %s", label, problem)
     parts = []
     if report.command in ("fetch", "run"):
         parts.append(f"{report.pairs_stored} of {report.pairs_requested} pairs stored, "

@@ -6,18 +6,23 @@ Kubernetes secrets convention).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 
-from mcdata.errors import ConfigError, register_secret
+from mcdata.errors import ConfigError, masked_url, printable, register_secret
+
+log = logging.getLogger("mcdata")
 
 APP_NAME = "mcdata"
 ORIGINAL_PAIRS = (
@@ -29,25 +34,46 @@ _DURATION = re.compile(r"^(\d+)([smhd])$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
-def parse_duration(text: str) -> timedelta:
-    """`7d`, `12h`, `30m`, `45s`, or `0` for none."""
+MAX_DURATION = timedelta(days=36_500)  # a century: longer is a typo, and would overflow date arithmetic
+
+
+def parse_duration(text: str, longest: timedelta = MAX_DURATION) -> timedelta:
+    """`7d`, `12h`, `30m`, `45s`, or `0` for none; at most `longest`."""
     text = str(text).strip().lower()
     if text == "0":
         return timedelta(0)
     match = _DURATION.match(text)
     if not match:
         raise ValueError("expected a duration such as 7d, 12h, 30m or 0")
-    return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+    amount, unit = int(match.group(1)), _DURATION_UNITS[match.group(2)]
+    if amount > longest // timedelta(**{unit: 1}):
+        raise ValueError(f"at most {_spelled(longest)}")
+    return timedelta(**{unit: amount})
+
+
+def _spelled(duration: timedelta) -> str:
+    seconds = int(duration.total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def parse_timestamp(text: str, option: str = "--as-of") -> datetime:
     """ISO 8601; without an offset the time is UTC."""
     try:
         value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ConfigError(f"{option}: {text[:60]!r} is not an ISO 8601 time",
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"{option}: {printable(text[:60])!r} is not an ISO 8601 time",
                           "write it like 2026-11-24T12:00 or 2026-11-24T12:00+01:00") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value < EARLIEST_TIME:
+        raise ConfigError(f"{option}: {value.isoformat()} is before {EARLIEST_TIME.year}",
+                          "crypto prices start in 2009; write a later time")
+    return value
+
+
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def validate_pair(pair: str) -> str:
@@ -72,6 +98,7 @@ def parse_pairs(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 
 MIN_RETENTION = timedelta(days=8)
+MAX_FETCH_TIME = timedelta(hours=24)
 
 
 def _retention(keep: timedelta) -> timedelta:
@@ -97,6 +124,16 @@ def _positive_float(value: Any) -> float:
     return number
 
 
+MIN_RATE, MAX_RATE = 0.01, 1000.0  # slower than one request per 100 s would hold the lock for hours
+
+
+def _rate(value: Any) -> float:
+    number = float(value)
+    if not MIN_RATE <= number <= MAX_RATE:
+        raise ValueError(f"expected requests per second from {MIN_RATE:g} to {MAX_RATE:g}")
+    return number
+
+
 def _small_int(value: Any) -> int:
     number = int(value)
     if not 0 <= number <= 20:
@@ -108,6 +145,9 @@ def _url(value: Any) -> str:
     text = str(value).strip().rstrip("/")
     if not re.match(r"^https?://[^\s/]+", text) or any(ord(c) < 32 for c in text):
         raise ValueError("expected an http:// or https:// URL")
+    password = urlsplit(text).password
+    if password:  # a mirror's credentials: never printed, never stored in `runs`
+        register_secret(password)
     return text
 
 
@@ -123,6 +163,13 @@ def _exchange(value: Any) -> str:
     if not re.match(r"^[a-z0-9][a-z0-9-]{0,39}$", text):
         raise ValueError("expected a venue name such as kraken or bitstamp")
     return text
+
+
+def _masked(text: str) -> str:
+    try:
+        return masked_url(text)
+    except ValueError:  # not even a URL: nothing to mask, and nothing will use it
+        return text
 
 
 def default_database_url() -> str:
@@ -169,10 +216,13 @@ SETTINGS: dict[str, Setting] = {
                 "Retries after a failed request (connection error, 408/429/5xx, throttling)."),
         Setting("http_backoff", _positive_float, lambda: 1.0,
                 "Seconds before the first retry; the wait doubles on each further retry."),
-        Setting("rate_limit", _positive_float, lambda: 1.0,
+        Setting("rate_limit", _rate, lambda: 1.0,
                 "Most requests per second sent to the source (Kraken's public API allows about 1)."),
-        Setting("retry_after_max", parse_duration, lambda: timedelta(seconds=60),
-                "Longest wait honoured from a Retry-After header."),
+        Setting("retry_after_max", lambda v: parse_duration(v, longest=timedelta(hours=1)),
+                lambda: timedelta(seconds=60), "Longest wait honoured from a Retry-After header (at most 1h)."),
+        Setting("fetch_timeout", lambda v: parse_duration(v, longest=timedelta(hours=24)) or MAX_FETCH_TIME,
+                lambda: timedelta(minutes=45),
+                "Longest a fetch may talk to the source; a wait that would pass it fails the fetch (exit 1)."),
         Setting("cache_dir", lambda v: Path(str(v)).expanduser(),
                 lambda: Path(platformdirs.user_cache_dir(APP_NAME)),
                 "Where the source's pair list is cached for a day."),
@@ -196,6 +246,7 @@ class Settings:
     http_backoff: float
     rate_limit: float
     retry_after_max: timedelta
+    fetch_timeout: timedelta
     cache_dir: Path
     config_file: Path | None
 
@@ -236,8 +287,11 @@ def _secret_from_file(setting: Setting, env: Mapping[str, str]) -> str | None:
     file_var = f"{setting.envvar}_FILE"
     if not env.get(file_var):
         return None
+    path = Path(env[file_var])
     try:
-        return Path(env[file_var]).read_text(encoding="utf-8").strip()
+        if path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
+            log.warning("warning: %s (%s) can be read by other users; chmod 600 it", path, file_var)
+        return path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file_var}: cannot read {env[file_var]!r} ({exc.__class__.__name__})") from exc
 
@@ -274,7 +328,7 @@ def load_settings(
         try:
             values[setting.name] = setting.parse(raw)
         except (ValueError, TypeError) as exc:
-            shown = "(hidden)" if setting.secret else repr(raw)[:80]
+            shown = "(hidden)" if setting.secret else repr(_masked(str(raw)))[:80]
             raise ConfigError(f"{origin}: invalid value {shown}: {exc}") from exc
     if values["source"] == "kraken" and values["exchange"] != "kraken":
         raise ConfigError(

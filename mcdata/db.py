@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
 from mcdata.errors import DatabaseError, LockedError, register_secret
+from mcdata.private_files import PRIVATE_FILE_MODE, make_private_dir, open_private
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 4  # a host that drops packets must still give exit 4 within 10 s
@@ -35,6 +36,8 @@ def normalize_url(raw: str) -> URL:
     if url.drivername in ("postgres", "postgresql", "postgresql+psycopg"):
         return url.set(drivername="postgresql+psycopg")
     if url.drivername in ("sqlite", "sqlite+pysqlite"):
+        if url.database and url.database.startswith("~"):
+            return url.set(database=str(Path(url.database).expanduser()))
         return url
     raise DatabaseError(
         f"unsupported database {url.drivername!r}",
@@ -95,12 +98,7 @@ def make_engine(raw_url: str) -> Engine:
     url = normalize_url(raw_url)
     if url.drivername.startswith("sqlite"):
         if url.database and url.database != ":memory:":
-            folder = Path(url.database).expanduser().parent
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise DatabaseError(f"cannot create the database folder {folder}: {exc.strerror}",
-                                    "choose another place with --database-url") from exc
+            _create_private(Path(url.database))
         engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         sa.event.listen(engine, "connect", _set_up_sqlite)
         return engine
@@ -109,6 +107,20 @@ def make_engine(raw_url: str) -> Engine:
         pool_pre_ping=True,
         connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "mcdata"},
     )
+
+
+def _create_private(database: Path) -> None:
+    """The database's folder (0700) and an empty file (0600), whatever the umask, if they are missing;
+    SQLite creates its -wal and -shm files with the database file's mode."""
+    try:
+        make_private_dir(database.parent)
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+        os.close(fd)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise DatabaseError(f"cannot create the database {database}: {exc.strerror}",
+                            "choose another place with --database-url") from exc
 
 
 def is_postgres(engine: Engine) -> bool:
@@ -168,12 +180,16 @@ def writer_lock(engine: Engine, name: str = "writer") -> Iterator[Callable[[], N
             yield still_held
         return
     database = engine.url.database
-    lock_path = Path(f"{database}.lock") if database and database != ":memory:" else None
-    if lock_path is None:
+    if not database or database == ":memory:":
         yield _held
         return
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    # beside the real file: a symlink to the database must lock the same file
+    lock_path = Path(f"{os.path.realpath(database)}.lock")
+    try:
+        fd = open_private(lock_path, os.O_RDWR, create=True)
+    except OSError as exc:
+        raise DatabaseError(f"cannot use the lock file {lock_path}: {exc.strerror or exc}",
+                            "mcdata's database folder must be writable by this user only") from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from urllib.parse import urlsplit
 
 
 class ExitCode(IntEnum):
@@ -84,7 +85,22 @@ def register_secret(value: str | None) -> None:
         _secrets.add(value)
 
 
+def printable(text: str) -> str:
+    """Escape control characters so that nothing echoed back can drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def redact(text: str) -> str:
     for secret in sorted(_secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
+
+
+def masked_url(url: str) -> str:
+    """The URL with its password (if any) replaced by ***, as the database URL is shown."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()

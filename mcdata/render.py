@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from mcdata.errors import printable
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -33,11 +35,6 @@ FORMATS = ("table", "json", "csv")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def printable(text: str) -> str:
-    """Escape control characters so that nothing echoed back can drive the terminal."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -55,6 +52,9 @@ def write_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], out: Te
         writer.writerow([_csv_cell(row.get(c)) for c in columns])
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: Any) -> Any:
     if value is None:
         return ""
@@ -62,16 +62,28 @@ def _csv_cell(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, float):
         return repr(value)  # every digit: CSV readers get the stored double back
+    if isinstance(value, str):
+        return csv_text(value)
     return _plain(value)
 
 
+def csv_text(text: str) -> str:
+    """Text a spreadsheet will not run: a leading = + - @ tab or CR gets a ' in front (OWASP's rule for
+    CSV injection), and control characters are escaped as in the tables."""
+    return printable("'" + text if text.startswith(FORMULA_START) else text)
+
+
 def console(out: TextIO) -> Console:
-    """A console that never truncates: wide enough for the whole table when not on a terminal."""
+    """A console that never truncates: wide enough for the whole table when not on a terminal.
+
+    Markup and emoji codes are off: every string printed comes from the database, the cache or the
+    network, and `[link=…]` or `[/oops]` in a pair name must print as written, never be interpreted.
+    """
     from rich.console import Console
 
     if out.isatty():
-        return Console(file=out)
-    return Console(file=out, width=200, no_color=True, highlight=False, emoji=False, soft_wrap=False)
+        return Console(file=out, markup=False, emoji=False, highlight=False)
+    return Console(file=out, width=200, no_color=True, highlight=False, emoji=False, soft_wrap=False, markup=False)
 
 
 def pairs_table(rows: Sequence[Mapping[str, Any]], out: TextIO) -> None:

@@ -11,6 +11,7 @@ Run it by hand for a demo: `python -m tests.fake_exchange --port 8765`, then
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import threading
@@ -74,7 +75,7 @@ class Fault:
     """One misbehaviour, served to the next `times` requests whose path starts with `path`."""
 
     path: str
-    kind: str  # status | kraken_error | html | truncated | hang | huge | endless | drip
+    kind: str  # status | kraken_error | html | truncated | hang | huge | endless | drip | redirect
     times: int = 1
     status: int = 500
     message: str = "EGeneral:Too many requests"
@@ -303,6 +304,10 @@ def _handler_for(exchange: FakeExchange) -> type[BaseHTTPRequestHandler]:
                 message = {429: "Out of allowance", 404: "Instrument not found"}.get(fault.status, "Internal error")
                 body = {"error": message}
                 self._send(fault.status, json.dumps(body).encode(), headers)
+            elif fault.kind == "redirect":  # to `message`, with a gzip body of `seconds` MB of zeros
+                body = gzip.compress(bytes(int(fault.seconds * 1024 * 1024)))
+                self._send(fault.status if fault.status != 500 else 302, body,
+                           {"Location": fault.message, "Content-Encoding": "gzip"})
             elif fault.kind == "kraken_error":
                 self._send(200, json.dumps({"error": [fault.message]}).encode(), headers)
             elif fault.kind == "html":

@@ -24,6 +24,7 @@ def make_source(settings: Settings, now: Callable[[], datetime]) -> Source:
         retry_after_max=settings.retry_after_max.total_seconds(),
         min_interval=1 / settings.rate_limit,
         headers=headers,
+        time_limit=settings.fetch_timeout.total_seconds(),
     )
     if settings.source == "kraken":
         return kraken.KrakenSource(client, settings.cache_dir, now)

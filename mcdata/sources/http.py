@@ -11,11 +11,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from mcdata import __version__
-from mcdata.errors import SourceError
+from mcdata.errors import SourceError, masked_url
 
 log = logging.getLogger("mcdata.http")
 
@@ -58,9 +59,11 @@ class HttpClient:
         max_bytes: int = 64 * 1024 * 1024,
         headers: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        time_limit: float = 24 * 3600.0,
     ) -> None:
         self.source = source
         self.base_url = base_url.rstrip("/")
+        self.shown_base_url = masked_url(self.base_url)
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -68,6 +71,8 @@ class HttpClient:
         self.min_interval = min_interval
         self.max_bytes = max_bytes
         self.sleep = sleep
+        self.time_limit = time_limit
+        self.deadline = time.monotonic() + time_limit
         self.requests = 0
         self.headers = {"User-Agent": f"mcdata/{__version__}", "Accept": "application/json", **(headers or {})}
         self._next_slot = 0.0
@@ -100,19 +105,20 @@ class HttpClient:
     ) -> Response:
         """The parsed JSON answer; `ok_statuses` lists the statuses whose JSON body the caller reads."""
         url = f"{self.base_url}{path}"
+        shown = f"{self.shown_base_url}{path}"
         for attempt in range(self.retries + 1):
             try:
-                return self._attempt(url, params, is_throttled, ok_statuses)
+                return self._attempt(url, shown, params, is_throttled, ok_statuses)
             except _Retryable as retry:
                 if attempt == self.retries:
                     raise SourceError(
-                        f"{self.source}: GET {url} failed after {attempt + 1} attempts: {retry.reason}",
+                        f"{self.source}: GET {shown} failed after {attempt + 1} attempts: {retry.reason}",
                         "the source may be down or throttling; the next run will try again",
                     ) from None
                 wait = retry.wait if retry.wait is not None else min(self.backoff * 2**attempt, MAX_BACKOFF_S)
                 log.debug("%s: %s; retry %d/%d in %.1fs", self.source, retry.reason, attempt + 1,
                           self.retries, wait)
-                self.sleep(wait)
+                self._wait(wait)
         raise AssertionError("unreachable")
 
     def _pace(self) -> None:
@@ -123,38 +129,52 @@ class HttpClient:
             self._next_slot = slot + self.min_interval
             self.requests += 1
         if slot > now:
-            self.sleep(slot - now)
+            self._wait(slot - now)
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep, unless the wait would end past the fetch's time limit: then the request fails now."""
+        if time.monotonic() + seconds > self.deadline:
+            raise SourceError(
+                f"{self.source}: a wait of {seconds:.0f}s would pass the fetch's time limit of {self.time_limit:.0f}s",
+                "raise MCDATA_FETCH_TIMEOUT or MCDATA_RATE_LIMIT",
+            )
+        self.sleep(seconds)
 
     def _attempt(
         self,
         url: str,
+        shown: str,
         params: Mapping[str, str | int] | None,
         is_throttled: Callable[[Any], str | None],
         ok_statuses: frozenset[int],
     ) -> Response:
         self._pace()
-        log.debug("%s: GET %s %s", self.source, url, dict(params or {}))
+        log.debug("%s: GET %s %s", self.source, shown, dict(params or {}))
         try:
+            # Never follow a redirect: a market-data API has no reason to send one, and following it
+            # would carry the API key to another host, bypass the rate limit and read an unbounded body.
             with self.session.get(url, params=params, timeout=(self.timeout, self.timeout), stream=True,
-                                  allow_redirects=True) as answer:
-                payload = self._read_capped(answer, url)
+                                  allow_redirects=False) as answer:
+                if answer.is_redirect or 300 <= answer.status_code < 400:
+                    raise SourceError(*_redirect_message(self.source, shown, answer))
+                payload = self._read_capped(answer, shown)
         except requests.Timeout:
             raise _Retryable(f"no answer within {self.timeout:g}s") from None
         except requests.ConnectionError as exc:
             raise _Retryable(f"connection failed ({_root_cause(exc)})") from None
         except requests.RequestException as exc:
-            raise SourceError(f"{self.source}: GET {url} failed: {exc.__class__.__name__}") from None
+            raise SourceError(f"{self.source}: GET {shown} failed: {exc.__class__.__name__}") from None
 
         status = answer.status_code
         if status in RETRY_STATUSES:
             raise _Retryable(f"HTTP {status}{_error_text(payload)}", self._retry_after(answer))
         if status not in ok_statuses:
-            raise SourceError(f"{self.source}: GET {url} answered HTTP {status}{_error_text(payload)}")
-        body = self._parse_json(payload, url, status, answer.headers.get("Content-Type", ""))
+            raise SourceError(f"{self.source}: GET {shown} answered HTTP {status}{_error_text(payload)}")
+        body = self._parse_json(payload, shown, status, answer.headers.get("Content-Type", ""))
         throttled = is_throttled(body)
         if throttled:
             raise _Retryable(throttled, self._retry_after(answer))
-        return Response(url, status, body)
+        return Response(shown, status, body)
 
     def _read_capped(self, answer: requests.Response, url: str) -> bytes:
         """The body, refusing more than max_bytes and any body that takes too long in total."""
@@ -197,6 +217,13 @@ class HttpClient:
             except (TypeError, ValueError):
                 return None
         return max(0.0, min(seconds, self.retry_after_max))
+
+
+def _redirect_message(source: str, shown: str, answer: requests.Response) -> tuple[str, str]:
+    target = urlsplit(urljoin(answer.url, answer.headers.get("Location", "")))
+    where = f"{target.scheme}://{target.hostname}" if target.hostname else "an unnamed place"
+    return (f"{source}: GET {shown} answered HTTP {answer.status_code}, a redirect to {where}; "
+            "mcdata follows no redirects", "set --api-url to the API's final address")
 
 
 def _error_text(payload: bytes) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 from mcdata.config import PAIR_PATTERN
 from mcdata.errors import PairError, SourceError
+from mcdata.private_files import check_folder, make_private_dir, open_private
 from mcdata.sources.base import HOUR, Candle, ListedPair, PriceBatch, Quote, parse_price, parse_volume
 from mcdata.sources.http import HttpClient
 
@@ -28,6 +29,7 @@ log = logging.getLogger("mcdata.kraken")
 
 DEFAULT_URL = "https://api.kraken.com"
 CATALOG_MAX_AGE = timedelta(days=1)
+CACHE_MAX_BYTES = 16 * 1024 * 1024  # Kraken's real pair list is well under 1 MB once trimmed
 THROTTLING = ("EGeneral:Too many requests", "EAPI:Rate limit exceeded", "EService:")
 UNKNOWN_PAIR = "EQuery:Unknown asset pair"
 # Kraken's altnames that differ from the common ticker symbol
@@ -57,6 +59,30 @@ def canonical_asset(altname: str) -> str:
     return ASSET_ALIASES.get(name, name)
 
 
+def build_catalog(assets: Any, pairs: Any) -> dict[str, KrakenPair]:
+    """Canonical symbol -> pair, from the `result` of Assets and of AssetPairs (downloaded or cached)."""
+    if not isinstance(assets, dict) or not isinstance(pairs, dict):
+        raise SourceError("kraken: Assets or AssetPairs is not an object")
+    catalog: dict[str, KrakenPair] = {}
+    for key, info in sorted(pairs.items()):
+        if not isinstance(info, dict) or key.endswith(".d") or not SAFE_KEY.match(key):
+            continue
+        base, quote = assets.get(info.get("base")), assets.get(info.get("quote"))
+        if not isinstance(base, dict) or not isinstance(quote, dict):
+            continue
+        symbol = canonical_asset(str(base.get("altname", ""))) + canonical_asset(str(quote.get("altname", "")))
+        if not PAIR_PATTERN.match(symbol):
+            continue
+        active = info.get("status", "online") == "online"
+        known = catalog.get(symbol)
+        altname = str(info.get("altname", key))
+        if (known is None or (active and not known.active)) and SAFE_KEY.match(altname):
+            catalog[symbol] = KrakenPair(symbol, key, altname, active)
+    if not catalog:
+        raise SourceError("kraken: AssetPairs listed no pair that mcdata can name")
+    return catalog
+
+
 class KrakenSource:
     name = "kraken"
     venue = "kraken"
@@ -73,8 +99,8 @@ class KrakenSource:
 
     # -- requests -------------------------------------------------------------------------------
     def _result(self, path: str, params: dict[str, str | int] | None = None, pair: str | None = None) -> Any:
-        body = self.client.get(path, params, is_throttled=_throttled).body
-        url = f"{self.client.base_url}{path}"
+        answer = self.client.get(path, params, is_throttled=_throttled)
+        body, url = answer.body, answer.url
         if not isinstance(body, dict) or not isinstance(body.get("error"), list):
             raise SourceError(f"kraken: GET {url}: the answer has no `error` array")
         if body["error"]:
@@ -88,58 +114,64 @@ class KrakenSource:
 
     # -- pairs ----------------------------------------------------------------------------------
     def _cache_file(self) -> Path | None:
+        """The cache file's path, or None (one warning) when the cache folder is unusable or unsafe."""
         if self.cache_dir is None:
+            return None
+        try:
+            make_private_dir(self.cache_dir)
+            check_folder(self.cache_dir)
+        except OSError as exc:
+            log.warning("kraken: not caching the pair list: %s", exc)
+            self.cache_dir = None
             return None
         digest = hashlib.sha256(self.client.base_url.encode()).hexdigest()[:12]
         return self.cache_dir / f"kraken-pairs-{digest}.json"
 
     def _load_cached(self) -> dict[str, KrakenPair] | None:
+        """The cached pair list, rebuilt and checked exactly like a downloaded one; None on any doubt."""
         path = self._cache_file()
+        if path is None or not path.exists():
+            return None
         try:
-            if path is None or not path.exists():
-                return None
-            data = json.loads(path.read_text(encoding="utf-8"))
+            fd = open_private(path, os.O_RDONLY)
+            with os.fdopen(fd, "rb") as file:
+                if os.fstat(file.fileno()).st_size > CACHE_MAX_BYTES:
+                    raise ValueError(f"larger than {CACHE_MAX_BYTES:,} bytes")
+                data = json.loads(file.read(CACHE_MAX_BYTES + 1))
             fetched = datetime.fromisoformat(data["fetched_at"])
+            if fetched.tzinfo is None:
+                raise ValueError("fetched_at has no time zone")
             if not timedelta(0) <= self.now() - fetched < CATALOG_MAX_AGE:
-                return None
-            return {p["symbol"]: KrakenPair(**p) for p in data["pairs"]}
-        except (OSError, ValueError, KeyError, TypeError):
-            log.debug("kraken: ignoring an unreadable pair cache %s", path)
+                return None  # old: download again, quietly
+            return build_catalog(data["assets"], data["pairs"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, SourceError) as exc:
+            log.warning("kraken: ignoring the pair cache %s (%s); downloading the pair list", path,
+                        str(exc)[:200] or exc.__class__.__name__)
             return None
 
-    def _save_cache(self, catalog: dict[str, KrakenPair]) -> None:
+    def _save_cache(self, assets: dict[str, Any], pairs: dict[str, Any]) -> None:
+        """Keep what build_catalog reads of the two answers, 0600 in a 0700 folder, replaced atomically."""
         path = self._cache_file()
         if path is None:
             return
-        data = {"fetched_at": self.now().isoformat(), "pairs": [vars(p) for p in catalog.values()]}
+        data = {
+            "fetched_at": self.now().isoformat(),
+            "assets": {k: {"altname": v.get("altname")} for k, v in assets.items() if isinstance(v, dict)},
+            "pairs": {k: {f: v.get(f) for f in ("altname", "base", "quote", "status")}
+                      for k, v in pairs.items() if isinstance(v, dict)},
+        }
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-                json.dump(data, tmp)
+                json.dump(data, tmp)  # NamedTemporaryFile creates the file 0600
             os.replace(tmp.name, path)
         except OSError as exc:
-            log.debug("kraken: cannot write the pair cache %s: %s", path, exc)
+            log.warning("kraken: not caching the pair list in %s: %s", path.parent, exc)
 
     def _download_catalog(self) -> dict[str, KrakenPair]:
         assets = self._result("/0/public/Assets")
         pairs = self._result("/0/public/AssetPairs")
-        catalog: dict[str, KrakenPair] = {}
-        for key, info in sorted(pairs.items()):
-            if not isinstance(info, dict) or key.endswith(".d") or not SAFE_KEY.match(key):
-                continue
-            base, quote = assets.get(info.get("base")), assets.get(info.get("quote"))
-            if not isinstance(base, dict) or not isinstance(quote, dict):
-                continue
-            symbol = canonical_asset(str(base.get("altname", ""))) + canonical_asset(str(quote.get("altname", "")))
-            if not PAIR_PATTERN.match(symbol):
-                continue
-            active = info.get("status", "online") == "online"
-            known = catalog.get(symbol)
-            altname = str(info.get("altname", key))
-            if (known is None or (active and not known.active)) and SAFE_KEY.match(altname):
-                catalog[symbol] = KrakenPair(symbol, key, altname, active)
-        if not catalog:
-            raise SourceError("kraken: AssetPairs listed no pair that mcdata can name")
+        catalog = build_catalog(assets, pairs)
+        self._save_cache(assets, pairs)
         return catalog
 
     def catalog(self, refresh: bool = False) -> dict[str, KrakenPair]:
@@ -147,7 +179,6 @@ class KrakenSource:
             cached = None if refresh else self._load_cached()
             if cached is None:
                 cached = self._download_catalog()
-                self._save_cache(cached)
             self._catalog = cached
         return self._catalog
 
