@@ -16,7 +16,7 @@ import typer
 
 from mcdata import __version__
 from mcdata.config import SETTINGS, Settings, load_settings
-from mcdata.errors import ConfigError, ExitCode, classify, printable, redact
+from mcdata.errors import ConfigError, ExitCode, McdataError, classify, printable, redact
 from mcdata.render import FORMATS
 
 app = typer.Typer(
@@ -87,7 +87,17 @@ def report_and_exit(error: BaseException, debug: bool) -> None:
     raise typer.Exit(int(code))
 
 
-def command(fn: F) -> F:
+prices_app = typer.Typer(
+    help="Correct stored prices: delete a range, or set one price. The pair's rollups and every metric "
+    "snapshot the change reaches are rebuilt in the same transaction (the raw table refuses UPDATE and "
+    "DELETE from anyone else).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(prices_app, name="prices")
+
+
+def command(fn: F, on: typer.Typer = app, name: str | None = None) -> F:
     """Register a subcommand whose McdataErrors map to their exit codes."""
 
     @functools.wraps(fn)
@@ -107,7 +117,12 @@ def command(fn: F) -> F:
         except Exception as error:
             report_and_exit(error, debug)
 
-    return app.command()(wrapper)  # type: ignore[return-value]
+    return on.command(name)(wrapper)  # type: ignore[return-value]
+
+
+def prices_command(fn: F) -> F:
+    """A subcommand of `mcdata prices`: prices_set is `mcdata prices set`."""
+    return command(fn, on=prices_app, name=fn.__name__.removeprefix("prices_"))
 
 
 def _silence_stdout() -> None:
@@ -316,6 +331,78 @@ def prune(
     _finish(pipeline.prune(settings))
 
 
+@command
+def check(
+    ctx: typer.Context,
+    repair: Annotated[bool, typer.Option("--repair", help="Rebuild every rollup that disagrees.")] = False,
+) -> None:
+    """Verify that the hourly and daily rollups and the markets list equal what the raw prices say.
+
+    Exits 1 when some rows disagree (a restore that replayed rows through the triggers, a change made
+    with the triggers disabled); --repair rebuilds them from the raw rows, under the writer lock.
+
+    Example: mcdata check --repair
+    """
+    from mcdata import pipeline
+
+    result = pipeline.check(_state(ctx).settings(), repair)
+    found = result.mismatches
+    summary = (f"{found.hourly:,} hourly rollup rows, {found.daily:,} daily rollup rows and "
+               f"{found.markets:,} markets rows disagree with the raw prices")
+    if not found.total:
+        log.info("check: every rollup and markets row agrees with the raw prices")
+    elif result.repaired:
+        log.info("check: %s; rebuilt them (run %s)", summary, result.report.run_id if result.report else "?")
+    else:
+        log.warning("check: %s", summary)
+        report_and_exit(McdataError(summary, "run `mcdata check --repair` to rebuild them"), _state(ctx).debug)
+
+
+MarketExchange = Annotated[str, typer.Option("--exchange", help="The venue of the series.")]
+
+
+@prices_command
+def prices_delete(
+    ctx: typer.Context,
+    pair: Annotated[str, typer.Argument(help="The pair, such as btceur.")],
+    exchange: MarketExchange = "kraken",
+    since: Annotated[str | None, typer.Option("--since", metavar="TIME", help="First time deleted (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option("--until", metavar="TIME", help="Last time deleted (ISO 8601).")] = None,
+) -> None:
+    """Delete a pair's stored prices (all, or from --since to --until, both included).
+
+    A pair whose prices are all deleted is new again: the next fetch backfills it.
+
+    Example: mcdata prices delete btceur --since 2026-11-24T10:00 --until 2026-11-24T10:00
+    """
+    from mcdata import pipeline
+    from mcdata.config import parse_timestamp, validate_pair
+
+    settings = _state(ctx).settings()
+    _finish(pipeline.delete_prices(settings, exchange, validate_pair(pair.lower()),
+                                   parse_timestamp(since, "--since") if since else None,
+                                   parse_timestamp(until, "--until") if until else None))
+
+
+@prices_command
+def prices_set(
+    ctx: typer.Context,
+    pair: Annotated[str, typer.Argument(help="The pair, such as btceur.")],
+    at: Annotated[str, typer.Option("--at", metavar="TIME", help="The sample's time (ISO 8601).")],
+    price: Annotated[float, typer.Option("--price", help="The correct price.")],
+    exchange: MarketExchange = "kraken",
+) -> None:
+    """Set the price of a pair at one time, replacing the stored one if there is one.
+
+    Example: mcdata prices set btceur --at 2026-11-24T10:00 --price 81234.5
+    """
+    from mcdata import pipeline
+    from mcdata.config import parse_timestamp, validate_pair
+
+    _finish(pipeline.set_price(_state(ctx).settings(), exchange, validate_pair(pair.lower()),
+                               parse_timestamp(at, "--at"), price))
+
+
 def _output_format(positional: str | None, option: str | None) -> str:
     if positional and option and positional != option:
         raise ConfigError(f"two formats given: {positional!r} and {option!r}")
@@ -346,8 +433,11 @@ def _finish(report: Any) -> None:
                      f"{report.rows_written:,} price rows written, {report.http_requests} HTTP requests")
     if report.command in ("compute", "run") and report.as_of:
         parts.append(f"metrics of {report.metric_rows} pairs as of {report.as_of.isoformat()}")
-    if report.command == "prune" or report.rows_deleted:
+    if report.command == "prune" or (report.command == "run" and report.rows_deleted):
         parts.append(f"{report.rows_deleted:,} raw price rows older than the retention deleted")
+    if report.command.startswith("prices "):
+        parts.append(f"{report.rows_deleted:,} price rows deleted, {report.rows_written:,} written, "
+                     f"{report.metric_rows:,} metric snapshots recomputed")
     log.info("%s: %s (run %s, exit %d)", report.command, "; ".join(parts), report.run_id, report.exit_code)
     if report.exit_code:
         raise typer.Exit(int(report.exit_code))

@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mcdata import metrics, migrations, store
+from mcdata import corrections, metrics, migrations, rollups, store
 from mcdata.config import Settings
 from mcdata.db import connect, make_engine, writer_lock
-from mcdata.errors import ExitCode, McdataError, PairError, SourceError, classify
+from mcdata.errors import ConfigError, ExitCode, McdataError, PairError, SourceError, classify
 from mcdata.render import progress_bar
 from mcdata.sources import make_source
 from mcdata.sources.base import ListedPair, Quote, Source
@@ -329,8 +329,15 @@ def pair_view(settings: Settings, pair: str, exchange: str | None, history: int 
 
 
 # -- compute ------------------------------------------------------------------------------------
+CLOCK_TOLERANCE = timedelta(minutes=5)
+
+
 def compute(settings: Settings, *, as_of: datetime | None = None) -> Report:
-    moment = as_of or utc_now().replace(microsecond=0)
+    now = utc_now()
+    if as_of is not None and as_of > now + CLOCK_TOLERANCE:  # it would hide the real metrics from `show`
+        raise ConfigError(f"--as-of {as_of.isoformat()} is later than now ({now.replace(microsecond=0).isoformat()})",
+                          "metrics can only be computed for the past")
+    moment = as_of or now.replace(microsecond=0)
     return _locked_step(settings, "compute", None,
                         lambda engine, still_held: _compute(engine, moment, still_held))
 
@@ -339,6 +346,11 @@ def _compute(engine: Engine, as_of: datetime, still_held: Callable[[], None]) ->
     report = Report("compute", as_of=as_of)
     still_held()
     with engine.begin() as connection:
+        pruned = rollups.pruned_before(connection)
+        if pruned is not None and as_of - metrics.WEEK < pruned:
+            raise ConfigError(
+                f"metrics as of {as_of.isoformat()} need raw prices from before {pruned.isoformat()}, "
+                "which prune deleted", f"the earliest exact as-of time is {(pruned + metrics.WEEK).isoformat()}")
         report.metric_rows = metrics.compute(connection, as_of, computed_at=utc_now())
     if not report.metric_rows:
         report.errors.append(f"no prices at or before {as_of.isoformat()}: no metrics computed")
@@ -359,6 +371,76 @@ def _prune(engine: Engine, keep: timedelta, now: datetime, still_held: Callable[
     with engine.begin() as connection:
         report.rows_deleted = store.prune(connection, now - keep)
     return report
+
+
+# -- check and corrections ------------------------------------------------------------------------
+@dataclass
+class CheckResult:
+    mismatches: rollups.Mismatches
+    repaired: bool
+    report: Report | None = None
+
+
+def check(settings: Settings, repair: bool = False) -> CheckResult:
+    """Verify the rollups and the markets list against the raw rows; with `repair`, rebuild them."""
+    with engine_for(settings) as engine:
+        _require_head(engine)
+        with connect(engine) as connection:
+            found = rollups.verify(connection)
+    if not repair or not found.total:
+        return CheckResult(found, repaired=False)
+
+    def rebuild(engine: Engine, still_held: Callable[[], None]) -> Report:
+        report = Report("check")
+        still_held()
+        with engine.begin() as connection:
+            rollups.rebuild(connection)
+            report.rows_written = found.total
+        return report
+
+    return CheckResult(found, repaired=True, report=_locked_step(settings, "check", None, rebuild))
+
+
+def _correction_times(connection: sa.Connection, *times: datetime | None) -> None:
+    pruned = rollups.pruned_before(connection)
+    now = utc_now()
+    for moment in times:
+        if moment is not None and moment > now + CLOCK_TOLERANCE:
+            raise ConfigError(f"{moment.isoformat()} is later than now", "prices can only be changed in the past")
+        if moment is not None and pruned is not None and moment < pruned:
+            raise ConfigError(f"{moment.isoformat()} is before the pruned history ({pruned.isoformat()})",
+                              "only prices that are still stored can be changed")
+
+
+def delete_prices(settings: Settings, exchange: str, pair: str, since: datetime | None,
+                  until: datetime | None) -> Report:
+    def work(engine: Engine, still_held: Callable[[], None]) -> Report:
+        report = Report("prices delete")
+        still_held()
+        with engine.begin() as connection:
+            _correction_times(connection, since, until)
+            report.rows_deleted, report.metric_rows = corrections.delete_prices(
+                connection, exchange, pair, since, until, utc_now())
+        return report
+
+    return _locked_step(settings, "prices delete", None, work)
+
+
+def set_price(settings: Settings, exchange: str, pair: str, at: datetime, price: float) -> Report:
+    def work(engine: Engine, still_held: Callable[[], None]) -> Report:
+        report = Report("prices set")
+        still_held()
+        with engine.begin() as connection:
+            _correction_times(connection, at)
+            try:
+                replaced, report.metric_rows = corrections.set_price(connection, exchange, pair, at, price, utc_now())
+            except ValueError as exc:
+                raise ConfigError(f"--price {price!r}: {exc}") from None
+            report.rows_written = 1
+            report.rows_deleted = int(replaced)
+        return report
+
+    return _locked_step(settings, "prices set", None, work)
 
 
 # -- run ----------------------------------------------------------------------------------------

@@ -11,14 +11,25 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-# Finite and positive on both databases. SQLite stores NaN as NULL (rejected by NOT NULL) and
-# compares numbers below any text, so the upper bound is a number, not 'Infinity'.
+# The band of prices a real market can have: from a satoshi-sized fraction of a fraction (1e-12; the
+# smallest quoted crypto prices are ~1e-10) to a million million (BTC in the weakest fiat currencies is
+# ~3e9). Squares and sums of prices in the band never overflow a double, and tiny ones keep their
+# digits; NaN (stored as NULL by SQLite, refused by NOT NULL) and infinities are outside it too.
+MIN_PRICE = 1e-12
+MAX_PRICE = 1e12
+MAX_VOLUME = 1e18
+PRICE_BAND = f"{{col}} >= {MIN_PRICE!r} AND {{col}} <= {MAX_PRICE!r}"
+# Kept for the frozen migrations 0001-0003.
 MAX_FINITE = "1.7976931348623157e308"
 FINITE_POSITIVE = "{col} > 0 AND {col} <= " + MAX_FINITE
 
 SQLITE_TIME_GLOB = (  # 'YYYY-MM-DD HH:MM:SS.ffffff'
     "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
 )
+# ...and a real instant: SQLite's own reading of the text must give the text back, so 2026-11-31 (read as
+# 12-01) and hour 24 are refused. IFNULL: a CHECK that is NULL would pass.
+SQLITE_TIME_EXACT = (f"timestamp GLOB '{SQLITE_TIME_GLOB}' AND "
+                     "IFNULL(strftime('%Y-%m-%d %H:%M:%S', timestamp), '') = substr(timestamp, 1, 19)")
 
 metadata = sa.MetaData(
     naming_convention={
@@ -71,12 +82,12 @@ raw_prices = sa.Table(
     # PostgreSQL keeps the price in the key's index too, so compute reads a window's edge hours from the
     # index alone (without a visit to the table for each row)
     sa.PrimaryKeyConstraint("exchange", "pair", "timestamp", postgresql_include=["price"]),
-    sa.CheckConstraint(FINITE_POSITIVE.format(col="price"), name="price_finite_positive"),
-    sa.CheckConstraint(f"volume IS NULL OR (volume >= 0 AND volume <= {MAX_FINITE})", name="volume_finite"),
+    sa.CheckConstraint(PRICE_BAND.format(col="price"), name="price_band"),
+    sa.CheckConstraint(f"volume IS NULL OR (volume >= 0 AND volume <= {MAX_VOLUME!r})", name="volume_band"),
     sa.CheckConstraint("kind IN ('ticker', 'candle')", name="kind"),
     # SQLite compares timestamps as text: one format only ('YYYY-MM-DD HH:MM:SS.ffffff', UTC), so that
     # rows written by hand in another format fail loudly instead of sorting wrongly.
-    sa.CheckConstraint(f"timestamp GLOB '{SQLITE_TIME_GLOB}'", name="timestamp_format").ddl_if(dialect="sqlite"),
+    sa.CheckConstraint(SQLITE_TIME_EXACT, name="timestamp_format").ddl_if(dialect="sqlite"),
 )
 
 metrics = sa.Table(
@@ -151,7 +162,7 @@ runs = sa.Table(
     sa.Column("command", sa.String(16), nullable=False, comment="fetch | compute | run"),
     sa.Column("started_at", UTCDateTime(), nullable=False),
     sa.Column("finished_at", UTCDateTime(), nullable=True),
-    sa.Column("status", sa.String(16), nullable=False, comment="running | ok | partial | failed"),
+    sa.Column("status", sa.String(16), nullable=False, comment="running | ok | partial | failed | interrupted"),
     sa.Column("exit_code", sa.Integer(), nullable=True),
     sa.Column("source", sa.String(16), nullable=True),
     sa.Column("as_of", UTCDateTime(), nullable=True),
@@ -162,6 +173,28 @@ runs = sa.Table(
     sa.Column("http_requests", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("error_summary", sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint("id"),
-    sa.CheckConstraint("status IN ('running', 'ok', 'partial', 'failed')", name="status"),
+    sa.CheckConstraint("status IN ('running', 'ok', 'partial', 'failed', 'interrupted')", name="status"),
     sa.Index(None, "started_at"),
+)
+
+# Raw prices before `pruned_before` were deleted by `mcdata prune`; the rollups keep their history, so
+# rollups before it are frozen and compute refuses as-of times whose windows need the deleted rows.
+retention = sa.Table(
+    "retention",
+    metadata,
+    sa.Column("id", sa.Integer(), nullable=False),
+    sa.Column("pruned_before", UTCDateTime(), nullable=False, comment="a UTC midnight"),
+    sa.PrimaryKeyConstraint("id"),
+    sa.CheckConstraint("id = 1", name="one_row"),
+)
+
+# The raw table is append-only: UPDATE, DELETE (other than prune's) and TRUNCATE are refused by triggers
+# unless this table has a row, which only mcdata's own corrections insert (and delete) inside the
+# transaction that also rebuilds the rollups, so no one else ever sees it.
+raw_price_edits = sa.Table(
+    "raw_price_edits",
+    metadata,
+    sa.Column("id", sa.Integer(), nullable=False),
+    sa.Column("reason", sa.String(80), nullable=False),
+    sa.PrimaryKeyConstraint("id"),
 )

@@ -5,13 +5,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
 
-from mcdata.schema import markets, metrics, raw_prices, runs
+from mcdata.schema import UTCDateTime, markets, metrics, raw_prices, retention, runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +46,21 @@ def insert_prices(connection: sa.Connection, rows: Iterable[PriceRow]) -> int:
     """
     if connection.dialect.name == "postgresql":
         return _copy_insert(connection, list(rows))
-    statement = sqlite.insert(raw_prices).on_conflict_do_nothing(index_elements=["exchange", "pair", "timestamp"])
     inserted = 0
     for chunk in _chunks(rows, 20_000):
         values = [{column: getattr(row, column) for column in PRICE_COLUMNS} for row in chunk]
-        inserted += int(connection.execute(statement, values).rowcount)
+        inserted += int(connection.execute(_SQLITE_INSERT_NEW, values).rowcount)
     return inserted
+
+
+# The raw table refuses a row whose key is stored already (migration 0004: INSERT OR REPLACE would bypass
+# the rollups), so stored rows are skipped here rather than by ON CONFLICT.
+_SQLITE_INSERT_NEW = sa.text(
+    f"INSERT INTO raw_crypto_pair_price_history ({', '.join(PRICE_COLUMNS)}) "
+    f"SELECT {', '.join(':' + c for c in PRICE_COLUMNS)} "
+    "WHERE NOT EXISTS (SELECT 1 FROM raw_crypto_pair_price_history "
+    "WHERE exchange = :exchange AND pair = :pair AND timestamp = :timestamp)"
+).bindparams(sa.bindparam("timestamp", type_=UTCDateTime()), sa.bindparam("fetched_at", type_=UTCDateTime()))
 
 
 def _chunks(rows: Iterable[PriceRow], size: int) -> Iterator[list[PriceRow]]:
@@ -116,8 +124,18 @@ def _copy_or_stage(connection: sa.Connection, cursor: Any, rows: list[PriceRow])
 
 
 def prune(connection: sa.Connection, older_than: datetime) -> int:
-    """Delete raw samples older than the cut; the hourly rollups and the markets list keep their history."""
-    result = connection.execute(raw_prices.delete().where(raw_prices.c.timestamp < older_than))
+    """Delete raw samples before the UTC midnight at or before the cut; rollups and markets keep their history.
+
+    The pruned mark is written first, in the same transaction: the raw table lets deletes below it
+    through, and rollups below it are history (whole days: no rollup is left half raw, half pruned).
+    """
+    cut = older_than.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    current = connection.execute(sa.select(retention.c.pruned_before)).scalar()
+    if current is None:
+        connection.execute(retention.insert().values(id=1, pruned_before=cut))
+    elif cut > current:
+        connection.execute(retention.update().values(pruned_before=cut))
+    result = connection.execute(raw_prices.delete().where(raw_prices.c.timestamp < cut))
     return int(result.rowcount)
 
 

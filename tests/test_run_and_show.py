@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from mcdata.cli import app
 from mcdata.db import make_engine
-from mcdata.schema import metrics, runs
+from mcdata.schema import metrics, raw_prices, runs
 from tests.fake_exchange import FakeExchange
 
 PAIRS = {"adaeur", "bateth", "btceur", "btcusd", "dogeusd", "etheur", "ltceur", "solusd", "xrpusd"}
@@ -201,7 +201,7 @@ def test_show_rejects_hostile_input(after_run: str, runner: CliRunner) -> None:
 
 
 def test_prune_keeps_rollups_and_metrics(env: dict[str, str], runner: CliRunner) -> None:
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from mcdata import pipeline
     from mcdata.config import load_settings
@@ -211,10 +211,13 @@ def test_prune_keeps_rollups_and_metrics(env: dict[str, str], runner: CliRunner)
     assert pipeline.compute(load_settings(), as_of=as_of).exit_code == 0
     at_as_of = sa.select(metrics).where(metrics.c.timestamp == as_of)
     before = {r.pair: r for r in query(env["MCDATA_DATABASE_URL"], at_as_of)}
+    cut = (datetime.now(UTC) - timedelta(days=8)).replace(hour=0, minute=0, second=0, microsecond=0)
+    older = query(env["MCDATA_DATABASE_URL"], sa.select(sa.func.count()).select_from(raw_prices)
+                  .where(raw_prices.c.timestamp < cut))[0][0]
     result = runner.invoke(app, ["prune", "--keep", "8d"])
     assert result.exit_code == 0, result.stderr
     deleted = int(result.stderr.split("prune: ")[1].split(" raw price rows")[0].replace(",", ""))
-    assert deleted == 9 * 12 * 24  # the 12 oldest days of hourly candles of nine pairs
+    assert deleted == older >= 9 * 11 * 24  # whole UTC days before now - 8d: 11 to 12 days of nine pairs
     assert pipeline.compute(load_settings(), as_of=as_of).exit_code == 0
     after = {r.pair: r for r in query(env["MCDATA_DATABASE_URL"], at_as_of)}
     for pair, row in before.items():

@@ -41,12 +41,20 @@ def test_check_rejects_non_finite_and_non_positive_prices(migrated_engine: sa.En
         assert connection.execute(sa.select(sa.func.count()).select_from(raw_prices)).scalar() == 0
 
 
-def test_check_rejects_bad_volume_but_accepts_extremes(migrated_engine: sa.Engine) -> None:
-    now = datetime.now(UTC)
-    with pytest.raises(sa.exc.IntegrityError), migrated_engine.begin() as connection:
-        connection.execute(raw_prices.insert(), price_row(1.0, now, volume=float("inf")))
+@pytest.mark.parametrize(("price", "volume"), [(1.0, float("inf")), (1.0, 1e19), (5e-324, None), (1.7e308, None),
+                                               (9.9e-13, None), (1.01e12, None)])
+def test_check_refuses_prices_and_volumes_outside_the_band(migrated_engine: sa.Engine, price: float,
+                                                           volume: float | None) -> None:
+    now = datetime.now(UTC) - timedelta(days=1)
+    with pytest.raises(sa.exc.IntegrityError, match="band"), migrated_engine.begin() as connection:
+        connection.execute(raw_prices.insert(), price_row(price, now, volume=volume))
+
+
+def test_check_accepts_the_edges_of_the_band(migrated_engine: sa.Engine) -> None:
+    now = datetime.now(UTC) - timedelta(days=1)
     with migrated_engine.begin() as connection:
-        connection.execute(raw_prices.insert(), [price_row(5e-324, now), price_row(1.7e308, now + timedelta(1))])
+        connection.execute(raw_prices.insert(), [price_row(1e-12, now, volume=1e18),
+                                                 price_row(1e12, now + timedelta(hours=1), volume=0.0)])
         assert connection.execute(sa.select(sa.func.count()).select_from(raw_prices)).scalar() == 2
 
 

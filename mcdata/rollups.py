@@ -1,0 +1,191 @@
+"""The derived tables (hourly and daily rollups, markets) recomputed from the raw rows: to verify them
+and to rebuild them (`mcdata check`, and every correction of raw prices).
+
+The triggers of migrations 0002-0004 keep the rollups as prices are inserted; the raw table refuses
+every other change (0004) except prune's and mcdata's own corrections, which call `rebuild` in the same
+transaction. Rollups before `retention.pruned_before` (a UTC midnight) have no raw rows any more: they
+are history, neither verified nor rebuilt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from mcdata.schema import UTCDateTime, retention
+
+RAW = "raw_crypto_pair_price_history"
+COLUMNS = "samples, ref_price, mean_offset, m2, min_price, max_price, first_at, first_price, last_at, last_price"
+PG_ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
+HOUR = {"postgresql": f"date_bin('1 hour', timestamp, {PG_ORIGIN})",
+        "sqlite": "strftime('%Y-%m-%d %H:00:00.000000', timestamp)"}
+DAY = {"postgresql": f"date_bin('1 day', hour, {PG_ORIGIN})", "sqlite": "strftime('%Y-%m-%d 00:00:00.000000', hour)"}
+EARLIEST = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+# Rebuilt values equal the trigger-kept ones up to the order of floating-point sums.
+TOLERANCE = 1e-9
+
+
+def _scope(alias: str, market: bool) -> str:
+    where = f"{alias}.exchange = :exchange AND {alias}.pair = :pair AND " if market else ""
+    return where
+
+
+def hours_from_raw(dialect: str, market: bool) -> str:
+    """Hourly rollup rows from the raw rows at or after :since: the anchor is each hour's first price, the
+    mean and M2 are taken in two passes about it (as exact as the trigger's merges)."""
+    return f"""
+    SELECT s.exchange, s.pair, s.hour, s.samples, s.ref_price, s.mean_offset,
+           SUM(((o.price - o.ref) - s.mean_offset) * ((o.price - o.ref) - s.mean_offset)) AS m2,
+           s.min_price, s.max_price, s.first_at, s.ref_price AS first_price, s.last_at, s.last_price
+    FROM (
+        SELECT exchange, pair, hour, COUNT(*) AS samples, MIN(ref) AS ref_price, AVG(price - ref) AS mean_offset,
+               MIN(price) AS min_price, MAX(price) AS max_price, MIN(timestamp) AS first_at,
+               MAX(timestamp) AS last_at, MIN(last_p) AS last_price
+        FROM (
+            SELECT r.exchange, r.pair, r.timestamp, r.price, {HOUR[dialect]} AS hour,
+                   FIRST_VALUE(r.price) OVER by_time AS ref,
+                   LAST_VALUE(r.price) OVER (by_time ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+                       AS last_p
+            FROM {RAW} r
+            WHERE {_scope("r", market)}r.timestamp >= :since
+            WINDOW by_time AS (PARTITION BY r.exchange, r.pair, {HOUR[dialect]} ORDER BY r.timestamp)
+        ) ordered
+        GROUP BY exchange, pair, hour
+    ) s
+    JOIN (
+        SELECT r.exchange, r.pair, r.timestamp, r.price, {HOUR[dialect]} AS hour,
+               FIRST_VALUE(r.price) OVER (PARTITION BY r.exchange, r.pair, {HOUR[dialect]} ORDER BY r.timestamp) AS ref
+        FROM {RAW} r
+        WHERE {_scope("r", market)}r.timestamp >= :since
+    ) o ON o.exchange = s.exchange AND o.pair = s.pair AND o.hour = s.hour
+    GROUP BY s.exchange, s.pair, s.hour, s.samples, s.ref_price, s.mean_offset, s.min_price, s.max_price,
+             s.first_at, s.last_at, s.last_price"""
+
+
+def days_from_hours(source: str, dialect: str) -> str:
+    """Hourly rollup rows of `source` merged into days (Chan's formula about each day's first anchor)."""
+    return f"""
+    SELECT exchange, pair, day, SUM(samples) AS samples, MIN(day_ref) AS ref_price, MIN(day_mean) AS mean_offset,
+           SUM(m2 + samples * (d - day_mean) * (d - day_mean)) AS m2, MIN(min_price) AS min_price,
+           MAX(max_price) AS max_price, MIN(first_at) AS first_at, MIN(day_first_price) AS first_price,
+           MAX(last_at) AS last_at, MIN(day_last_price) AS last_price
+    FROM (
+        SELECT offsets.*, SUM(samples * d) OVER whole_day / SUM(samples) OVER whole_day AS day_mean
+        FROM (
+            SELECT hours.*, (ref_price - FIRST_VALUE(ref_price) OVER by_hour) + mean_offset AS d,
+                   FIRST_VALUE(ref_price) OVER by_hour AS day_ref,
+                   FIRST_VALUE(first_price) OVER by_hour AS day_first_price,
+                   LAST_VALUE(last_price) OVER every_hour AS day_last_price
+            FROM (SELECT h.*, {DAY[dialect]} AS day FROM ({source}) h) hours
+            WINDOW by_hour AS (PARTITION BY exchange, pair, day ORDER BY hour),
+                   every_hour AS (PARTITION BY exchange, pair, day ORDER BY hour
+                                  ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+        ) offsets
+        WINDOW whole_day AS (PARTITION BY exchange, pair, day)
+    ) merged
+    GROUP BY exchange, pair, day"""
+
+
+def markets_from_hours(market: bool) -> str:
+    """One row per series: its first and newest sample, from every hourly rollup (pruned history too)."""
+    return f"""
+    SELECT exchange, pair, first_at, last_at, last_price FROM (
+        SELECT h.exchange, h.pair, MIN(h.first_at) OVER (PARTITION BY h.exchange, h.pair) AS first_at,
+               h.last_at, h.last_price,
+               ROW_NUMBER() OVER (PARTITION BY h.exchange, h.pair ORDER BY h.last_at DESC) AS newest
+        FROM price_rollup_hourly h
+        WHERE {_scope("h", market)}1 = 1
+    ) ranked
+    WHERE newest = 1"""
+
+
+def pruned_before(connection: sa.Connection) -> datetime | None:
+    value = connection.execute(sa.select(retention.c.pruned_before)).scalar()
+    return value if isinstance(value, datetime) else None
+
+
+def _parameters(connection: sa.Connection, market: tuple[str, str] | None) -> dict[str, object]:
+    since = pruned_before(connection) or EARLIEST
+    values: dict[str, object] = {"since": since}
+    if market:
+        values.update(exchange=market[0], pair=market[1])
+    return values
+
+
+def _text(sql: str) -> sa.TextClause:
+    return sa.text(sql).bindparams(sa.bindparam("since", type_=UTCDateTime()))
+
+
+def rebuild(connection: sa.Connection, market: tuple[str, str] | None = None) -> None:
+    """Recompute every rollup at or after the prune mark (of one market, or all) and the markets list."""
+    dialect = connection.dialect.name
+    values = _parameters(connection, market)
+    scope_h, scope_m = _scope("price_rollup_hourly", bool(market)), _scope("markets", bool(market))
+    scope_d = _scope("price_rollup_daily", bool(market))
+    connection.execute(_text(f"DELETE FROM price_rollup_hourly WHERE {scope_h}hour >= :since"), values)
+    connection.execute(_text(f"DELETE FROM price_rollup_daily WHERE {scope_d}day >= :since"), values)
+    expected_hours = hours_from_raw(dialect, bool(market))
+    connection.execute(_text(f"INSERT INTO price_rollup_hourly (exchange, pair, hour, {COLUMNS}) "
+                             f"SELECT exchange, pair, hour, {COLUMNS} FROM ({expected_hours}) x"), values)
+    hours = f"SELECT * FROM price_rollup_hourly h WHERE {_scope('h', bool(market))}h.hour >= :since"
+    connection.execute(_text(f"INSERT INTO price_rollup_daily (exchange, pair, day, {COLUMNS}) "
+                             f"SELECT exchange, pair, day, {COLUMNS} FROM ({days_from_hours(hours, dialect)}) x"),
+                       values)
+    connection.execute(sa.text(f"DELETE FROM markets WHERE {scope_m}1 = 1"), values)
+    connection.execute(sa.text("INSERT INTO markets (exchange, pair, first_at, last_at, last_price) "
+                               f"SELECT exchange, pair, first_at, last_at, last_price "
+                               f"FROM ({markets_from_hours(bool(market))}) x"), values)
+
+
+@dataclass(frozen=True)
+class Mismatches:
+    hourly: int
+    daily: int
+    markets: int
+
+    @property
+    def total(self) -> int:
+        return self.hourly + self.daily + self.markets
+
+
+def _differs(a: str, b: str) -> str:
+    """Two rollup rows disagree: counts, times, extremes exactly; means and M2 beyond TOLERANCE."""
+    def far(x: str, y: str, scale: str) -> str:
+        return f"ABS(({x}) - ({y})) > {TOLERANCE} * ({scale})"
+
+    mean_a, mean_b = f"{a}.ref_price + {a}.mean_offset", f"{b}.ref_price + {b}.mean_offset"
+    return (f"({a}.samples <> {b}.samples OR {a}.min_price <> {b}.min_price OR {a}.max_price <> {b}.max_price "
+            f"OR {a}.first_at <> {b}.first_at OR {a}.last_at <> {b}.last_at OR {a}.first_price <> {b}.first_price "
+            f"OR {a}.last_price <> {b}.last_price OR {far(mean_a, mean_b, f'{a}.max_price')} "
+            f"OR {far(f'{a}.m2', f'{b}.m2', f'{b}.m2 + {a}.max_price * {a}.max_price * 1e-12')})")
+
+
+def _count_mismatches(connection: sa.Connection, table: str, bucket: str, expected: str,
+                      values: dict[str, object]) -> int:
+    key = f"e.exchange = a.exchange AND e.pair = a.pair AND e.{bucket} = a.{bucket}"
+    missing_or_wrong = (f"SELECT COUNT(*) FROM ({expected}) e LEFT JOIN {table} a ON {key} "
+                        f"WHERE a.exchange IS NULL OR {_differs('a', 'e')}")
+    extra = (f"SELECT COUNT(*) FROM {table} a LEFT JOIN ({expected}) e ON {key} "
+             f"WHERE e.exchange IS NULL AND a.{bucket} >= :since")
+    return int(connection.execute(_text(missing_or_wrong), values).scalar_one()) + int(
+        connection.execute(_text(extra), values).scalar_one())
+
+
+def verify(connection: sa.Connection) -> Mismatches:
+    """How many rollup and markets rows differ from what the raw rows say (missing, extra or wrong)."""
+    dialect = connection.dialect.name
+    values = _parameters(connection, None)
+    expected_hours = hours_from_raw(dialect, False)
+    hourly = _count_mismatches(connection, "price_rollup_hourly", "hour", expected_hours, values)
+    daily = _count_mismatches(connection, "price_rollup_daily", "day", days_from_hours(expected_hours, dialect),
+                              values)
+    key = "e.exchange = a.exchange AND e.pair = a.pair"
+    wrong = "e.first_at <> a.first_at OR e.last_at <> a.last_at OR e.last_price <> a.last_price"
+    markets = int(connection.execute(sa.text(
+        f"SELECT COUNT(*) FROM ({markets_from_hours(False)}) e LEFT JOIN markets a ON {key} "
+        f"WHERE a.exchange IS NULL OR {wrong}")).scalar_one()) + int(connection.execute(sa.text(
+            f"SELECT COUNT(*) FROM markets a LEFT JOIN ({markets_from_hours(False)}) e ON {key} "
+            "WHERE e.exchange IS NULL")).scalar_one())
+    return Mismatches(hourly, daily, markets)
