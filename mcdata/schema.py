@@ -26,10 +26,11 @@ FINITE_POSITIVE = "{col} > 0 AND {col} <= " + MAX_FINITE
 SQLITE_TIME_GLOB = (  # 'YYYY-MM-DD HH:MM:SS.ffffff'
     "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
 )
-# ...and a real instant: SQLite's own reading of the text must give the text back, so 2026-11-31 (read as
-# 12-01) and hour 24 are refused. IFNULL: a CHECK that is NULL would pass.
-SQLITE_TIME_EXACT = (f"timestamp GLOB '{SQLITE_TIME_GLOB}' AND "
-                     "IFNULL(strftime('%Y-%m-%d %H:%M:%S', timestamp), '') = substr(timestamp, 1, 19)")
+# ...and a real instant: SQLite's own normalised reading of the text (a modifier makes it normalise; the
+# fraction is left out, which it would round) must give the text back, so 2026-11-31 (read as 12-01) and
+# hour 24 are refused. IFNULL: a CHECK that is NULL would pass.
+SQLITE_TIME_EXACT = (f"timestamp GLOB '{SQLITE_TIME_GLOB}' AND IFNULL(strftime('%Y-%m-%d %H:%M:%S', "
+                     "substr(timestamp, 1, 19), '+0 seconds'), '') = substr(timestamp, 1, 19)")
 
 metadata = sa.MetaData(
     naming_convention={

@@ -30,8 +30,9 @@ def assert_rollups_match_the_raw_rows(engine: sa.Engine) -> None:
     """Every hourly and daily rollup equals its bucket's raw rows: count, mean, M2, min, max, first, last."""
     with engine.connect() as connection:
         raw = connection.execute(sa.select(raw_prices.c.pair, raw_prices.c.timestamp, raw_prices.c.price)).all()
-        for table, bucket, floor in ((price_rollup_hourly, "hour", lambda t: t.replace(minute=0, second=0)),
-                                     (price_rollup_daily, "day", lambda t: t.replace(hour=0, minute=0, second=0))):
+        hour = {"minute": 0, "second": 0, "microsecond": 0}
+        for table, bucket, floor in ((price_rollup_hourly, "hour", lambda t: t.replace(**hour)),
+                                     (price_rollup_daily, "day", lambda t: t.replace(hour=0, **hour))):
             buckets: dict[tuple[str, datetime], list[tuple[datetime, float]]] = defaultdict(list)
             for pair, ts, price in raw:
                 buckets[(pair, floor(ts))].append((ts, price))

@@ -34,7 +34,7 @@ PRICE_BAND = "price >= 1e-12 AND price <= 1000000000000.0"
 VOLUME_BAND = "volume IS NULL OR (volume >= 0 AND volume <= 1e+18)"
 SQLITE_TIME = ("timestamp GLOB '[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9]."
                "[0-9][0-9][0-9][0-9][0-9][0-9]' AND "
-               "IFNULL(strftime('%Y-%m-%d %H:%M:%S', timestamp), '') = substr(timestamp, 1, 19)")
+               "IFNULL(strftime('%Y-%m-%d %H:%M:%S', substr(timestamp, 1, 19), '+0 seconds'), '') = substr(timestamp, 1, 19)")
 OLD_PRICE = "price > 0 AND price <= 1.7976931348623157e308"
 OLD_VOLUME = "volume IS NULL OR (volume >= 0 AND volume <= 1.7976931348623157e308)"
 OLD_TIME = ("timestamp GLOB '[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9]."
@@ -50,13 +50,15 @@ BEGIN
     IF EXISTS (SELECT 1 FROM raw_price_edits) THEN
         RETURN NULL;  -- mcdata's own correction: it rebuilds the rollups in this transaction
     END IF;
-    IF TG_OP = 'DELETE' AND NOT EXISTS (
-        SELECT 1 FROM changed c
-        WHERE c.timestamp >= COALESCE((SELECT pruned_before FROM retention), '-infinity'::timestamptz)) THEN
-        RETURN NULL;  -- prune: rows before the pruned mark; the rollups keep their history
-    END IF;
-    IF TG_OP = 'UPDATE' AND NOT EXISTS (SELECT 1 FROM changed) THEN
-        RETURN NULL;
+    IF TG_OP = 'DELETE' THEN  -- nested: plpgsql does not short-circuit, and TRUNCATE has no `changed`
+        IF NOT EXISTS (SELECT 1 FROM changed c WHERE c.timestamp >= COALESCE(
+                (SELECT pruned_before FROM retention), '-infinity'::timestamptz)) THEN
+            RETURN NULL;  -- prune: rows before the pruned mark; the rollups keep their history
+        END IF;
+    ELSIF TG_OP = 'UPDATE' THEN
+        IF NOT EXISTS (SELECT 1 FROM changed) THEN
+            RETURN NULL;
+        END IF;
     END IF;
     RAISE EXCEPTION USING ERRCODE = 'restrict_violation', MESSAGE = '{REFUSED}';
 END $$"""
