@@ -6,6 +6,7 @@ import functools
 import io
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import typer
 
 from mcdata import __version__
 from mcdata.config import SETTINGS, Settings, load_settings
-from mcdata.errors import ConfigError, ExitCode, McdataError, classify, printable, redact
+from mcdata.errors import ConfigError, ExitCode, McdataError, Terminated, classify, interrupted_code, printable, redact
 from mcdata.render import FORMATS
 
 app = typer.Typer(
@@ -111,9 +112,9 @@ def command(fn: F, on: typer.Typer = app, name: str | None = None) -> F:
         except BrokenPipeError:  # `mcdata show | head`: the reader has gone; so do we, quietly
             _silence_stdout()
             raise typer.Exit(0) from None
-        except KeyboardInterrupt:
-            sys.stderr.write("mcdata: interrupted; nothing was written by the interrupted step\n")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as interrupt:
+            sys.stderr.write(f"mcdata: {classify(interrupt)[1]}\n")
+            raise typer.Exit(interrupted_code(interrupt)) from None
         except Exception as error:
             report_and_exit(error, debug)
 
@@ -443,5 +444,10 @@ def _finish(report: Any) -> None:
         raise typer.Exit(int(report.exit_code))
 
 
+def _terminate(signal_number: int, _frame: object) -> None:
+    raise Terminated(signal_number)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)  # `docker stop`, timeout, systemd: end like Ctrl-C, recorded
     app(prog_name="mcdata")

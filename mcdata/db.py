@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import math
@@ -155,29 +156,38 @@ def _held() -> None:
     pass
 
 
+def _postgres_lock(engine: Engine, key: int) -> Iterator[Callable[[], None]]:
+    with connect(engine) as connection:
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        if not connection.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar():
+            raise LockedError("another mcdata run holds the lock on this database", "try again later")
+
+        def still_held() -> None:  # a session lock is lost only with its session
+            try:
+                connection.execute(sa.text("SELECT 1"))
+            except sa.exc.DBAPIError as exc:
+                raise DatabaseError("lost the database connection that held the run's lock; nothing was written",
+                                    "check that the database is up, then rerun") from exc
+
+        try:
+            yield still_held
+        finally:
+            with contextlib.suppress(sa.exc.DBAPIError):  # a lost connection took its lock with it
+                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+
 @contextmanager
 def writer_lock(engine: Engine, name: str = "writer") -> Iterator[Callable[[], None]]:
     """Hold the one-writer lock or raise LockedError at once (exit 75).
 
-    Yields a check to call before writing: it raises (exit 4) if the lock was lost with its connection.
-    PostgreSQL: a transaction-level advisory lock on a connection of its own (it survives a
-    transaction-pooling PgBouncer and frees itself if the process dies). SQLite: flock on a file
-    beside the database.
+    Yields a check that each write transaction makes before it commits: it raises (exit 4) if the lock is
+    no longer ours. PostgreSQL: a session-level advisory lock on a connection of its own in autocommit
+    mode, so it holds no transaction open through the HTTP work (managed servers end sessions "idle in
+    transaction"); it is freed when the process or the connection dies. SQLite: flock on a file beside
+    the database.
     """
     if is_postgres(engine):
-        with connect(engine) as connection, connection.begin():
-            got = connection.execute(sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": lock_key(name)})
-            if not got.scalar():
-                raise LockedError("another mcdata run holds the lock on this database", "try again later")
-
-            def still_held() -> None:
-                try:
-                    connection.execute(sa.text("SELECT 1"))
-                except sa.exc.DBAPIError as exc:
-                    raise DatabaseError("lost the database connection that held the run's lock",
-                                        "check that the database is up, then rerun") from exc
-
-            yield still_held
+        yield from _postgres_lock(engine, lock_key(name))
         return
     database = engine.url.database
     if not database or database == ":memory:":

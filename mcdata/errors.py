@@ -15,6 +15,19 @@ class ExitCode(IntEnum):
     PARTIAL = 3  # some pairs failed, the rest were stored
     DATABASE = 4  # database unreachable, bad URL, or not migrated
     LOCKED = 75  # another run holds the lock (sysexits EX_TEMPFAIL)
+    INTERRUPTED = 130  # Ctrl-C (SIGINT); SIGTERM exits 143, the shell's 128 + signal number
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (timeout, docker stop, systemd) turned into an exception, so the run ends as Ctrl-C does."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(f"signal {signal_number}")
+        self.signal_number = signal_number
+
+
+def interrupted_code(error: KeyboardInterrupt) -> int:
+    return 128 + error.signal_number if isinstance(error, Terminated) else int(ExitCode.INTERRUPTED)
 
 
 class McdataError(Exception):
@@ -62,12 +75,23 @@ class PairError(McdataError):
         self.pair = pair
 
 
+# insufficient_privilege, read_only_sql_transaction: the server works, but will not let this user write
+_REFUSED_BY_THE_SERVER = frozenset({"42501", "25006"})
+
+
 def classify(error: BaseException) -> tuple[ExitCode, str]:
     """The exit code and the one-line message for any error: the one mapping site."""
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
     if isinstance(error, McdataError):
         return error.exit_code, str(error)
+    if isinstance(error, KeyboardInterrupt):
+        name = "SIGTERM" if isinstance(error, Terminated) else "Ctrl-C"
+        return ExitCode.INTERRUPTED, f"interrupted by {name}; nothing was written by the interrupted step"
+    if isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) in _REFUSED_BY_THE_SERVER:
+        first = str(error.orig).strip().splitlines() or ["permission denied"]
+        return ExitCode.DATABASE, redact(f"database refused: {first[0]}; check the database user's rights "
+                                         "and that the database is not read-only")
     if isinstance(error, OperationalError | InterfaceError) or (
         isinstance(error, DBAPIError) and error.connection_invalidated
     ):

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from mcdata import corrections, metrics, migrations, rollups, store
 from mcdata.config import Settings
 from mcdata.db import connect, make_engine, writer_lock
-from mcdata.errors import ConfigError, ExitCode, McdataError, PairError, SourceError, classify
+from mcdata.errors import ConfigError, ExitCode, McdataError, PairError, SourceError, classify, interrupted_code
 from mcdata.render import progress_bar
 from mcdata.sources import make_source
 from mcdata.sources.base import ListedPair, Quote, Source
@@ -27,6 +27,10 @@ log = logging.getLogger("mcdata")
 # Hourly runs leave samples an hour apart; a pair whose newest sample is older than this missed at
 # least one run, and gets the missing hours from candles (so no gap exceeds an hour).
 GAP_REPAIR_AFTER = timedelta(minutes=90)
+# How far ahead of now a time may be (as-of times, corrections; the database refuses later samples with the
+# same margin), and how far this machine's clock may be from the source's before its samples are refused.
+CLOCK_TOLERANCE = timedelta(minutes=5)
+CLOCK_WARNING = timedelta(minutes=1)
 # Which exit code wins when steps disagree: the database, then a failure, then a partial result.
 SEVERITY = [ExitCode.OK, ExitCode.PARTIAL, ExitCode.FAILED, ExitCode.DATABASE]
 
@@ -90,15 +94,28 @@ def _locked_step(settings: Settings, command: str, source: str | None,
             return _recorded(engine, command, source, lambda: step(engine, still_held))
 
 
+@contextmanager
+def _write(engine: Engine, still_held: Callable[[], None]) -> Iterator[sa.Connection]:
+    """A write transaction that commits only if the run still holds the writer lock at its end."""
+    with engine.begin() as connection:
+        yield connection
+        still_held()
+
+
 def _recorded(engine: Engine, command: str, source: str | None, work: Callable[[], Report]) -> Report:
     """Run `work` with a `runs` row that tells the truth, whatever happens."""
     with engine.begin() as connection:
+        closed = store.close_abandoned_runs(connection, utc_now())  # we hold the lock: no other run is alive
         run_id = store.start_run(connection, command, source, utc_now())
+    if closed:
+        log.info("closed %d run record(s) left `running` by a process that ended without recording", closed)
     try:
         report = work()
     except BaseException as error:
         code, message = classify(error)
-        _finish(engine, run_id, status="failed", exit_code=int(code), error_summary=message[:2000])
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        exit_code = interrupted_code(error) if isinstance(error, KeyboardInterrupt) else int(code)
+        _finish(engine, run_id, status=status, exit_code=exit_code, error_summary=message[:2000])
         raise
     report.run_id = run_id
     status = {ExitCode.OK: "ok", ExitCode.PARTIAL: "partial"}.get(report.exit_code, "failed")
@@ -159,6 +176,10 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: bool,
     """Fetch and store in one transaction; a source that fails as a whole is a failed report."""
     report = Report("fetch")
     source = make_source(settings, lambda: now)
+    if source.max_history is not None and settings.backfill > source.max_history:
+        raise ConfigError(f"--backfill {settings.backfill.days}d is longer than the "
+                          f"{source.max_history.days} days of hourly candles {source.name} serves",
+                          f"use --backfill {source.max_history.days}d or less")
     pairs: list[str] = []
     try:
         pairs = _choose_pairs(settings, source, report)
@@ -166,15 +187,15 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: bool,
         rows: list[store.PriceRow] = []
         if pairs:
             batch = source.latest_prices(pairs)
+            _check_clock(source, now)
             if batch.failures:
                 _drop_delisted(settings, source, batch.failures, report)
             report.failures.update({p: str(e) for p, e in batch.failures.items()})
             with connect(engine) as connection:
-                newest = store.newest_timestamps(connection, source.venue, list(batch.quotes))
-            rows = _collect_rows(source, batch.quotes, newest, settings.backfill, now, report, progress,
+                spans = store.stored_spans(connection, source.venue, list(batch.quotes))
+            rows = _collect_rows(source, batch.quotes, spans, settings.backfill, now, report, progress,
                                  settings.backfill_workers)
-        still_held()
-        with engine.begin() as connection:
+        with _write(engine, still_held) as connection:
             report.rows_written = store.insert_prices(connection, rows)
     except SourceError as error:
         report.errors.append(str(error))
@@ -191,6 +212,22 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: bool,
         report.exit_code = ExitCode.FAILED
         report.errors.append("none of the configured pairs is listed by the source")
     return report
+
+
+def _check_clock(source: Source, now: datetime) -> None:
+    """Compare this run's clock with the source's (the Date of its first answer): samples are stamped with
+    this clock, so beyond CLOCK_TOLERANCE nothing is stored; beyond a minute, a warning."""
+    if source.server_time is None:
+        return
+    skew = now - source.server_time
+    if abs(skew) <= CLOCK_WARNING:
+        return
+    direction = "ahead of" if skew > timedelta(0) else "behind"
+    text = f"this machine's clock is {abs(skew).total_seconds():.0f}s {direction} {source.name}'s"
+    if abs(skew) > CLOCK_TOLERANCE:
+        raise SourceError(f"{text}: its prices would be stored at the wrong time; nothing stored",
+                          "set the clock right (NTP), then rerun")
+    log.warning("warning: %s; set the clock right (NTP)", text)
 
 
 def _drop_delisted(settings: Settings, source: Source, failures: dict[str, PairError], report: Report) -> None:
@@ -211,23 +248,26 @@ def _drop_delisted(settings: Settings, source: Source, failures: dict[str, PairE
 def _collect_rows(
     source: Source,
     quotes: dict[str, Quote],
-    newest: dict[str, datetime],
+    spans: dict[str, tuple[datetime, datetime]],
     backfill: timedelta,
     now: datetime,
     report: Report,
     progress: bool,
     workers: int,
 ) -> list[store.PriceRow]:
-    """One ticker row per pair, plus hourly candle closes for new pairs and for gaps.
+    """One ticker row per pair, plus hourly candle closes: the --backfill history of a pair whose stored
+    history starts later than that (a new pair, a first answer that was empty, a longer --backfill), and
+    the missing hours of a pair whose newest sample is old (a missed run).
 
     Candle requests run on `workers` threads; the HTTP client keeps them within the rate limit.
     """
     sample_time = now.replace(microsecond=0)
+    wanted_from = now - backfill
     history_from: dict[str, datetime] = {}
     for pair in quotes:
-        last = newest.get(pair)
-        if last is None and backfill:
-            history_from[pair] = now - backfill
+        first, last = spans.get(pair, (None, None))
+        if backfill and (first is None or first - wanted_from > GAP_REPAIR_AFTER):
+            history_from[pair] = wanted_from
         elif last is not None and now - last > GAP_REPAIR_AFTER:
             history_from[pair] = last
     rows: list[store.PriceRow] = []
@@ -329,9 +369,6 @@ def pair_view(settings: Settings, pair: str, exchange: str | None, history: int 
 
 
 # -- compute ------------------------------------------------------------------------------------
-CLOCK_TOLERANCE = timedelta(minutes=5)
-
-
 def compute(settings: Settings, *, as_of: datetime | None = None) -> Report:
     now = utc_now()
     if as_of is not None and as_of > now + CLOCK_TOLERANCE:  # it would hide the real metrics from `show`
@@ -344,8 +381,7 @@ def compute(settings: Settings, *, as_of: datetime | None = None) -> Report:
 
 def _compute(engine: Engine, as_of: datetime, still_held: Callable[[], None]) -> Report:
     report = Report("compute", as_of=as_of)
-    still_held()
-    with engine.begin() as connection:
+    with _write(engine, still_held) as connection:
         pruned = rollups.pruned_before(connection)
         if pruned is not None and as_of - metrics.WEEK < pruned:
             raise ConfigError(
@@ -367,8 +403,7 @@ def prune(settings: Settings, *, now: datetime | None = None) -> Report:
 
 def _prune(engine: Engine, keep: timedelta, now: datetime, still_held: Callable[[], None]) -> Report:
     report = Report("prune")
-    still_held()
-    with engine.begin() as connection:
+    with _write(engine, still_held) as connection:
         report.rows_deleted = store.prune(connection, now - keep)
     return report
 
@@ -392,8 +427,7 @@ def check(settings: Settings, repair: bool = False) -> CheckResult:
 
     def rebuild(engine: Engine, still_held: Callable[[], None]) -> Report:
         report = Report("check")
-        still_held()
-        with engine.begin() as connection:
+        with _write(engine, still_held) as connection:
             rollups.rebuild(connection)
             report.rows_written = found.total
         return report
@@ -416,8 +450,7 @@ def delete_prices(settings: Settings, exchange: str, pair: str, since: datetime 
                   until: datetime | None) -> Report:
     def work(engine: Engine, still_held: Callable[[], None]) -> Report:
         report = Report("prices delete")
-        still_held()
-        with engine.begin() as connection:
+        with _write(engine, still_held) as connection:
             _correction_times(connection, since, until)
             report.rows_deleted, report.metric_rows = corrections.delete_prices(
                 connection, exchange, pair, since, until, utc_now())
@@ -429,8 +462,7 @@ def delete_prices(settings: Settings, exchange: str, pair: str, since: datetime 
 def set_price(settings: Settings, exchange: str, pair: str, at: datetime, price: float) -> Report:
     def work(engine: Engine, still_held: Callable[[], None]) -> Report:
         report = Report("prices set")
-        still_held()
-        with engine.begin() as connection:
+        with _write(engine, still_held) as connection:
             _correction_times(connection, at)
             try:
                 replaced, report.metric_rows = corrections.set_price(connection, exchange, pair, at, price, utc_now())

@@ -24,14 +24,15 @@ class PriceRow:
     fetched_at: datetime
 
 
-def newest_timestamps(connection: sa.Connection, exchange: str, pairs: Sequence[str]) -> dict[str, datetime]:
-    """The newest stored sample time of each pair that has one (from the trigger-kept markets list)."""
+def stored_spans(connection: sa.Connection, exchange: str,
+                 pairs: Sequence[str]) -> dict[str, tuple[datetime, datetime]]:
+    """The oldest and newest stored sample time of each pair that has one (from the trigger-kept markets list)."""
     if not pairs:
         return {}
-    query = sa.select(markets.c.pair, markets.c.last_at).where(
+    query = sa.select(markets.c.pair, markets.c.first_at, markets.c.last_at).where(
         markets.c.exchange == exchange, markets.c.pair.in_(sa.bindparam("pairs", expanding=True))
     )
-    return {row.pair: row.last_at for row in connection.execute(query, {"pairs": list(pairs)})}
+    return {row.pair: (row.first_at, row.last_at) for row in connection.execute(query, {"pairs": list(pairs)})}
 
 
 PRICE_COLUMNS = ("exchange", "pair", "timestamp", "price", "volume", "kind", "fetched_at")
@@ -142,6 +143,14 @@ def prune(connection: sa.Connection, older_than: datetime) -> int:
 def start_run(connection: sa.Connection, command: str, source: str | None, started_at: datetime) -> int:
     statement = runs.insert().values(command=command, source=source, started_at=started_at, status="running")
     return int(connection.execute(statement.returning(runs.c.id)).scalar_one())
+
+
+def close_abandoned_runs(connection: sa.Connection, now: datetime) -> int:
+    """Mark `running` rows as interrupted: called under the writer lock, so their processes are gone."""
+    statement = runs.update().where(runs.c.status == "running").values(
+        status="interrupted", finished_at=now,
+        error_summary="the process ended without recording its outcome (killed, or its database connection lost)")
+    return int(connection.execute(statement).rowcount)
 
 
 def finish_run(connection: sa.Connection, run_id: int, **fields: Any) -> None:

@@ -11,6 +11,7 @@ Run it by hand for a demo: `python -m tests.fake_exchange --port 8765`, then
 
 from __future__ import annotations
 
+import email.utils
 import gzip
 import json
 import math
@@ -273,6 +274,9 @@ def _handler_for(exchange: FakeExchange) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, *args: object) -> None:
             pass
+
+        def date_time_string(self, timestamp: float | None = None) -> str:  # the Date header: the fake's clock
+            return email.utils.formatdate(exchange.clock() if timestamp is None else timestamp, usegmt=True)
 
         def do_GET(self) -> None:
             parts = urlsplit(self.path)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from mcdata.errors import PairError
+from mcdata.schema import MAX_PRICE, MAX_VOLUME, MIN_PRICE
 
 HOUR = timedelta(hours=1)
 
@@ -46,9 +47,15 @@ class PriceBatch:
 class Source(Protocol):
     name: str
     venue: str
+    max_history: timedelta | None  # the oldest hourly candle the source can serve; None: no known limit
 
     @property
     def http_requests(self) -> int: ...
+
+    @property
+    def server_time(self) -> datetime | None:
+        """The source's clock when it first answered (its Date header), if it said."""
+        ...
 
     def list_pairs(self) -> list[ListedPair]: ...
 
@@ -63,29 +70,48 @@ class Source(Protocol):
         ...
 
 
+def closed_candles(pair: str, candles: Iterable[Candle], since: datetime, now: datetime) -> list[Candle]:
+    """The candles that closed after `since` and by `now`, oldest first, decided by time, never by position
+    (a still-forming candle closes after now wherever the answer puts it). A candle sent twice counts once;
+    two different candles closing at the same time are a PairError: neither can be trusted."""
+    by_close: dict[datetime, Candle] = {}
+    for candle in candles:
+        if not since < candle.close_time <= now:
+            continue
+        known = by_close.setdefault(candle.close_time, candle)
+        if known != candle:
+            raise PairError(pair, f"two different candles close at {candle.close_time.isoformat()}")
+    return [by_close[close] for close in sorted(by_close)]
+
+
 def parse_price(value: Any) -> float:
-    """A finite, positive number given as a JSON number or a decimal string; ValueError otherwise."""
-    return _parse_number(value, "price", minimum_allowed=False)
+    """A price in the band a real market can have (schema.MIN_PRICE .. MAX_PRICE), given as a JSON number
+    or a decimal string; ValueError otherwise."""
+    return _parse_number(value, "price", MIN_PRICE, MAX_PRICE)
 
 
 def parse_volume(value: Any) -> float:
-    """A finite number >= 0; ValueError otherwise."""
-    return _parse_number(value, "volume", minimum_allowed=True)
+    """A volume from 0 to schema.MAX_VOLUME; ValueError otherwise."""
+    return _parse_number(value, "volume", 0.0, MAX_VOLUME)
 
 
-def _parse_number(value: Any, what: str, minimum_allowed: bool) -> float:
+def _parse_number(value: Any, what: str, lowest: float, highest: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"{what} {_shown(value)} is not a number")
     try:
         number = float(value)
-    except ValueError:
-        raise ValueError(f"{what} {_shown(value)} is not a number") from None
-    if not math.isfinite(number) or number < 0 or (number == 0 and not minimum_allowed):
-        bound = "non-negative" if minimum_allowed else "positive"
+    except (ValueError, OverflowError):  # OverflowError: a JSON integer of hundreds of digits
+        raise ValueError(f"{what} {_shown(value)} is not a number a market can have") from None
+    if not math.isfinite(number) or number < 0 or (number == 0 and lowest > 0):
+        bound = "positive" if lowest > 0 else "non-negative"
         raise ValueError(f"{what} {_shown(value)} is not a finite {bound} number")
+    if not lowest <= number <= highest:
+        raise ValueError(f"{what} {_shown(value)} is outside the band a market can have ({lowest:g} .. {highest:g})")
     return number
 
 
 def _shown(value: Any) -> str:
+    if isinstance(value, int) and value.bit_length() > 200:
+        return f"(an integer of {len(str(value))} digits)"
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."

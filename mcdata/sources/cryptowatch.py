@@ -14,7 +14,16 @@ from typing import Any
 
 from mcdata.config import PAIR_PATTERN
 from mcdata.errors import PairError, SourceError
-from mcdata.sources.base import HOUR, Candle, ListedPair, PriceBatch, Quote, parse_price, parse_volume
+from mcdata.sources.base import (
+    HOUR,
+    Candle,
+    ListedPair,
+    PriceBatch,
+    Quote,
+    closed_candles,
+    parse_price,
+    parse_volume,
+)
 from mcdata.sources.http import HttpClient, Response
 
 log = logging.getLogger("mcdata.cryptowatch")
@@ -25,6 +34,7 @@ MAX_PAGES = 100
 
 class CryptowatchSource:
     name = "cryptowatch"
+    max_history: timedelta | None = None
 
     def __init__(self, client: HttpClient, venue: str, now: Callable[[], datetime]) -> None:
         self.client = client
@@ -34,6 +44,10 @@ class CryptowatchSource:
     @property
     def http_requests(self) -> int:
         return self.client.requests
+
+    @property
+    def server_time(self) -> datetime | None:
+        return self.client.server_time
 
     def _get(self, path: str, params: dict[str, str | int] | None = None) -> Response:
         answer = self.client.get(path, params, ok_statuses=frozenset({200, 404}))
@@ -111,17 +125,14 @@ class CryptowatchSource:
         rows = result.get(str(period)) if isinstance(result, dict) else None
         if not isinstance(rows, list):
             raise PairError(pair, f"cryptowatch OHLC: no {period}s candles in the answer")
-        now = self.now()
         candles = []
         for row in rows:
             try:
                 if not isinstance(row, list) or len(row) < 6 or isinstance(row[0], bool):
                     raise ValueError(f"row {str(row)[:60]} is not [CloseTime, O, H, L, C, Volume, ...]")
-                close_time = datetime.fromtimestamp(int(row[0]), UTC)
-                if not since < close_time <= now:  # a close time in the future: still forming
-                    continue
-                candles.append(Candle(pair, close_time, parse_price(row[1]), parse_price(row[2]),
-                                      parse_price(row[3]), parse_price(row[4]), parse_volume(row[5])))
+                candles.append(Candle(pair, datetime.fromtimestamp(int(row[0]), UTC), parse_price(row[1]),
+                                      parse_price(row[2]), parse_price(row[3]), parse_price(row[4]),
+                                      parse_volume(row[5])))
             except (ValueError, TypeError, OverflowError, OSError) as exc:
                 raise PairError(pair, f"cryptowatch OHLC: {exc}") from None
-        return sorted(candles, key=lambda c: c.close_time)
+        return closed_candles(pair, candles, since, self.now())  # a close time after now: still forming

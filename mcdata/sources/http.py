@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -74,6 +75,7 @@ class HttpClient:
         self.time_limit = time_limit
         self.deadline = time.monotonic() + time_limit
         self.requests = 0
+        self.server_time: datetime | None = None  # the Date header of the first answer: the source's clock
         self.headers = {"User-Agent": f"mcdata/{__version__}", "Accept": "application/json", **(headers or {})}
         self._next_slot = 0.0
         self._lock = threading.Lock()
@@ -170,6 +172,8 @@ class HttpClient:
             raise _Retryable(f"HTTP {status}{_error_text(payload)}", self._retry_after(answer))
         if status not in ok_statuses:
             raise SourceError(f"{self.source}: GET {shown} answered HTTP {status}{_error_text(payload)}")
+        if self.server_time is None:
+            self.server_time = _http_date(answer.headers.get("Date"))
         body = self._parse_json(payload, shown, status, answer.headers.get("Content-Type", ""))
         throttled = is_throttled(body)
         if throttled:
@@ -195,6 +199,8 @@ class HttpClient:
     def _parse_json(self, payload: bytes, url: str, status: int, content_type: str) -> Any:
         try:
             return json.loads(payload)
+        except RecursionError:
+            raise SourceError(f"{self.source}: GET {url} answered JSON nested too deeply to be market data") from None
         except (ValueError, UnicodeDecodeError):
             head = payload[:200].lstrip().lower()
             if head.startswith((b"<!doctype", b"<html")) or "html" in content_type:
@@ -217,6 +223,14 @@ class HttpClient:
             except (TypeError, ValueError):
                 return None
         return max(0.0, min(seconds, self.retry_after_max))
+
+
+def _http_date(value: str | None) -> datetime | None:
+    try:
+        moment = parsedate_to_datetime(value) if value else None
+    except (TypeError, ValueError):
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None
 
 
 def _redirect_message(source: str, shown: str, answer: requests.Response) -> tuple[str, str]:

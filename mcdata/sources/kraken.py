@@ -22,7 +22,16 @@ from typing import Any
 from mcdata.config import PAIR_PATTERN
 from mcdata.errors import PairError, SourceError
 from mcdata.private_files import check_folder, make_private_dir, open_private
-from mcdata.sources.base import HOUR, Candle, ListedPair, PriceBatch, Quote, parse_price, parse_volume
+from mcdata.sources.base import (
+    HOUR,
+    Candle,
+    ListedPair,
+    PriceBatch,
+    Quote,
+    closed_candles,
+    parse_price,
+    parse_volume,
+)
 from mcdata.sources.http import HttpClient
 
 log = logging.getLogger("mcdata.kraken")
@@ -86,16 +95,23 @@ def build_catalog(assets: Any, pairs: Any) -> dict[str, KrakenPair]:
 class KrakenSource:
     name = "kraken"
     venue = "kraken"
+    # OHLC answers the newest 720 hourly rows whatever `since` asks (one still forming): 29 whole days fit
+    max_history: timedelta | None = timedelta(days=29)
 
     def __init__(self, client: HttpClient, cache_dir: Path | None, now: Callable[[], datetime]) -> None:
         self.client = client
         self.cache_dir = cache_dir
         self.now = now
         self._catalog: dict[str, KrakenPair] | None = None
+        self._downloaded = False
 
     @property
     def http_requests(self) -> int:
         return self.client.requests
+
+    @property
+    def server_time(self) -> datetime | None:
+        return self.client.server_time
 
     # -- requests -------------------------------------------------------------------------------
     def _result(self, path: str, params: dict[str, str | int] | None = None, pair: str | None = None) -> Any:
@@ -175,10 +191,12 @@ class KrakenSource:
         return catalog
 
     def catalog(self, refresh: bool = False) -> dict[str, KrakenPair]:
-        if self._catalog is None or refresh:
+        """The pair list: cached, or downloaded; `refresh` downloads it unless this run already did."""
+        if self._catalog is None or (refresh and not self._downloaded):
             cached = None if refresh else self._load_cached()
             if cached is None:
                 cached = self._download_catalog()
+                self._downloaded = True
             self._catalog = cached
         return self._catalog
 
@@ -194,6 +212,8 @@ class KrakenSource:
     def latest_prices(self, pairs: Sequence[str]) -> PriceBatch:
         catalog = self.catalog()
         ticker = self._result("/0/public/Ticker")
+        if any(pair in catalog and catalog[pair].key not in ticker for pair in pairs):
+            catalog = self.catalog(refresh=True)  # a renamed pair key: the fresh list knows the new one
         batch = PriceBatch()
         for pair in pairs:
             entry = ticker.get(catalog[pair].key) if pair in catalog else None
@@ -223,13 +243,7 @@ class KrakenSource:
             rows = result.get(others[0]) if len(others) == 1 else None
         if not isinstance(rows, list):
             raise PairError(pair, "kraken OHLC: the answer has no rows for this pair")
-        now = self.now()
-        candles = []
-        for row in rows[:-1]:  # the last row is the candle still forming
-            candle = self._candle(pair, row, interval)
-            if since < candle.close_time <= now:
-                candles.append(candle)
-        return sorted(candles, key=lambda c: c.close_time)
+        return closed_candles(pair, (self._candle(pair, row, interval) for row in rows), since, self.now())
 
     @staticmethod
     def _candle(pair: str, row: Any, interval: timedelta) -> Candle:
