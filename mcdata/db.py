@@ -172,7 +172,7 @@ def _postgres_lock(engine: Engine, key: int) -> Iterator[Callable[[], None]]:
         try:
             yield still_held
         finally:
-            with contextlib.suppress(sa.exc.DBAPIError):  # a lost connection took its lock with it
+            with contextlib.suppress(sa.exc.SQLAlchemyError):  # a lost connection took its lock with it
                 connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
 
 

@@ -76,7 +76,7 @@ class Fault:
     """One misbehaviour, served to the next `times` requests whose path starts with `path`."""
 
     path: str
-    kind: str  # status | kraken_error | html | truncated | hang | huge | endless | drip | redirect
+    kind: str  # status | kraken_error | html | truncated | nested | hang | huge | endless | drip | redirect
     times: int = 1
     status: int = 500
     message: str = "EGeneral:Too many requests"
@@ -96,6 +96,7 @@ class FakeExchange:
     headers: list[dict[str, str]] = field(default_factory=list)  # of each request, in order
     cw_legacy_keys: bool = False  # serve the 2016 `<venue>:<pair>` keys instead of `market:<venue>:<pair>`
     synthetic_markets: int = 0  # extra Kraken markets a0001usd, a0002usd, ... (for scale benchmarks)
+    ohlc_rows: Callable[[str, list[list[Any]]], list[list[Any]]] | None = None  # (pair, rows) -> rows served
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -208,6 +209,8 @@ class FakeExchange:
                 o = self.price_at(market.pair, start)
                 rows.append([start, f"{o:.10g}", f"{max(o, close):.10g}", f"{min(o, close):.10g}",
                              f"{close:.10g}", f"{(o + close) / 2:.10g}", "12.50000000", 42])
+            if self.ohlc_rows is not None:
+                rows = self.ohlc_rows(market.pair, rows)
             return 200, {"error": [], "result": {market.key: rows, "last": forming - HOUR}}, {}
         return 200, {"error": ["EGeneral:Unknown method"]}, {}
 
@@ -317,6 +320,8 @@ def _handler_for(exchange: FakeExchange) -> type[BaseHTTPRequestHandler]:
             elif fault.kind == "html":
                 page = b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1>cloudflare</body></html>"
                 self._send(fault.status if fault.status != 500 else 200, page, headers, "text/html")
+            elif fault.kind == "nested":
+                self._send(200, b"[" * 200_000 + b"]" * 200_000, headers)
             elif fault.kind == "truncated":
                 self._send(200, b'{"error": [], "result": {"XXBTZEUR": {"a": ["2406', headers)
             elif fault.kind == "hang":
