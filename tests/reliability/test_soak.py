@@ -2,11 +2,12 @@
 
 A controllable clock drives both mcdata and the fake exchange (whose prices move with it). Each hour
 draws a fault: 5xx (once or for good), 429 with Retry-After, Kraken's throttling, a timeout,
-truncated JSON, an HTML page, a NaN price, a failing candle request, a pair delisted for good, or the
-machine being off for a few hours. After every run: the exit code is a documented one, the `runs` row
-says what happened, every metric equals an exact recomputation from the stored prices. At the end: no
-duplicate, and no gap over an hour in any pair while it was listed.
-"""
+truncated JSON, an HTML page, a NaN price, a failing candle request, a pair delisted for good, the
+machine being off for a few hours, hand-made UPDATE/DELETE/TRUNCATE (refused), this machine's clock 10
+or 20 minutes off the source's (nothing stored), or a price corrected with `mcdata prices set`. After
+every run: the exit code is a documented one, the `runs` row says what happened, every metric equals an
+exact recomputation from the stored prices. At the end: no duplicate, no gap over an hour in any pair
+while it was listed, and every rollup equals its raw rows."""
 
 from __future__ import annotations
 
@@ -21,22 +22,51 @@ import pytest
 import sqlalchemy as sa
 
 from mcdata import pipeline
-from mcdata.config import load_settings
+from mcdata.config import Settings, load_settings
 from mcdata.db import make_engine
 from mcdata.errors import ExitCode
 from mcdata.migrations import upgrade
 from mcdata.schema import metrics, raw_prices, runs
 from tests.fake_exchange import FakeExchange
 from tests.reference import reference_metrics
+from tests.test_store import assert_rollups_match_the_raw_rows
 
 RUNS = 500
 START = datetime(2026, 6, 1, 0, 30, tzinfo=UTC)
 FAULTS = [
     ("none", 40), ("ticker_5xx_once", 6), ("ticker_5xx_down", 4), ("rate_limited", 5), ("kraken_throttle", 5),
     ("timeout", 3), ("truncated", 4), ("html", 4), ("nan_price", 6), ("ohlc_fails", 4), ("machine_off", 4),
+    ("hand_update", 2), ("hand_delete", 2), ("hand_truncate", 2), ("clock_skew", 3), ("price_corrected", 3),
 ]
+HAND_MADE = {
+    "hand_update": "UPDATE raw_crypto_pair_price_history SET price = price * 2 WHERE pair = 'btceur'",
+    "hand_delete": "DELETE FROM raw_crypto_pair_price_history WHERE pair = 'etheur'",
+    "hand_truncate": "DELETE FROM raw_crypto_pair_price_history",
+}
 FLOATS = ("latest_price", "weekly_average", "min_price", "max_price", "stddev_24h", "volatility_24h",
           "change_24h_pct")
+
+
+def tamper(engine: sa.Engine, fault: str) -> None:
+    """SQL by hand against the raw table: refused, and nothing changes."""
+    statement = HAND_MADE[fault]
+    if fault == "hand_truncate" and engine.dialect.name == "postgresql":
+        statement = "TRUNCATE raw_crypto_pair_price_history"
+    before = count(engine, raw_prices)
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as connection:
+        connection.execute(sa.text(statement))
+    assert count(engine, raw_prices) == before
+
+
+def correct_a_price(engine: sa.Engine, settings: Settings, rng: random.Random, now: datetime) -> None:
+    """The supported correction: one stored price of the last day replaced; rollups and snapshots follow."""
+    with engine.connect() as connection:
+        candidates = connection.execute(sa.select(raw_prices.c.pair, raw_prices.c.timestamp, raw_prices.c.price)
+                                        .where(raw_prices.c.timestamp > now - timedelta(days=1))
+                                        .order_by(raw_prices.c.pair, raw_prices.c.timestamp)).all()
+    if candidates:
+        pair, at, price = rng.choice(candidates)
+        assert pipeline.set_price(settings, "kraken", pair, at, price * 1.01).exit_code == ExitCode.OK
 
 
 def inject(fault: str, exchange: FakeExchange, rng: random.Random) -> None:
@@ -65,7 +95,8 @@ def inject(fault: str, exchange: FakeExchange, rng: random.Random) -> None:
 def test_five_hundred_hourly_runs_with_faults(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(20261124)
     clock = {"now": START}
-    exchange = FakeExchange(clock=lambda: clock["now"].timestamp())
+    skew = {"source": timedelta(0)}
+    exchange = FakeExchange(clock=lambda: (clock["now"] + skew["source"]).timestamp())
     pairs = ["btceur", "etheur", "dogeusd", "solusd", "xrpusd"]
     for name, value in {
         "MCDATA_DATABASE_URL": db_url, "MCDATA_PAIRS": ",".join(pairs), "MCDATA_RATE_LIMIT": "1000",
@@ -94,6 +125,11 @@ def test_five_hundred_hourly_runs_with_faults(db_url: str, tmp_path: Path, monke
             if fault == "delist":
                 exchange.delist("solusd")
                 delisted_at["solusd"] = clock["now"]
+            if fault in HAND_MADE:
+                tamper(engine, fault)
+            if fault == "price_corrected":
+                correct_a_price(engine, settings, rng, clock["now"])
+            skew["source"] = timedelta(minutes=rng.choice([-20, 10])) if fault == "clock_skew" else timedelta(0)
             inject(fault, exchange, rng)
             rows_before = count(engine, raw_prices)
             report = pipeline.run(settings, now=clock["now"])
@@ -103,6 +139,7 @@ def test_five_hundred_hourly_runs_with_faults(db_url: str, tmp_path: Path, monke
             check_metrics(engine, clock["now"])
             clock["now"] += timedelta(hours=1)
     check_no_gaps(engine, pairs, delisted_at)
+    assert_rollups_match_the_raw_rows(engine)
     rows = count(engine, raw_prices)
     engine.dispose()
     print(f"\nsoak on {engine.dialect.name}: {sum(codes.values())} runs, exit codes {dict(codes)}, "
@@ -128,6 +165,8 @@ def check_run_row(engine: sa.Engine, report: pipeline.Report, rows_before: int, 
             sa.select(sa.func.count()).select_from(metrics).where(metrics.c.timestamp == now.replace(microsecond=0))
         ).scalar_one()
     assert row.command == "run" and row.finished_at is not None
+    if row.status == "failed" and "clock" in (row.error_summary or ""):
+        assert row.pairs_stored == 0
     assert row.exit_code == report.exit_code
     assert row.status == {0: "ok", 3: "partial"}.get(report.exit_code, "failed")
     assert row.pairs_stored == tickers
