@@ -317,10 +317,11 @@ def prune(
     ctx: typer.Context,
     keep: Annotated[str | None, _option("retention", "--keep")] = None,
 ) -> None:
-    """Delete raw prices older than --keep; hourly rollups stay.
+    """Delete raw prices older than --keep (whole UTC days); hourly and daily rollups stay.
 
-    The 7-day metrics are unchanged: they read whole hours from the rollups and only the last day's
-    edges from raw prices, so --keep must be at least 8d. `run` prunes too when MCDATA_RETENTION is set.
+    The 7-day metrics are unchanged: they read whole hours from the rollups and only the window's edges
+    from raw prices, so --keep must be at least 8d; `compute --as-of` refuses times whose windows need
+    deleted prices. `run` prunes too when MCDATA_RETENTION is set.
 
     Example: mcdata prune --keep 90d
     """
