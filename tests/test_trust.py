@@ -189,3 +189,48 @@ def test_inserts_work_from_a_session_with_an_empty_search_path(stored: sa.Engine
     with stored.begin() as connection:
         metrics.compute(connection, T)
     assert_all_exact(stored)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_data_only_restore_is_found_by_check_and_repaired(stored: sa.Engine, db_url: str, runner: CliRunner,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """pg_dump --data-only | psql replays the raw rows through the insert trigger on top of the restored
+    rollups: check finds every doubled bucket, --repair makes them exact again."""
+    import shutil
+    import subprocess
+
+    from mcdata.db import make_engine
+    from mcdata.migrations import upgrade
+
+    assert shutil.which("pg_dump") and shutil.which("psql")
+    source = sa.make_url(db_url)
+    target = source.set(database=f"{source.database}_restored")
+    plain = {"host": source.host or "127.0.0.1", "port": str(source.port or 5432), "user": source.username or "root"}
+    admin = sa.create_engine(source.set(drivername="postgresql+psycopg", database="postgres"),
+                             isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{target.database}"'))
+        connection.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
+    restored_url = target.render_as_string(hide_password=False)
+    try:
+        engine = make_engine(restored_url)
+        upgrade(engine)
+        dump = subprocess.run(["pg_dump", "--data-only", "--exclude-table=alembic_version", "-h", plain["host"],
+                               "-p", plain["port"], "-U", plain["user"], str(source.database)],
+                              check=True, capture_output=True, text=True).stdout
+        subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", plain["host"], "-p", plain["port"],
+                        "-U", plain["user"], str(target.database)], input=dump, check=True, capture_output=True,
+                       text=True)
+        assert sorted(raw_samples(engine)) == sorted(raw_samples(stored))  # every raw row came back
+        monkeypatch.setenv("MCDATA_DATABASE_URL", restored_url)
+        result = runner.invoke(app, ["check"])
+        assert result.exit_code == 1 and "disagree with the raw prices" in result.stderr
+        assert runner.invoke(app, ["check", "--repair"]).exit_code == 0
+        with engine.begin() as connection:
+            metrics.compute(connection, T)
+        assert_all_exact(engine)
+        engine.dispose()
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+        admin.dispose()
