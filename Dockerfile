@@ -1,8 +1,10 @@
 # mcdata in a container: `docker run IMAGE show` runs one command (ENTRYPOINT is mcdata);
 # docker-compose.yml runs the hourly job under supercronic, which logs to stdout.
-
+# Where the database is: /etc/mcdata/config.toml (MCDATA_CONFIG) says sqlite:////data/mcdata.db; an
+# MCDATA_DATABASE_URL or MCDATA_DATABASE_URL_FILE given to the container wins over it (flag > env > file).
 # The base image is pinned to an exact release (a digest cannot be checked from our offline CI; pin one
-# with `docker buildx imagetools inspect` where you build).
+# with `docker buildx imagetools inspect` where you build). Checked with hadolint (tests/test_deploy.py).
+
 FROM python:3.12.12-slim-bookworm AS wheel
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -11,14 +13,23 @@ COPY alembic ./alembic
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
 
 FROM python:3.12.12-slim-bookworm
-# supercronic: a cron for containers (never starts a job while its previous run is alive)
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# supercronic: a cron for containers (never starts a job while its previous run is alive), per platform
+ARG TARGETARCH=amd64
 ARG SUPERCRONIC_VERSION=v0.2.32
-ARG SUPERCRONIC_SHA1SUM=7da26ce6ab48d75e97f7204554afe7c80779d4e0
-RUN apt-get update \
+ARG SUPERCRONIC_SHA1SUM_AMD64=7da26ce6ab48d75e97f7204554afe7c80779d4e0
+ARG SUPERCRONIC_SHA1SUM_ARM64=7f89438e7810669d3e0ea488a202aaf422cc2fdf
+# hadolint ignore=DL3008
+RUN case "${TARGETARCH}" in \
+      amd64) sum="${SUPERCRONIC_SHA1SUM_AMD64}" ;; \
+      arm64) sum="${SUPERCRONIC_SHA1SUM_ARM64}" ;; \
+      *) echo "no supercronic checksum for ${TARGETARCH}" >&2; exit 1 ;; \
+    esac \
+ && apt-get update \
  && apt-get install -y --no-install-recommends curl ca-certificates \
  && curl -fsSLo /usr/local/bin/supercronic \
-      "https://github.com/aptible/supercronic/releases/download/${SUPERCRONIC_VERSION}/supercronic-linux-amd64" \
- && echo "${SUPERCRONIC_SHA1SUM}  /usr/local/bin/supercronic" | sha1sum -c - \
+      "https://github.com/aptible/supercronic/releases/download/${SUPERCRONIC_VERSION}/supercronic-linux-${TARGETARCH}" \
+ && echo "${sum}  /usr/local/bin/supercronic" | sha1sum -c - \
  && chmod 0755 /usr/local/bin/supercronic \
  && apt-get purge -y curl && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
@@ -26,10 +37,11 @@ COPY --from=wheel /dist/ /tmp/dist/
 RUN pip install --no-cache-dir /tmp/dist/*.whl && rm -rf /tmp/dist \
  && useradd --create-home --uid 10001 mcdata \
  && install -d -m 0700 -o mcdata /data && install -d -m 0755 /etc/mcdata \
- && echo '5 * * * * mcdata --quiet run' > /etc/mcdata/crontab
+ && echo '5 * * * * mcdata --quiet run' > /etc/mcdata/crontab \
+ && printf 'database_url = "sqlite:////data/mcdata.db"\n' > /etc/mcdata/config.toml
 
-USER mcdata
-ENV MCDATA_DATABASE_URL=sqlite:////data/mcdata.db \
+USER 10001
+ENV MCDATA_CONFIG=/etc/mcdata/config.toml \
     PYTHONUNBUFFERED=1
 VOLUME /data
 ENTRYPOINT ["mcdata"]

@@ -287,6 +287,8 @@ def _secret_from_file(setting: Setting, env: Mapping[str, str]) -> str | None:
     file_var = f"{setting.envvar}_FILE"
     if not env.get(file_var):
         return None
+    if env.get(setting.envvar):  # the postgres image's rule: two sources of one secret is a mistake
+        raise ConfigError(f"both {setting.envvar} and {file_var} are set", "unset one of them")
     path = Path(env[file_var])
     try:
         if path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):

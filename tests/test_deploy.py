@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,9 +55,10 @@ def test_crontab_example_runs_the_hourly_job(runner: CliRunner) -> None:
 def test_dockerfile_entrypoint_and_container_cron(runner: CliRunner) -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["mcdata"]' in text
-    assert re.search(r"SUPERCRONIC_SHA1SUM=[0-9a-f]{40}", text)
-    assert "sha1sum -c" in text
-    assert re.search(r"^USER mcdata$", text, re.MULTILINE)
+    for arch in ("AMD64", "ARM64"):  # supercronic per TARGETARCH, each with its pinned checksum
+        assert re.search(rf"SUPERCRONIC_SHA1SUM_{arch}=[0-9a-f]{{40}}", text)
+    assert "supercronic-linux-${TARGETARCH}" in text and "sha1sum -c" in text
+    assert re.search(r"^USER 10001$", text, re.MULTILINE) and "--uid 10001 mcdata" in text
     crontab = re.search(r"echo '([^']+)' > (/\S+)", text)
     assert crontab is not None
     lines = cron_lines(crontab.group(1))
@@ -64,8 +67,66 @@ def test_dockerfile_entrypoint_and_container_cron(runner: CliRunner) -> None:
     assert arguments == ["--quiet", "run"]
     assert_valid_invocation(runner, arguments)
     compose = (ROOT / "docker-compose.yml").read_text()
-    assert f'entrypoint: ["supercronic", "{crontab.group(2)}"]' in compose
+    # a first run at container start, then supercronic
+    assert f'entrypoint: ["sh", "-c", "mcdata --quiet run; exec supercronic {crontab.group(2)}"]' in compose
     assert "MCDATA_DATABASE_URL_FILE: /run/secrets/mcdata_database_url" in compose
+
+
+def dockerfile_env(text: str) -> dict[str, str]:
+    """The final stage's ENV, as `docker build` sets it (ENV A=1 \\ B=2 continuation lines)."""
+    final = text.rsplit("\nFROM ", 1)[1]
+    joined = re.sub(r"\\\n\s*", " ", final)
+    env: dict[str, str] = {}
+    for line in re.findall(r"^ENV (.+)$", joined, re.MULTILINE):
+        env.update(word.split("=", 1) for word in shlex.split(line))
+    return env
+
+
+def test_compose_stores_into_postgresql(tmp_path: Path) -> None:
+    """The image's ENV and config file plus the scheduler's environment and secret resolve to PostgreSQL."""
+    from ruamel.yaml import YAML
+
+    from mcdata.config import load_settings
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    env = dockerfile_env(dockerfile)
+    config_text = re.search(r"printf '([^']+)' > (/\S+)", dockerfile)
+    assert config_text is not None and env["MCDATA_CONFIG"] == config_text.group(2)
+    config = tmp_path / "config.toml"
+    config.write_text(config_text.group(1).replace("\\n", "\n"))
+    env["MCDATA_CONFIG"] = str(config)
+    compose = YAML(typ="safe").load((ROOT / "docker-compose.yml").read_text())
+    secret = tmp_path / "mcdata_database_url"
+    secret.write_text("postgresql://mcdata:choose-a-password@db/mcdata")
+    secret.chmod(0o600)
+    for service in ("scheduler", "mcdata"):
+        service_env = {k: str(v) for k, v in compose["services"][service]["environment"].items()}
+        assert service_env.pop("MCDATA_DATABASE_URL_FILE") == "/run/secrets/mcdata_database_url"
+        settings = load_settings(env={**env, **service_env, "MCDATA_DATABASE_URL_FILE": str(secret)})
+        assert settings.database_url == "postgresql://mcdata:choose-a-password@db/mcdata"
+    alone = load_settings(env=env)  # `docker run IMAGE`: the SQLite file in the volume
+    assert alone.database_url == "sqlite:////data/mcdata.db"
+
+
+def test_a_secret_given_twice_is_a_usage_error(tmp_path: Path, runner: CliRunner) -> None:
+    secret = tmp_path / "url"
+    secret.write_text(f"sqlite:///{tmp_path / 'a.db'}")
+    result = runner.invoke(app, ["migrate"], env={"MCDATA_DATABASE_URL": f"sqlite:///{tmp_path / 'b.db'}",
+                                                  "MCDATA_DATABASE_URL_FILE": str(secret)})
+    assert result.exit_code == 2
+    assert "both MCDATA_DATABASE_URL and MCDATA_DATABASE_URL_FILE are set" in result.stderr
+
+
+def test_compose_file_follows_the_compose_spec() -> None:
+    result = subprocess.run([str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema",
+                             "vendor.compose-spec", str(ROOT / "docker-compose.yml")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    result = subprocess.run([str(Path(sys.executable).parent / "hadolint"), "--no-color", str(ROOT / "Dockerfile")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("arguments", [["show"], ["show", "btceur"], ["run"], ["migrate"]])
