@@ -175,28 +175,53 @@ def pair_json(view: Any) -> dict[str, Any]:
             "prices": [{"timestamp": t, "price": p} for t, p in view.prices], "last_run": view.last_run}
 
 
-def overview_table(view: Any, out: TextIO) -> None:
-    from rich.table import Table
+# The overview's columns, most important first: the first three never shrink or drop; the others drop
+# out from the end as the terminal narrows (a pipe is 200 wide and keeps them all).
+OVERVIEW_COLUMNS = ("rank", "pair", "latest", "24h change", "24h stddev", "24h volatility", "7d average",
+                    "last 24h", "samples 24h/7d", "7d min", "7d max")
+ALWAYS_SHOWN = 3
+
+
+def _overview_cells(row: Mapping[str, Any], label: str, ranked: int, spark: list[float]) -> dict[str, Any]:
     from rich.text import Text
 
+    text, style = change(row["change_24h_pct"])
+    volatility = "–" if row["volatility_24h"] is None else f"{row['volatility_24h']:.3f}%"
+    return {"rank": rank(row["std_rank"], ranked), "pair": printable(label), "latest": number(row["latest_price"]),
+            "24h change": Text(text, style=style), "24h stddev": number(row["stddev_24h"], 4),
+            "24h volatility": volatility, "7d average": number(row["weekly_average"]),
+            "last 24h": sparkline(spark), "samples 24h/7d": f"{row['samples_24h']}/{row['samples_7d']}",
+            "7d min": number(row["min_price"]), "7d max": number(row["max_price"])}
+
+
+def fitting_columns(widths: Mapping[str, int], available: int) -> list[str]:
+    """The overview's columns that fit in `available` characters, dropping the least important first.
+    A rich table with a box needs each column's width plus 3 (padding and a rule), plus 1."""
+    shown = list(OVERVIEW_COLUMNS)
+    while len(shown) > ALWAYS_SHOWN and sum(widths[c] + 3 for c in shown) + 1 > available:
+        shown.pop()
+    return shown
+
+
+def overview_table(view: Any, out: TextIO) -> None:
+    from rich.table import Table
+
     several_venues = len({r["exchange"] for r in view.pairs}) > 1
+    rows = [_overview_cells(row, f"{row['exchange']}:{row['pair']}" if several_venues else row["pair"],
+                            view.ranked_pairs, view.sparklines.get((row["exchange"], row["pair"]), []))
+            for row in view.pairs]
+    widths = {c: max([len(c), *(len(str(cells[c])) for cells in rows)]) for c in OVERVIEW_COLUMNS}
+    terminal = console(out)
+    shown = fitting_columns(widths, terminal.width)
     table = Table(title=f"Metrics as of {timestamp(view.as_of)}, ranked by 24 h standard deviation",
                   title_justify="left", caption=run_line(view.last_run), caption_justify="left")
-    for name, justify in (("rank", "right"), ("pair", "left"), ("latest", "right"), ("24h change", "right"),
-                          ("7d average", "right"), ("7d min", "right"), ("7d max", "right"),
-                          ("24h stddev", "right"), ("24h volatility", "right"), ("samples 24h/7d", "right"),
-                          ("last 24h", "left")):
-        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    for row in view.pairs:
-        label = f"{row['exchange']}:{row['pair']}" if several_venues else row["pair"]
-        text, style = change(row["change_24h_pct"])
-        volatility = "–" if row["volatility_24h"] is None else f"{row['volatility_24h']:.3f}%"
-        table.add_row(rank(row["std_rank"], view.ranked_pairs), printable(label), number(row["latest_price"]),
-                      Text(text, style=style), number(row["weekly_average"]), number(row["min_price"]),
-                      number(row["max_price"]), number(row["stddev_24h"], 4), volatility,
-                      f"{row['samples_24h']}/{row['samples_7d']}",
-                      sparkline(view.sparklines.get((row["exchange"], row["pair"]), [])))
-    console(out).print(table)
+    for name in shown:
+        keep = OVERVIEW_COLUMNS.index(name) < ALWAYS_SHOWN  # rank, pair and price are never cut
+        table.add_column(name, justify="left" if name in ("pair", "last 24h") else "right", no_wrap=True,
+                         min_width=widths[name] if keep else None)
+    for cells in rows:
+        table.add_row(*(cells[name] for name in shown))
+    terminal.print(table)
 
 
 def price_chart(prices: Sequence[tuple[datetime, float]], title: str, width: int, color: bool) -> str:

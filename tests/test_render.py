@@ -1,0 +1,81 @@
+"""What a person sees: the overview at 80, 120 and 200 columns, CSV cells, sparklines."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import pytest
+
+from mcdata import render
+from mcdata.pipeline import Overview
+
+AS_OF = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+PAIRS = ["btceur", "btcusd", "dogeusd", "etheur", "ltceur", "solusd", "xrpusd", "adaeur", "bateth"]
+
+
+def overview() -> Overview:
+    rows = []
+    for index, pair in enumerate(PAIRS):
+        price = 87654.321 / (index + 1) ** 3
+        rows.append({"exchange": "kraken", "pair": pair, "timestamp": AS_OF, "latest_price": price,
+                     "latest_at": AS_OF, "weekly_average": price * 1.01, "min_price": price * 0.9,
+                     "max_price": price * 1.1, "stddev_24h": price / 50, "std_rank": index + 1,
+                     "volatility_24h": 2.0 - index / 10, "volatility_rank": index + 1,
+                     "change_24h_pct": 1.5 - index / 3, "samples_24h": 25, "samples_7d": 169, "computed_at": AS_OF})
+    sparks = {("kraken", pair): [float(i % 7) for i in range(24)] for pair in PAIRS}
+    last_run = {"id": 12, "command": "run", "status": "ok", "started_at": AS_OF, "finished_at": AS_OF}
+    return Overview(AS_OF, len(PAIRS), rows, sparks, last_run)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def drawn(width: int | None, monkeypatch: pytest.MonkeyPatch) -> str:
+    if width is None:  # piped
+        out: io.StringIO = io.StringIO()
+    else:
+        monkeypatch.setenv("COLUMNS", str(width))
+        monkeypatch.setenv("NO_COLOR", "1")
+        out = Terminal()
+    render.overview_table(overview(), out)
+    return render.ANSI.sub("", out.getvalue())
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_overview_fits_the_terminal_and_keeps_pair_rank_and_price(width: int,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    text = drawn(width, monkeypatch)
+    assert max(len(line) for line in text.splitlines()) <= width
+    table_lines = [line for line in text.splitlines() if line.startswith("│")]
+    for index, pair in enumerate(PAIRS):  # every name whole, with its rank and its price
+        line = next(line for line in table_lines if f" {pair} " in line)
+        assert f"{index + 1}/{len(PAIRS)}" in line
+        assert render.number(87654.321 / (index + 1) ** 3) in line
+    assert "…" not in text
+
+
+def test_columns_drop_by_priority_as_the_terminal_narrows(monkeypatch: pytest.MonkeyPatch) -> None:
+    headers = {}
+    for width in (80, 120, None):
+        text = drawn(width, monkeypatch)
+        headers[width] = [name for name in render.OVERVIEW_COLUMNS if name in text]
+    assert headers[None] == list(render.OVERVIEW_COLUMNS)  # piped: every column
+    assert headers[80] == list(render.OVERVIEW_COLUMNS[:len(headers[80])])  # a prefix: the least important go
+    assert headers[120] == list(render.OVERVIEW_COLUMNS[:len(headers[120])])
+    assert 3 <= len(headers[80]) < len(headers[120]) < len(headers[None])
+    assert "24h change" in headers[80]
+
+
+def test_fitting_columns_never_drops_the_first_three() -> None:
+    widths = dict.fromkeys(render.OVERVIEW_COLUMNS, 30)
+    assert render.fitting_columns(widths, 10) == list(render.OVERVIEW_COLUMNS[:3])
+    assert render.fitting_columns(widths, 1000) == list(render.OVERVIEW_COLUMNS)
+
+
+def test_sparkline_is_at_most_24_characters() -> None:
+    assert len(render.sparkline([float(i) for i in range(1000)])) <= 24
+    assert render.sparkline([]) == ""
+    assert set(render.sparkline([5.0, 5.0, 5.0])) == {"▁"}
