@@ -218,10 +218,14 @@ def fetch(
 
 
 @command
-def compute(ctx: typer.Context, as_of: AsOf = None) -> None:
-    """Compute every pair's metrics as of now (or --as-of).
+def compute(
+    ctx: typer.Context,
+    as_of: AsOf = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Delete the metrics of --as-of instead.")] = False,
+) -> None:
+    """Compute every pair's metrics as of now (or --as-of, not later than now).
 
-    Re-running for the same as-of time replaces that time's metrics.
+    Re-running for the same as-of time replaces that time's metrics; --delete removes them.
 
     Example: mcdata compute --as-of 2026-11-24T12:00
     """
@@ -229,7 +233,13 @@ def compute(ctx: typer.Context, as_of: AsOf = None) -> None:
     from mcdata.config import parse_timestamp
 
     settings = _state(ctx).settings()
-    _finish(pipeline.compute(settings, as_of=parse_timestamp(as_of) if as_of else None))
+    moment = parse_timestamp(as_of) if as_of else None
+    if delete:
+        if moment is None:
+            raise ConfigError("--delete needs --as-of", "for example: mcdata compute --delete --as-of 2030-01-01")
+        _finish(pipeline.delete_metrics(settings, moment))
+        return
+    _finish(pipeline.compute(settings, as_of=moment))
 
 
 @command
@@ -433,7 +443,9 @@ def _finish(report: Any) -> None:
     if report.command in ("fetch", "run"):
         parts.append(f"{report.pairs_stored} of {report.pairs_requested} pairs stored, "
                      f"{report.rows_written:,} price rows written, {report.http_requests} HTTP requests")
-    if report.command in ("compute", "run") and report.as_of:
+    if report.command == "compute" and report.rows_deleted and report.as_of:
+        parts.append(f"metrics of {report.rows_deleted} pairs as of {report.as_of.isoformat()} deleted")
+    elif report.command in ("compute", "run") and report.as_of:
         parts.append(f"metrics of {report.metric_rows} pairs as of {report.as_of.isoformat()}")
     if report.command == "prune" or (report.command == "run" and report.rows_deleted):
         parts.append(f"{report.rows_deleted:,} raw price rows older than the retention deleted")

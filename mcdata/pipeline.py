@@ -334,7 +334,7 @@ def overview(settings: Settings) -> Overview:
     """The latest metrics of every pair, ranked, with each pair's last 24 hours of prices."""
     with engine_for(settings) as engine, connect(engine) as connection:
         migrations.require_head(connection)
-        rows = store.latest_metrics(connection)
+        rows = store.latest_metrics(connection, utc_now() + CLOCK_TOLERANCE)
         if not rows:
             raise _no_metrics()
         as_of: datetime = rows[0]["timestamp"]
@@ -360,7 +360,9 @@ def pair_view(settings: Settings, pair: str, exchange: str | None, history: int 
         venue = exchange or (exchanges[0] if len(exchanges) == 1 else settings.exchange)
         if venue not in exchanges:
             raise McdataError(f"no metrics for {pair} on {venue}", f"it has metrics on {', '.join(exchanges)}")
-        rows = store.metric_history(connection, venue, pair, history)
+        rows = store.metric_history(connection, venue, pair, history, utc_now() + CLOCK_TOLERANCE)
+        if not rows:
+            raise _no_metrics()
         latest = rows[0]
         as_of: datetime = latest["timestamp"]
         prices = store.price_series(connection, [(venue, pair)], as_of - metrics.WEEK, as_of)[(venue, pair)]
@@ -392,6 +394,20 @@ def _compute(engine: Engine, as_of: datetime, still_held: Callable[[], None]) ->
         report.errors.append(f"no prices at or before {as_of.isoformat()}: no metrics computed")
         report.exit_code = ExitCode.FAILED
     return report
+
+
+def delete_metrics(settings: Settings, as_of: datetime) -> Report:
+    """Delete the metric snapshot of one as-of time (a mistaken `compute --as-of`, a future one)."""
+    def work(engine: Engine, still_held: Callable[[], None]) -> Report:
+        report = Report("compute", as_of=as_of)
+        with _write(engine, still_held) as connection:
+            report.rows_deleted = store.delete_metrics(connection, as_of)
+        if not report.rows_deleted:
+            report.errors.append(f"no metrics as of {as_of.isoformat()} to delete")
+            report.exit_code = ExitCode.FAILED
+        return report
+
+    return _locked_step(settings, "compute", None, work)
 
 
 # -- prune --------------------------------------------------------------------------------------

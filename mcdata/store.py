@@ -166,9 +166,9 @@ def _metric_dicts(result: sa.CursorResult[Any]) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in result]
 
 
-def latest_metrics(connection: sa.Connection) -> list[dict[str, Any]]:
-    """Every pair's metrics at the newest as-of time, ranked (unranked pairs last)."""
-    newest = sa.select(sa.func.max(metrics.c.timestamp)).scalar_subquery()
+def latest_metrics(connection: sa.Connection, now: datetime) -> list[dict[str, Any]]:
+    """Every pair's metrics at the newest as-of time not after `now`, ranked (unranked pairs last)."""
+    newest = sa.select(sa.func.max(metrics.c.timestamp)).where(metrics.c.timestamp <= now).scalar_subquery()
     query = (
         sa.select(metrics)
         .where(metrics.c.timestamp == newest)
@@ -177,15 +177,21 @@ def latest_metrics(connection: sa.Connection) -> list[dict[str, Any]]:
     return _metric_dicts(connection.execute(query))
 
 
-def metric_history(connection: sa.Connection, exchange: str, pair: str, limit: int) -> list[dict[str, Any]]:
-    """A pair's metric rows, newest first."""
+def metric_history(connection: sa.Connection, exchange: str, pair: str, limit: int,
+                   now: datetime) -> list[dict[str, Any]]:
+    """A pair's metric rows not after `now`, newest first."""
     query = (
         sa.select(metrics)
-        .where(metrics.c.exchange == exchange, metrics.c.pair == pair)
+        .where(metrics.c.exchange == exchange, metrics.c.pair == pair, metrics.c.timestamp <= now)
         .order_by(metrics.c.timestamp.desc())
         .limit(limit)
     )
     return _metric_dicts(connection.execute(query))
+
+
+def delete_metrics(connection: sa.Connection, as_of: datetime) -> int:
+    """Delete the metric snapshot of one as-of time; returns the rows deleted."""
+    return int(connection.execute(metrics.delete().where(metrics.c.timestamp == as_of)).rowcount)
 
 
 def ranked_count(connection: sa.Connection, as_of: datetime) -> int:

@@ -234,3 +234,31 @@ def test_a_data_only_restore_is_found_by_check_and_repaired(stored: sa.Engine, d
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_a_future_snapshot_does_not_hide_the_real_metrics_and_can_be_deleted(stored: sa.Engine,
+                                                                              runner: CliRunner) -> None:
+    """A snapshot stored for 2030 (by an older mcdata, or by hand) is neither shown nor in the way."""
+    future = datetime(2030, 1, 1, tzinfo=UTC)
+    with stored.begin() as connection:
+        metrics.compute(connection, T)
+        connection.execute(sa.text("INSERT INTO crypto_pair_metrics SELECT :future, exchange, pair, latest_price, "
+                                   "latest_at, weekly_average, min_price, max_price, stddev_24h, std_rank, "
+                                   "volatility_24h, volatility_rank, change_24h_pct, samples_24h, samples_7d, "
+                                   "computed_at FROM crypto_pair_metrics WHERE timestamp = :t"),
+                           {"future": future if stored.dialect.name == "postgresql" else "2030-01-01 00:00:00.000000",
+                            "t": T if stored.dialect.name == "postgresql" else
+                            T.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")})
+    import json
+
+    shown = runner.invoke(app, ["show", "json"])
+    assert shown.exit_code == 0, shown.stderr
+    assert json.loads(shown.stdout)["as_of"] == T.isoformat().replace("+00:00", "Z")
+    pair = runner.invoke(app, ["show", "flat", "json"])
+    assert json.loads(pair.stdout)["as_of"] == T.isoformat().replace("+00:00", "Z")
+    deleted = runner.invoke(app, ["compute", "--delete", "--as-of", "2030-01-01"])
+    assert deleted.exit_code == 0, deleted.stderr
+    assert f"metrics of {len(computed(stored, T))} pairs as of 2030-01-01T00:00:00+00:00 deleted" in deleted.stderr
+    assert computed(stored, future) == {}
+    assert runner.invoke(app, ["compute", "--delete", "--as-of", "2030-01-01"]).exit_code == 1
+    assert runner.invoke(app, ["compute", "--delete"]).exit_code == 2
