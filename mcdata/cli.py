@@ -11,6 +11,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -76,6 +77,17 @@ def _state(ctx: typer.Context) -> CliState:
     return state if isinstance(state, CliState) else CliState()
 
 
+def stamp() -> str:
+    """Cron logs and container logs get the time on each line (ISO 8601, UTC); a terminal does not."""
+    if sys.stderr.isatty():
+        return ""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ ")
+
+
+def say(line: str) -> None:
+    sys.stderr.write(f"{stamp()}{line}\n")
+
+
 def report_and_exit(error: BaseException, debug: bool) -> None:
     """The one place where errors become a line on stderr and an exit code."""
     if debug:  # server text may sit in the exception's message: escaped like every other line
@@ -84,7 +96,7 @@ def report_and_exit(error: BaseException, debug: bool) -> None:
     code, message = classify(error)
     if message.startswith("unexpected ") and not debug:
         message += " (rerun with --debug for the traceback)"
-    sys.stderr.write(f"mcdata: error: {printable(message.splitlines()[0] if message else '')}\n")
+    say(f"mcdata: error: {printable(message.splitlines()[0] if message else '')}")
     raise typer.Exit(int(code))
 
 
@@ -113,7 +125,7 @@ def command(fn: F, on: typer.Typer = app, name: str | None = None) -> F:
             _silence_stdout()
             raise typer.Exit(0) from None
         except KeyboardInterrupt as interrupt:
-            sys.stderr.write(f"mcdata: {classify(interrupt)[1]}\n")
+            say(f"mcdata: {classify(interrupt)[1]}")
             raise typer.Exit(interrupted_code(interrupt)) from None
         except Exception as error:
             report_and_exit(error, debug)
@@ -144,7 +156,7 @@ class _SafeFormatter(logging.Formatter):
     """Every log line is scrubbed of secrets and of control characters (server text included)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return printable(redact(super().format(record)))
+        return stamp() + printable(redact(super().format(record)))
 
 
 def _configure_logging(verbose: bool, quiet: bool) -> None:
@@ -461,6 +473,33 @@ def _terminate(signal_number: int, _frame: object) -> None:
     raise Terminated(signal_number)
 
 
+GLOBAL_FLAGS = frozenset({"--verbose", "-v", "--quiet", "-q", "--debug"})
+GLOBAL_OPTIONS = frozenset({"--database-url", "--config"})  # with a value
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """`mcdata run --quiet` as `mcdata --quiet run`: global options are accepted after the command too."""
+    command = next((i for i, arg in enumerate(args) if not arg.startswith("-")
+                    and (i == 0 or args[i - 1] not in GLOBAL_OPTIONS)), None)
+    if command is None:
+        return args
+    hoisted, rest, index = [], [], command + 1
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest += args[index:]
+            break
+        if arg in GLOBAL_FLAGS or arg.split("=", 1)[0] in GLOBAL_OPTIONS:
+            hoisted.append(arg)
+            if arg in GLOBAL_OPTIONS and index + 1 < len(args):
+                hoisted.append(args[index + 1])
+                index += 1
+        else:
+            rest.append(arg)
+        index += 1
+    return [*args[:command], *hoisted, *args[command:command + 1], *rest]
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)  # `docker stop`, timeout, systemd: end like Ctrl-C, recorded
-    app(prog_name="mcdata")
+    app(args=hoist_global_options(sys.argv[1:]), prog_name="mcdata")

@@ -8,6 +8,7 @@ test fails the run instead.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,16 @@ from tests.fake_exchange import FakeExchange
 POSTGRES_ENV = "MCDATA_TEST_POSTGRES_URL"
 # Every secret any test hands to mcdata: no command's output, in any test, may contain one.
 SECRETS = ("TopSecret99", "hunter22", "cw-key-123", "Sup3r-S3cret-Pw9", "cw-S3cret-ApiKey7")
+
+
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
+
+
+def unstamped(stderr: str) -> list[str]:
+    """stderr's lines without the UTC time mcdata puts before each line when stderr is not a terminal."""
+    lines = stderr.splitlines()
+    assert all(STAMP.match(line) for line in lines if line.startswith(("mcdata", "20"))), stderr
+    return [STAMP.sub("", line) for line in lines]
 
 
 def _skip_or_fail(reason: str) -> None:

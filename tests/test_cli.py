@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from mcdata import __version__
 from mcdata.cli import app
 from mcdata.migrations import head_revision
+from tests.conftest import unstamped
 
 COMMANDS = ["fetch", "compute", "show", "migrate", "run", "pairs"]
 
@@ -85,7 +86,7 @@ def test_unreachable_database_with_debug_hides_the_password(runner: CliRunner) -
 def test_bad_database_url_exits_4(runner: CliRunner, url: str) -> None:
     result = runner.invoke(app, ["--database-url", url, "migrate"])
     assert result.exit_code == 4
-    assert result.stderr.startswith("mcdata: error: ")
+    assert unstamped(result.stderr)[0].startswith("mcdata: error: ")
     assert "TopSecret99" not in result.output
 
 
@@ -94,3 +95,27 @@ def test_bad_setting_exits_2_with_one_line(runner: CliRunner) -> None:
     assert result.exit_code == 2
     assert "--backfill/MCDATA_BACKFILL: invalid value 'seven days'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_global_options_work_after_the_command_too(tmp_path: Path) -> None:
+    database = tmp_path / "x.db"
+    quiet = subprocess.run([sys.executable, "-m", "mcdata", "migrate", "--quiet", "--database-url",
+                            f"sqlite:///{database}"], capture_output=True, text=True, timeout=60)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "" and database.exists()
+    loud = subprocess.run([sys.executable, "-m", "mcdata", "migrate", f"--database-url=sqlite:///{database}"],
+                          capture_output=True, text=True, timeout=60)
+    assert loud.returncode == 0 and "already at revision" in loud.stderr
+
+
+def test_log_lines_carry_the_utc_time_when_stderr_is_not_a_terminal(runner: CliRunner, tmp_path: Path) -> None:
+    import re
+    from datetime import UTC, datetime
+
+    result = runner.invoke(app, ["--database-url", f"sqlite:///{tmp_path / 'x.db'}", "migrate"])
+    lines = result.stderr.splitlines()
+    assert lines
+    for line in lines:
+        stamp = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) mcdata: ", line)
+        assert stamp, line
+        assert abs((datetime.now(UTC) - datetime.fromisoformat(stamp.group(1))).total_seconds()) < 60

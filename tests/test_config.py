@@ -54,9 +54,9 @@ def test_database_url_file(tmp_path: Path) -> None:
     settings = load_settings(env={"MCDATA_DATABASE_URL_FILE": str(secret)})
     assert settings.database_url == "postgresql://app:hunter22@db/prices"
     assert "hunter22" not in redact("failed with postgresql://app:hunter22@db/prices")
-    # the plain variable wins over the file
-    assert load_settings(env={"MCDATA_DATABASE_URL_FILE": str(secret),
-                              "MCDATA_DATABASE_URL": "sqlite:///x.db"}).database_url == "sqlite:///x.db"
+    # both the plain variable and the file: a mistake, refused (the postgres image's rule)
+    with pytest.raises(ConfigError, match="both MCDATA_DATABASE_URL and MCDATA_DATABASE_URL_FILE"):
+        load_settings(env={"MCDATA_DATABASE_URL_FILE": str(secret), "MCDATA_DATABASE_URL": "sqlite:///x.db"})
 
 
 def test_missing_secret_file_is_a_usage_error(tmp_path: Path) -> None:

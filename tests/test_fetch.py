@@ -13,6 +13,7 @@ from mcdata import pipeline
 from mcdata.cli import app
 from mcdata.config import load_settings
 from mcdata.schema import raw_prices, runs
+from tests.conftest import unstamped
 from tests.fake_exchange import FakeExchange
 
 LISTED_DEFAULTS = ["adaeur", "bateth", "btceur", "btcusd", "dogeusd", "etheur", "ltceur", "solusd", "xrpusd"]
@@ -285,7 +286,7 @@ def test_a_failed_ticker_request_fails_the_run_and_writes_nothing(
     fake_exchange.fail("/0/public/Ticker", fault, **options)  # type: ignore[arg-type]
     result = runner.invoke(app, ["fetch"])
     assert result.exit_code == 1, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("mcdata: error: ")]
+    errors = [line for line in unstamped(result.stderr) if line.startswith("mcdata: error: ")]
     assert len(errors) == 1  # one line: what failed, where, what to do
     assert message in errors[0] and "/0/public/Ticker" in errors[0]
     assert stored(env) == []
@@ -306,7 +307,10 @@ def test_transient_faults_are_retried(env: str, fake_exchange: FakeExchange, run
     result = runner.invoke(app, ["fetch", "--backfill", "0"])
     assert result.exit_code == 0, result.stderr
     assert len(by_pair(stored(env), "ticker")) == 9
-    assert fake_exchange.count("/0/public/Ticker") == 1 + int(options.get("times", 1))  # type: ignore[call-overload]
+    retries = int(options.get("times", 1))  # type: ignore[call-overload]
+    assert fake_exchange.count("/0/public/Ticker") == 1 + retries
+    # each retry is one line on a terminal without --verbose (and none with --quiet)
+    assert [line for line in unstamped(result.stderr) if "; retry " in line][-1].endswith(f"retry {retries}/2 in 0.0s")
 
 
 def test_retry_after_is_honoured_but_capped(env: str, fake_exchange: FakeExchange, runner: CliRunner,

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from mcdata.cli import app
 from mcdata.db import make_engine
 from mcdata.schema import metrics, raw_prices, runs
+from tests.conftest import unstamped
 from tests.fake_exchange import FakeExchange
 
 PAIRS = {"adaeur", "bateth", "btceur", "btcusd", "dogeusd", "etheur", "ltceur", "solusd", "xrpusd"}
@@ -61,7 +62,7 @@ def test_partial_fetch_still_computes_and_exits_3(env: dict[str, str], fake_exch
     fake_exchange.price_overrides["solusd"] = "NaN"
     result = runner.invoke(app, ["--quiet", "run"])
     assert result.exit_code == 3
-    assert result.stderr.strip().splitlines() == [
+    assert unstamped(result.stderr) == [
         "mcdata: warning: solusd: kraken Ticker: price 'NaN' is not a finite positive number"]
     assert set(latest_metric_rows(env["MCDATA_DATABASE_URL"])) == PAIRS - {"solusd"}
     run = query(env["MCDATA_DATABASE_URL"], sa.select(runs))[-1]

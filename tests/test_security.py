@@ -25,7 +25,7 @@ from mcdata.db import make_engine
 from mcdata.migrations import upgrade
 from mcdata.render import write_csv
 from mcdata.schema import metrics, raw_prices, runs
-from tests.conftest import SECRETS
+from tests.conftest import SECRETS, unstamped
 from tests.fake_exchange import FakeExchange
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -395,7 +395,7 @@ def test_odd_setting_values_are_usage_errors(runner: CliRunner, monkeypatch: pyt
     monkeypatch.setenv(variable, value)
     result = runner.invoke(app, ["fetch"])
     assert result.exit_code == 2, result.stderr
-    assert result.stderr.startswith("mcdata: error: ") and len(result.stderr.splitlines()) == 1
+    assert unstamped(result.stderr)[0].startswith("mcdata: error: ") and len(result.stderr.splitlines()) == 1
     assert variable in result.stderr and "invalid value" in result.stderr
 
 

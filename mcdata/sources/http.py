@@ -118,7 +118,7 @@ class HttpClient:
                         "the source may be down or throttling; the next run will try again",
                     ) from None
                 wait = retry.wait if retry.wait is not None else min(self.backoff * 2**attempt, MAX_BACKOFF_S)
-                log.debug("%s: %s; retry %d/%d in %.1fs", self.source, retry.reason, attempt + 1,
+                log.info("%s: %s; retry %d/%d in %.1fs", self.source, retry.reason, attempt + 1,
                           self.retries, wait)
                 self._wait(wait)
         raise AssertionError("unreachable")

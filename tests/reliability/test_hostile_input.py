@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import unstamped
 from tests.reliability.conftest import Harness
 
 PAYLOADS = [
@@ -25,7 +26,7 @@ PAYLOADS = [
 
 def assert_safe(harness: Harness, code: int, stderr: str, expected: int = 2) -> None:
     assert code == expected, stderr
-    assert stderr.startswith("mcdata: error: ")
+    assert unstamped(stderr)[0].startswith("mcdata: error: ")
     assert len(stderr.strip().splitlines()) == 1
     assert "\x1b" not in stderr and "\x07" not in stderr
     assert len(stderr) < 500  # a long value is cut, not echoed whole
