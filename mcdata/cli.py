@@ -35,9 +35,13 @@ log = logging.getLogger("mcdata")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+FLAGGED_SETTINGS: set[str] = set()  # the settings that have a flag; the others: env var or config file only
+
+
 def _option(name: str, *decls: str, **kwargs: Any) -> Any:
     """A flag for a declared setting: its env var and help come from mcdata.config."""
     setting = SETTINGS[name]
+    FLAGGED_SETTINGS.add(name)
     return typer.Option(
         *(decls or (f"--{name.replace('_', '-')}",)),
         envvar=setting.envvar,
@@ -53,6 +57,7 @@ ApiUrl = Annotated[str | None, _option("api_url")]
 Exchange = Annotated[str | None, _option("exchange")]
 Pairs = Annotated[str | None, _option("pairs", "--pairs", "-p")]
 Backfill = Annotated[str | None, _option("backfill")]
+Keep = Annotated[str | None, _option("retention", "--keep", metavar="DURATION")]
 FormatArg = Annotated[str | None, typer.Argument(metavar="[FORMAT]", help="table (default), json or csv.")]
 FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="table (default), json or csv.")]
 AsOf = Annotated[
@@ -337,7 +342,7 @@ def pairs(
 @command
 def prune(
     ctx: typer.Context,
-    keep: Annotated[str | None, _option("retention", "--keep")] = None,
+    keep: Keep = None,
 ) -> None:
     """Delete raw prices older than --keep (whole UTC days); hourly and daily rollups stay.
 
@@ -498,6 +503,18 @@ def hoist_global_options(args: list[str]) -> list[str]:
             rest.append(arg)
         index += 1
     return [*args[:command], *hoisted, *args[command:command + 1], *rest]
+
+
+def _epilog() -> str:
+    from mcdata.config import default_config_file
+
+    codes = ", ".join(f"{int(code)} {code.name.lower()}" for code in ExitCode)
+    env_only = ", ".join(s.envvar for name, s in SETTINGS.items() if name not in FLAGGED_SETTINGS)
+    return (f"Exit codes: {codes} (143 for SIGTERM). Config file: {default_config_file()} (or --config / "
+            f"MCDATA_CONFIG). Settings only by env var or config file: {env_only}.")
+
+
+app.info.epilog = _epilog()  # after every command has declared its flags
 
 
 def main() -> None:

@@ -165,6 +165,17 @@ def _exchange(value: Any) -> str:
     return text
 
 
+def _url_password(text: str) -> str | None:
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = make_url(text.strip()).password
+    except (ValueError, TypeError, sa_exc.ArgumentError):  # unparsable: db.py says so (exit 4); hide it all
+        return text
+    return None if password is None else str(password)
+
+
 def _masked(text: str) -> str:
     try:
         return masked_url(text)
@@ -325,8 +336,8 @@ def load_settings(
             values[setting.name] = setting.default()
             continue
         origin, raw = given
-        if setting.secret:
-            register_secret(str(raw))
+        if setting.secret:  # of a URL, only its password is a secret: a SQLite path is shown as it is
+            register_secret(_url_password(str(raw)) if setting.name == "database_url" else str(raw))
         try:
             values[setting.name] = setting.parse(raw)
         except (ValueError, TypeError) as exc:

@@ -47,6 +47,9 @@ def normalize_url(raw: str) -> URL:
 
 
 def display_url(url: URL) -> str:
+    """The URL with its password hidden; a SQLite database opened read-only shows as its plain path."""
+    if url.drivername.startswith("sqlite") and url.query.get("uri") and str(url.database).startswith("file:"):
+        url = url.set(database=str(url.database)[5:].split("?")[0], query={})
     return url.render_as_string(hide_password=True)
 
 
@@ -82,26 +85,38 @@ def _sqrt(value: float | None) -> float | None:
     return None if value is None or value < 0 else math.sqrt(value)
 
 
-def _set_up_sqlite(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+def _set_up_sqlite_read_only(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     dbapi_connection.create_aggregate("stddev_samp", 1, _SampleStddev)  # type: ignore[arg-type]
     dbapi_connection.create_function("sqrt", 1, _sqrt, deterministic=True)
     dbapi_connection.create_function("mcdata_round_sig", 2, round_significant, deterministic=True)
+    dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+
+
+def _set_up_sqlite(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    _set_up_sqlite_read_only(dbapi_connection, _record)
     cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.close()
 
 
-def make_engine(raw_url: str) -> Engine:
-    """An engine for the URL; for SQLite the file's directory is created on first use."""
+def make_engine(raw_url: str, read_only: bool = False) -> Engine:
+    """An engine for the URL. SQLite: the file and its folder are created on first use, or with
+    `read_only` never: a missing file is a DatabaseError, and the file is opened read-only."""
     url = normalize_url(raw_url)
     if url.drivername.startswith("sqlite"):
-        if url.database and url.database != ":memory:":
-            _create_private(Path(url.database))
+        on_disk = bool(url.database) and url.database != ":memory:"
+        if on_disk and read_only:
+            path = Path(str(url.database))
+            if not path.exists():
+                raise DatabaseError(f"there is no database at {path}",
+                                    "run `mcdata run` first, or point --database-url at your database")
+            url = url.set(database=f"file:{path}?mode=ro", query={"uri": "true"})
+        elif on_disk:
+            _create_private(Path(str(url.database)))
         engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-        sa.event.listen(engine, "connect", _set_up_sqlite)
+        sa.event.listen(engine, "connect", _set_up_sqlite_read_only if read_only else _set_up_sqlite)
         return engine
     return sa.create_engine(
         url,

@@ -16,8 +16,17 @@ from sqlalchemy.engine import Engine
 
 from mcdata import corrections, metrics, migrations, rollups, store
 from mcdata.config import Settings
-from mcdata.db import connect, make_engine, writer_lock
-from mcdata.errors import ConfigError, ExitCode, McdataError, PairError, SourceError, classify, interrupted_code
+from mcdata.db import connect, display_url, make_engine, writer_lock
+from mcdata.errors import (
+    ConfigError,
+    DatabaseError,
+    ExitCode,
+    McdataError,
+    PairError,
+    SourceError,
+    classify,
+    interrupted_code,
+)
 from mcdata.render import progress_bar
 from mcdata.sources import make_source
 from mcdata.sources.base import ListedPair, Quote, Source
@@ -67,17 +76,30 @@ def utc_now() -> datetime:
 
 
 @contextmanager
-def engine_for(settings: Settings) -> Iterator[Engine]:
-    engine = make_engine(settings.database_url)
+def engine_for(settings: Settings, read_only: bool = False) -> Iterator[Engine]:
+    """The settings' engine; a database-level failure inside names the database (its password hidden)."""
+    engine = make_engine(settings.database_url, read_only=read_only)
+    log.debug("database: %s%s", display_url(engine.url), " (read-only)" if read_only else "")
     try:
         yield engine
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        if getattr(exc.orig, "sqlstate", None) is None and engine.dialect.name == "sqlite":
+            raise DatabaseError(f"{display_url(engine.url)}: {str(exc.orig).strip().splitlines()[0]}",
+                                "check the file's and its folder's permissions") from exc
+        raise
     finally:
         engine.dispose()
 
 
 def migrate(settings: Settings, revision: str = "head") -> tuple[str | None, str | None]:
+    from alembic.util import CommandError
+
     with engine_for(settings) as engine:
-        return migrations.upgrade(engine, revision)
+        try:
+            return migrations.upgrade(engine, revision)
+        except CommandError as exc:
+            raise ConfigError(f"--revision {revision[:40]!r}: {str(exc).splitlines()[0]}",
+                              f"revisions go from base to {migrations.head_revision()}") from None
 
 
 def _require_head(engine: Engine) -> None:
@@ -326,17 +348,17 @@ class PairView:
     last_run: dict[str, object] | None
 
 
-def _no_metrics() -> McdataError:
-    return McdataError("there are no metrics yet", "run `mcdata run` first")
+def _no_metrics(engine: Engine) -> McdataError:
+    return McdataError(f"there are no metrics yet in {display_url(engine.url)}", "run `mcdata run` first")
 
 
 def overview(settings: Settings) -> Overview:
     """The latest metrics of every pair, ranked, with each pair's last 24 hours of prices."""
-    with engine_for(settings) as engine, connect(engine) as connection:
+    with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
         migrations.require_head(connection)
         rows = store.latest_metrics(connection, utc_now() + CLOCK_TOLERANCE)
         if not rows:
-            raise _no_metrics()
+            raise _no_metrics(engine)
         as_of: datetime = rows[0]["timestamp"]
         markets = [(str(r["exchange"]), str(r["pair"])) for r in rows]
         series = store.price_series(connection, markets, as_of - metrics.DAY, as_of)
@@ -347,22 +369,22 @@ def overview(settings: Settings) -> Overview:
 
 def pair_view(settings: Settings, pair: str, exchange: str | None, history: int = 24) -> PairView:
     """One pair's latest metrics, its last 7 days of prices and its recent metric history."""
-    with engine_for(settings) as engine, connect(engine) as connection:
+    with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
         migrations.require_head(connection)
         exchanges = store.exchanges_with_pair(connection, pair)
         if not exchanges:
             known = store.pairs_with_metrics(connection)
             if not known:
-                raise _no_metrics()
+                raise _no_metrics(engine)
             close = difflib.get_close_matches(pair, known, n=3)
-            raise McdataError(f"no metrics for {pair}",
+            raise ConfigError(f"no metrics for {pair}",
                               f"did you mean {' or '.join(close)}?" if close else "`mcdata show` lists the pairs")
         venue = exchange or (exchanges[0] if len(exchanges) == 1 else settings.exchange)
         if venue not in exchanges:
-            raise McdataError(f"no metrics for {pair} on {venue}", f"it has metrics on {', '.join(exchanges)}")
+            raise ConfigError(f"no metrics for {pair} on {venue}", f"it has metrics on {', '.join(exchanges)}")
         rows = store.metric_history(connection, venue, pair, history, utc_now() + CLOCK_TOLERANCE)
         if not rows:
-            raise _no_metrics()
+            raise _no_metrics(engine)
         latest = rows[0]
         as_of: datetime = latest["timestamp"]
         prices = store.price_series(connection, [(venue, pair)], as_of - metrics.WEEK, as_of)[(venue, pair)]
@@ -434,7 +456,7 @@ class CheckResult:
 
 def check(settings: Settings, repair: bool = False) -> CheckResult:
     """Verify the rollups and the markets list against the raw rows; with `repair`, rebuild them."""
-    with engine_for(settings) as engine:
+    with engine_for(settings, read_only=True) as engine:
         _require_head(engine)
         with connect(engine) as connection:
             found = rollups.verify(connection)

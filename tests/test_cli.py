@@ -119,3 +119,53 @@ def test_log_lines_carry_the_utc_time_when_stderr_is_not_a_terminal(runner: CliR
         stamp = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) mcdata: ", line)
         assert stamp, line
         assert abs((datetime.now(UTC) - datetime.fromisoformat(stamp.group(1))).total_seconds()) < 60
+
+
+def test_show_never_creates_a_database_and_names_the_path(runner: CliRunner, tmp_path: Path) -> None:
+    database = tmp_path / "nothing" / "here.db"
+    result = runner.invoke(app, ["--database-url", f"sqlite:///{database}", "show"])
+    assert result.exit_code == 4
+    assert f"there is no database at {database}" in result.stderr  # a SQLite path is no secret: never ***
+    assert not database.exists() and not database.parent.exists()
+
+
+def test_no_metrics_names_the_database(runner: CliRunner, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert runner.invoke(app, ["--database-url", url, "migrate"]).exit_code == 0
+    for arguments in (["show"], ["show", "btceur"]):
+        result = runner.invoke(app, ["--database-url", url, *arguments])
+        assert result.exit_code == 1
+        assert f"there are no metrics yet in {url}" in result.stderr
+
+
+def test_an_impossible_database_path_is_exit_4_naming_it(runner: CliRunner, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = runner.invoke(app, ["--database-url", f"sqlite:///{blocker}/x.db", "migrate"])
+    assert result.exit_code == 4
+    assert f"cannot create the database {blocker}/x.db" in result.stderr
+
+
+def test_a_tilde_in_a_sqlite_path_is_the_home_folder(runner: CliRunner, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert runner.invoke(app, ["--database-url", "sqlite:///~/data/x.db", "migrate"]).exit_code == 0
+    assert (tmp_path / "data" / "x.db").exists()
+
+
+def test_an_unknown_revision_is_a_usage_error(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["--database-url", f"sqlite:///{tmp_path / 'x.db'}", "migrate", "--revision", "bogus"])
+    assert result.exit_code == 2
+    assert "--revision 'bogus': Can't locate revision" in result.stderr and "unexpected" not in result.stderr
+
+
+def test_help_ends_with_exit_codes_config_file_and_env_only_settings(runner: CliRunner) -> None:
+    from mcdata.config import SETTINGS, default_config_file
+    from mcdata.errors import ExitCode
+
+    text = " ".join(runner.invoke(app, ["--help"]).stdout.split())
+    assert all(f"{int(code)} {code.name.lower()}" in text for code in ExitCode)
+    assert f"Config file: {default_config_file().name}" in text or "/mcdata/config.toml (or --config" in text
+    for name in ("http_timeout", "rate_limit", "api_key", "cache_dir"):
+        assert SETTINGS[name].envvar in text
+    assert "MCDATA_PAIRS" not in text.split("Settings only by env var")[1]  # --pairs is a flag

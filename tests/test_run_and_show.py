@@ -181,7 +181,7 @@ def test_show_pair_table_json_csv(after_run: str, runner: CliRunner) -> None:
 
 def test_show_unknown_pair_suggests(after_run: str, runner: CliRunner) -> None:
     result = runner.invoke(app, ["show", "btcusdd"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # README: a pair name is a usage error
     assert "no metrics for btcusdd; did you mean btcusd" in result.stderr
 
 
