@@ -519,4 +519,12 @@ app.info.epilog = _epilog()  # after every command has declared its flags
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)  # `docker stop`, timeout, systemd: end like Ctrl-C, recorded
-    app(args=hoist_global_options(sys.argv[1:]), prog_name="mcdata")
+    try:
+        app(args=hoist_global_options(sys.argv[1:]), prog_name="mcdata")
+    except SystemExit as done:
+        if done.code in (int(ExitCode.INTERRUPTED), 128 + signal.SIGTERM):
+            # recorded and rolled back already: do not wait for backfill threads still inside a request
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(int(done.code))
+        raise

@@ -294,20 +294,26 @@ def _collect_rows(
             history_from[pair] = last
     rows: list[store.PriceRow] = []
     failed: set[str] = set()
-    with progress_bar(len(history_from), "backfilling history", enabled=progress) as advance, \
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill") as pool:
-        futures = {pool.submit(source.candles, pair, since): pair for pair, since in history_from.items()}
-        for future in as_completed(futures):
-            pair = futures[future]
-            try:
-                candles = future.result()
-            except (PairError, SourceError) as error:  # one pair's history failed: that pair only
-                report.failures[pair] = str(error) if isinstance(error, PairError) else f"{pair}: {error}"
-                failed.add(pair)
-            else:
-                rows.extend(store.PriceRow(source.venue, pair, c.close_time, c.close, c.volume, "candle", now)
-                            for c in candles)
-            advance()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill")
+    try:
+        with progress_bar(len(history_from), "backfilling history", enabled=progress) as advance:
+            futures = {pool.submit(source.candles, pair, since): pair for pair, since in history_from.items()}
+            for future in as_completed(futures):
+                pair = futures[future]
+                try:
+                    candles = future.result()
+                except (PairError, SourceError) as error:  # one pair's history failed: that pair only
+                    report.failures[pair] = str(error) if isinstance(error, PairError) else f"{pair}: {error}"
+                    failed.add(pair)
+                else:
+                    rows.extend(store.PriceRow(source.venue, pair, c.close_time, c.close, c.volume, "candle", now)
+                                for c in candles)
+                advance()
+    except BaseException:  # Ctrl-C, SIGTERM: stop the other threads' waits instead of waiting for them
+        source.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     for pair, quote in quotes.items():
         if pair not in failed:
             rows.append(store.PriceRow(source.venue, pair, sample_time, quote.price, None, "ticker", now))

@@ -196,6 +196,25 @@ def test_sigterm_ends_the_run_as_interrupted_and_writes_nothing(env: str, exchan
     assert (run.status, run.exit_code) == ("interrupted", 143) and run.finished_at is not None
 
 
+def test_ctrl_c_mid_backfill_stops_within_a_second(env: str, exchange_env: dict[str, str],
+                                                   fake_exchange: FakeExchange) -> None:
+    fake_exchange.latency = 0.6  # each candle request is still under way when Ctrl-C comes
+    child = spawn({**exchange_env, "MCDATA_RATE_LIMIT": "2"}, "run")  # and the others wait for their slot
+    deadline = time.monotonic() + 20
+    while fake_exchange.count("/0/public/OHLC") < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sent = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    _out, err = child.communicate(timeout=30)
+    took = time.monotonic() - sent
+    assert child.returncode == 130, err
+    assert took < 1.0, took
+    assert "interrupted by Ctrl-C; nothing was written" in err
+    assert stored(env) == []
+    run = last_run(env)
+    assert (run.status, run.exit_code) == ("interrupted", 130)
+
+
 def test_a_running_row_left_by_a_killed_process_is_closed_by_the_next_run(env: str, runner: CliRunner) -> None:
     execute(env, "INSERT INTO runs (command, started_at, status) VALUES ('run', :t, 'running')",
             {"t": NOW if "postgresql" in env else NOW.replace(tzinfo=None).isoformat(sep=" ")})

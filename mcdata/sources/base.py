@@ -57,6 +57,10 @@ class Source(Protocol):
         """The source's clock when it first answered (its Date header), if it said."""
         ...
 
+    def cancel(self) -> None:
+        """Abandon the requests under way (Ctrl-C): waits end at once, later requests fail."""
+        ...
+
     def list_pairs(self) -> list[ListedPair]: ...
 
     def refresh_pairs(self) -> list[ListedPair]:

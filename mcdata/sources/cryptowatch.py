@@ -49,6 +49,9 @@ class CryptowatchSource:
     def server_time(self) -> datetime | None:
         return self.client.server_time
 
+    def cancel(self) -> None:
+        self.client.cancel()
+
     def _get(self, path: str, params: dict[str, str | int] | None = None) -> Response:
         answer = self.client.get(path, params, ok_statuses=frozenset({200, 404}))
         body = answer.body

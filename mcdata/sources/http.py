@@ -59,7 +59,7 @@ class HttpClient:
         min_interval: float = 0.0,
         max_bytes: int = 64 * 1024 * 1024,
         headers: Mapping[str, str] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         time_limit: float = 24 * 3600.0,
     ) -> None:
         self.source = source
@@ -71,7 +71,8 @@ class HttpClient:
         self.retry_after_max = retry_after_max
         self.min_interval = min_interval
         self.max_bytes = max_bytes
-        self.sleep = sleep
+        self._cancelled = threading.Event()
+        self.sleep = sleep or self._cancelled.wait  # a cancel() wakes every waiting thread at once
         self.time_limit = time_limit
         self.deadline = time.monotonic() + time_limit
         self.requests = 0
@@ -92,6 +93,10 @@ class HttpClient:
             with self._lock:
                 self._sessions.append(session)
         return session
+
+    def cancel(self) -> None:
+        """Stop: every wait ends now and every later request fails (Ctrl-C, SIGTERM)."""
+        self._cancelled.set()
 
     def close(self) -> None:
         for session in self._sessions:
@@ -141,6 +146,8 @@ class HttpClient:
                 "raise MCDATA_FETCH_TIMEOUT or MCDATA_RATE_LIMIT",
             )
         self.sleep(seconds)
+        if self._cancelled.is_set():
+            raise SourceError(f"{self.source}: cancelled")
 
     def _attempt(
         self,

@@ -113,6 +113,9 @@ class KrakenSource:
     def server_time(self) -> datetime | None:
         return self.client.server_time
 
+    def cancel(self) -> None:
+        self.client.cancel()
+
     # -- requests -------------------------------------------------------------------------------
     def _result(self, path: str, params: dict[str, str | int] | None = None, pair: str | None = None) -> Any:
         answer = self.client.get(path, params, is_throttled=_throttled)
