@@ -335,7 +335,7 @@ def pairs(
     chosen = _output_format(output_format, format_option)
     settings = _state(ctx).settings(source=source, api_url=api_url, exchange=exchange, pairs=pair_list)
     rows = pipeline.list_pairs(settings)
-    columns = ["pair", "venue_symbol", "active", "configured"]
+    columns = ["pair", "venue_symbol", "active", "status", "configured"]
     render.write(rows, rows, columns, chosen, lambda out: render.pairs_table(rows, out), sys.stdout)
 
 

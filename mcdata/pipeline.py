@@ -213,6 +213,8 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: bool,
             if batch.failures:
                 _drop_delisted(settings, source, batch.failures, report)
             report.failures.update({p: str(e) for p, e in batch.failures.items()})
+            report.skipped.update(batch.untraded)
+            report.pairs_requested -= len(batch.untraded)
             with connect(engine) as connection:
                 spans = store.stored_spans(connection, source.venue, list(batch.quotes))
             rows = _collect_rows(source, batch.quotes, spans, settings.backfill, now, report, progress,
@@ -326,7 +328,7 @@ def list_pairs(settings: Settings) -> list[dict[str, object]]:
     source = make_source(settings, utc_now)
     every = settings.pairs == ("all",)
     return [
-        {"pair": p.symbol, "venue_symbol": p.venue_symbol, "active": p.active,
+        {"pair": p.symbol, "venue_symbol": p.venue_symbol, "active": p.active, "status": p.status,
          "configured": (every and p.active) or p.symbol in settings.pairs}
         for p in sorted(source.list_pairs(), key=lambda p: p.symbol)
     ]

@@ -90,11 +90,11 @@ def pairs_table(rows: Sequence[Mapping[str, Any]], out: TextIO) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} pairs", title_justify="left")
-    for column in ("pair", "venue symbol", "trading", "configured"):
+    for column in ("pair", "venue symbol", "status", "configured"):
         table.add_column(column)
     for row in rows:
         table.add_row(printable(str(row["pair"])), printable(str(row["venue_symbol"])),
-                      "yes" if row["active"] else "no", "yes" if row["configured"] else "")
+                      printable(str(row["status"])), "yes" if row["configured"] else "")
     console(out).print(table)
 
 

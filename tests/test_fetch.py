@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -155,8 +156,8 @@ def test_pairs_csv_for_cryptowatch_uses_the_recorded_listing(env: str, runner: C
     result = runner.invoke(app, ["pairs", "--source", "cryptowatch", "--format", "csv"])
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "pair,venue_symbol,active,configured"
-    assert "waveseur,waveseur,true,true" in lines
+    assert lines[0] == "pair,venue_symbol,active,status,configured"
+    assert "waveseur,waveseur,true,online,true" in lines
     assert len(lines) == 1 + 718
 
 
@@ -203,6 +204,28 @@ def test_bad_cryptowatch_prices(env: str, fake_exchange: FakeExchange, runner: C
     assert result.exit_code == 3, result.stderr
     assert set(by_pair(stored(env), "ticker")) == {"btcusd", "ltceur", "solusd", "xrpusd", "adaeur", "waveseur",
                                                    "bateth", "dogeusd"}
+    assert "etheur: kraken shows no trade yet (a price of 0); skipped" in result.stderr
+
+
+def test_an_untraded_cryptowatch_market_is_skipped_with_a_note(env: str, fake_exchange: FakeExchange,
+                                                               runner: CliRunner) -> None:
+    """Cryptowatch answered 0 for 1,043 of its 14,461 recorded markets: markets that never traded."""
+    fake_exchange.price_overrides["etheur"] = 0
+    result = runner.invoke(app, ["fetch", "--source", "cryptowatch", "--backfill", "0"])
+    assert result.exit_code == 0, result.stderr
+    assert "etheur: kraken shows no trade yet (a price of 0); skipped" in result.stderr
+    assert "etheur" not in by_pair(stored(env), "ticker")
+    assert last_run(env).pairs_requested == 9
+
+
+def test_pairs_carry_the_venue_status(env: str, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["pairs", "json"])
+    assert result.exit_code == 0
+    status = {row["pair"]: row["status"] for row in json.loads(result.stdout)}
+    assert status["btceur"] == "online" and status["lunausd"] == "cancel_only"
+    csv_text = runner.invoke(app, ["pairs", "csv"]).stdout
+    assert csv_text.splitlines()[0] == "pair,venue_symbol,active,status,configured"
+    assert "lunausd,LUNAUSD,false,cancel_only,false" in csv_text
 
 
 def test_cryptowatch_fetch_pages_through_cursors(env: str, fake_exchange: FakeExchange, runner: CliRunner,

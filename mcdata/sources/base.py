@@ -19,6 +19,7 @@ class ListedPair:
     symbol: str  # canonical, e.g. btceur
     venue_symbol: str  # the source's own name, e.g. XXBTZEUR
     active: bool
+    status: str = "online"  # the venue's word: online, cancel_only, post_only, limit_only, reduce_only, ...
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Candle:
 class PriceBatch:
     quotes: dict[str, Quote] = field(default_factory=dict)
     failures: dict[str, PairError] = field(default_factory=dict)
+    untraded: dict[str, str] = field(default_factory=dict)  # listed, never traded (a price of 0): skipped
 
 
 class Source(Protocol):

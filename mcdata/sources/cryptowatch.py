@@ -81,7 +81,8 @@ class CryptowatchSource:
         for market in markets:
             if isinstance(market, dict) and PAIR_PATTERN.match(str(market.get("pair", ""))):
                 pair = str(market["pair"])
-                listed[pair] = ListedPair(pair, pair, bool(market.get("active", True)))
+                active = bool(market.get("active", True))
+                listed[pair] = ListedPair(pair, pair, active, "online" if active else "inactive")
         return list(listed.values())
 
     def refresh_pairs(self) -> list[ListedPair]:
@@ -111,6 +112,9 @@ class CryptowatchSource:
         for pair in pairs:
             if pair not in found:
                 batch.failures[pair] = PairError(pair, f"cryptowatch has no price for {self.venue}:{pair}")
+                continue
+            if found[pair] == 0 and not isinstance(found[pair], bool):  # real: markets that never traded
+                batch.untraded[pair] = f"{pair}: {self.venue} shows no trade yet (a price of 0)"
                 continue
             try:
                 batch.quotes[pair] = Quote(pair, parse_price(found[pair]))

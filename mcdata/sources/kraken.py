@@ -52,6 +52,7 @@ class KrakenPair:
     key: str  # the result key of Ticker and OHLC, e.g. XXBTZEUR
     altname: str  # the request name, e.g. XBTEUR
     active: bool
+    status: str = "online"
 
 
 def _throttled(body: Any) -> str | None:
@@ -82,11 +83,13 @@ def build_catalog(assets: Any, pairs: Any) -> dict[str, KrakenPair]:
         symbol = canonical_asset(str(base.get("altname", ""))) + canonical_asset(str(quote.get("altname", "")))
         if not PAIR_PATTERN.match(symbol):
             continue
-        active = info.get("status", "online") == "online"
+        status = str(info.get("status", "online"))
+        status = status if SAFE_KEY.match(status) else "unknown"
+        active = status == "online"
         known = catalog.get(symbol)
         altname = str(info.get("altname", key))
         if (known is None or (active and not known.active)) and SAFE_KEY.match(altname):
-            catalog[symbol] = KrakenPair(symbol, key, altname, active)
+            catalog[symbol] = KrakenPair(symbol, key, altname, active, status)
     if not catalog:
         raise SourceError("kraken: AssetPairs listed no pair that mcdata can name")
     return catalog
@@ -204,7 +207,7 @@ class KrakenSource:
         return self._catalog
 
     def list_pairs(self) -> list[ListedPair]:
-        return [ListedPair(p.symbol, p.key, p.active) for p in self.catalog().values()]
+        return [ListedPair(p.symbol, p.key, p.active, p.status) for p in self.catalog().values()]
 
     def refresh_pairs(self) -> list[ListedPair]:
         """Download the pair list again, bypassing the day-long cache."""
