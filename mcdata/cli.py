@@ -26,7 +26,7 @@ app = typer.Typer(
     help="Fetch crypto pair prices every hour, store them in SQLite or PostgreSQL, compute and show metrics.\n\n"
     "Example: mcdata run && mcdata show btceur",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -52,17 +52,17 @@ def _option(name: str, *decls: str, **kwargs: Any) -> Any:
 
 
 DatabaseUrl = Annotated[str | None, _option("database_url", metavar="URL")]
-Source = Annotated[str | None, _option("source")]
-ApiUrl = Annotated[str | None, _option("api_url")]
-Exchange = Annotated[str | None, _option("exchange")]
-Pairs = Annotated[str | None, _option("pairs", "--pairs", "-p")]
-Backfill = Annotated[str | None, _option("backfill")]
+Source = Annotated[str | None, _option("source", metavar="NAME")]
+ApiUrl = Annotated[str | None, _option("api_url", metavar="URL")]
+Exchange = Annotated[str | None, _option("exchange", metavar="VENUE")]
+Pairs = Annotated[str | None, _option("pairs", "--pairs", "-p", metavar="PAIRS")]
+Backfill = Annotated[str | None, _option("backfill", metavar="DURATION")]
 Keep = Annotated[str | None, _option("retention", "--keep", metavar="DURATION")]
 FormatArg = Annotated[str | None, typer.Argument(metavar="[FORMAT]", help="table (default), json or csv.")]
 FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="table (default), json or csv.")]
 AsOf = Annotated[
     str | None,
-    typer.Option("--as-of", help="As-of time, ISO 8601 (UTC when no offset is given). Default: now."),
+    typer.Option("--as-of", metavar="TIME", help="As-of time, ISO 8601 (UTC when no offset is given). Default: now."),
 ]
 
 
@@ -93,11 +93,16 @@ def say(line: str) -> None:
     sys.stderr.write(f"{stamp()}{line}\n")
 
 
+def write_traceback(error: BaseException) -> None:
+    """For --debug; server text may sit in the exception's message: escaped like every other line."""
+    trace = redact("".join(traceback.format_exception(error)))
+    sys.stderr.write("".join(printable(line) + "\n" for line in trace.splitlines()))
+
+
 def report_and_exit(error: BaseException, debug: bool) -> None:
     """The one place where errors become a line on stderr and an exit code."""
-    if debug:  # server text may sit in the exception's message: escaped like every other line
-        trace = redact("".join(traceback.format_exception(error)))
-        sys.stderr.write("".join(printable(line) + "\n" for line in trace.splitlines()))
+    if debug:
+        write_traceback(error)
     code, message = classify(error)
     if message.startswith("unexpected ") and not debug:
         message += " (rerun with --debug for the traceback)"
@@ -186,7 +191,7 @@ def main_options(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only problems (for cron).")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
 ) -> None:
     _configure_logging(verbose, quiet)
@@ -231,7 +236,7 @@ def fetch(
     """
     from mcdata import pipeline
 
-    _finish(pipeline.fetch(*_source_job(ctx, source, api_url, exchange, pairs, backfill)))
+    _finish(ctx, pipeline.fetch(*_source_job(ctx, source, api_url, exchange, pairs, backfill)))
 
 
 @command
@@ -254,9 +259,9 @@ def compute(
     if delete:
         if moment is None:
             raise ConfigError("--delete needs --as-of", "for example: mcdata compute --delete --as-of 2030-01-01")
-        _finish(pipeline.delete_metrics(settings, moment))
+        _finish(ctx, pipeline.delete_metrics(settings, moment))
         return
-    _finish(pipeline.compute(settings, as_of=moment))
+    _finish(ctx, pipeline.compute(settings, as_of=moment))
 
 
 @command
@@ -277,10 +282,10 @@ def show(
     Example: mcdata show btceur table
     """
     from mcdata import pipeline, render
-    from mcdata.config import validate_pair
+    from mcdata.config import canonical_pair
 
-    if pair and pair.lower() in FORMATS and output_format is None:  # `mcdata show json`
-        pair, output_format = None, pair
+    if pair and pair.lower() in FORMATS and (output_format is None or output_format.lower() not in FORMATS):
+        pair, output_format = output_format, pair  # `mcdata show json`, `mcdata show csv btceur`
     chosen = _output_format(output_format, format_option)
     settings = _state(ctx).settings()
     columns = [*render.METRIC_COLUMNS, "std_rank_of"]
@@ -290,7 +295,7 @@ def show(
         render.write(data, data["pairs"], columns, chosen, lambda out: render.overview_table(overview, out),
                      sys.stdout)
         return
-    view = pipeline.pair_view(settings, validate_pair(pair.lower()), exchange, history)
+    view = pipeline.pair_view(settings, canonical_pair(pair), exchange, history)
     data = render.pair_json(view)
     render.write(data, data["history"], columns, chosen, lambda out: render.pair_table(view, out), sys.stdout)
 
@@ -313,7 +318,7 @@ def run(
     """
     from mcdata import pipeline
 
-    _finish(pipeline.run(*_source_job(ctx, source, api_url, exchange, pairs, backfill)))
+    _finish(ctx, pipeline.run(*_source_job(ctx, source, api_url, exchange, pairs, backfill)))
 
 
 @command
@@ -357,7 +362,7 @@ def prune(
     settings = _state(ctx).settings(retention=keep)
     if not settings.retention:
         raise ConfigError("say how much to keep", "for example: mcdata prune --keep 90d")
-    _finish(pipeline.prune(settings))
+    _finish(ctx, pipeline.prune(settings))
 
 
 @command
@@ -405,10 +410,10 @@ def prices_delete(
     Example: mcdata prices delete btceur --since 2026-11-24T10:00 --until 2026-11-24T10:00
     """
     from mcdata import pipeline
-    from mcdata.config import parse_timestamp, validate_pair
+    from mcdata.config import canonical_pair, parse_timestamp
 
     settings = _state(ctx).settings()
-    _finish(pipeline.delete_prices(settings, exchange, validate_pair(pair.lower()),
+    _finish(ctx, pipeline.delete_prices(settings, exchange, canonical_pair(pair),
                                    parse_timestamp(since, "--since") if since else None,
                                    parse_timestamp(until, "--until") if until else None))
 
@@ -426,9 +431,9 @@ def prices_set(
     Example: mcdata prices set btceur --at 2026-11-24T10:00 --price 81234.5
     """
     from mcdata import pipeline
-    from mcdata.config import parse_timestamp, validate_pair
+    from mcdata.config import canonical_pair, parse_timestamp
 
-    _finish(pipeline.set_price(_state(ctx).settings(), exchange, validate_pair(pair.lower()),
+    _finish(ctx, pipeline.set_price(_state(ctx).settings(), exchange, canonical_pair(pair),
                                parse_timestamp(at, "--at"), price))
 
 
@@ -449,8 +454,15 @@ def _source_job(ctx: typer.Context, source: str | None, api_url: str | None, exc
     return settings, sys.stderr.isatty() and not state.quiet
 
 
-def _finish(report: Any) -> None:
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def _finish(ctx: typer.Context, report: Any) -> None:
     """Say what a step did (problems as warnings, the summary as info) and exit with its code."""
+    if _state(ctx).debug:  # errors caught into the report (a source down) have tracebacks too
+        for error in report.exceptions:
+            write_traceback(error)
     for problem in report.failures.values():
         log.warning("warning: %s", problem)
     label = "warning" if report.exit_code in (ExitCode.OK, ExitCode.PARTIAL) else "error"
@@ -458,8 +470,9 @@ def _finish(report: Any) -> None:
         log.warning("%s: %s", label, problem)
     parts = []
     if report.command in ("fetch", "run"):
-        parts.append(f"{report.pairs_stored} of {report.pairs_requested} pairs stored, "
-                     f"{report.rows_written:,} price rows written, {report.http_requests} HTTP requests")
+        parts.append(f"{report.pairs_stored} of {plural(report.pairs_requested, 'pair')} stored, "
+                     f"{plural(report.rows_written, 'price row')} written, "
+                     f"{plural(report.http_requests, 'HTTP request')}")
     if report.command == "compute" and report.rows_deleted and report.as_of:
         parts.append(f"metrics of {report.rows_deleted} pairs as of {report.as_of.isoformat()} deleted")
     elif report.command in ("compute", "run") and report.as_of:

@@ -86,6 +86,11 @@ def validate_pair(pair: str) -> str:
     return pair
 
 
+def canonical_pair(text: str) -> str:
+    """btceur from btceur, BTCEUR, btc-eur, BTC/EUR or btc_eur; then validated."""
+    return validate_pair(re.sub(r"[-/_]", "", text.strip()).lower())
+
+
 def parse_pairs(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """A comma-separated string or a list; `all` means every pair the source lists."""
     items = value.split(",") if isinstance(value, str) else list(value)
@@ -94,7 +99,7 @@ def parse_pairs(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
         raise ValueError("expected at least one pair, or `all`")
     if pairs == ("all",):
         return pairs
-    return tuple(validate_pair(pair) for pair in pairs)
+    return tuple(dict.fromkeys(canonical_pair(pair) for pair in pairs))
 
 
 MIN_RETENTION = timedelta(days=8)
@@ -194,6 +199,11 @@ class Setting:
     default: Callable[[], Any]
     help: str
     secret: bool = False
+    flag: str | None = None  # the command-line flag, where it is not --<name>
+
+    @property
+    def flag_name(self) -> str:
+        return self.flag or f"--{self.name.replace('_', '-')}"
 
     @property
     def envvar(self) -> str:
@@ -220,7 +230,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("backfill_workers", lambda v: _small_int(v) or 1, lambda: 4,
                 "Parallel candle requests while backfilling (the rate limit still applies)."),
         Setting("retention", lambda v: _retention(parse_duration(v)), lambda: timedelta(0),
-                "Raw prices older than this are deleted by `run` (0 keeps all; at least 8d)."),
+                "Raw prices older than this are deleted by `run` (0 keeps all; at least 8d).", flag="--keep"),
         Setting("http_timeout", _positive_float, lambda: 10.0,
                 "Seconds to wait for a connection and for each read from the source."),
         Setting("http_retries", _small_int, lambda: 4,
@@ -325,7 +335,7 @@ def load_settings(
     for setting in SETTINGS.values():
         given = next(
             ((origin, value) for origin, value in (
-                (f"--{setting.name.replace('_', '-')}/{setting.envvar}", flags.get(setting.name)),
+                (f"{setting.flag_name}/{setting.envvar}", flags.get(setting.name)),
                 (setting.envvar, env.get(setting.envvar) or None),
                 (f"{setting.envvar}_FILE", _secret_from_file(setting, env) if setting.secret else None),
                 (f"{path} ({setting.name})", file_values.get(setting.name)),

@@ -58,6 +58,7 @@ class Report:
     http_requests: int = 0
     as_of: datetime | None = None
     errors: list[str] = field(default_factory=list)
+    exceptions: list[BaseException] = field(default_factory=list)  # behind `errors`, for --debug
     run_id: int | None = None
 
     def merge(self, other: Report) -> None:
@@ -69,6 +70,7 @@ class Report:
         self.skipped.update(other.skipped)
         self.as_of = other.as_of or self.as_of
         self.errors.extend(other.errors)
+        self.exceptions.extend(other.exceptions)
 
 
 def utc_now() -> datetime:
@@ -223,6 +225,7 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: bool,
             report.rows_written = store.insert_prices(connection, rows)
     except SourceError as error:
         report.errors.append(str(error))
+        report.exceptions.append(error)
         report.exit_code = ExitCode.FAILED
         return report
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -125,15 +126,30 @@ def sparkline(values: Sequence[float], width: int = 24) -> str:
     points = [values[min(i + step, len(values)) - 1] for i in range(0, len(values), step)]
     low, high = min(points), max(points)
     span = high - low
-    return "".join(SPARK[int((p - low) / span * (len(SPARK) - 1)) if span else 0] for p in points)
+    line = "".join(SPARK[int((p - low) / span * (len(SPARK) - 1)) if span else 0] for p in points)
+    return line.ljust(width)  # one width for every row
 
 
-def number(value: Any, digits: int = 6) -> str:
+PRICE_DIGITS, SPREAD_DIGITS = 6, 4  # significant digits of prices and of deviations, in every view
+
+
+def number(value: Any, digits: int = PRICE_DIGITS) -> str:
+    """Plain decimals, never exponent notation: 87,654.32, 21.8512, 0.0000000123."""
     if value is None:
         return "–"
     if isinstance(value, int):
         return str(value)
-    return f"{value:,.2f}" if abs(value) >= 1000 else f"{value:.{digits}g}"
+    if abs(value) >= 1000:
+        return f"{value:,.2f}"
+    if value == 0:
+        return "0"
+    decimals = min(max(0, digits - 1 - math.floor(math.log10(abs(value)))), 15)
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}%"
 
 
 def change(value: float | None) -> tuple[str, str]:
@@ -152,11 +168,12 @@ def timestamp(value: datetime | None) -> str:
 
 
 def run_line(run: Mapping[str, Any] | None) -> str:
+    """One short line (it fits 80 columns, so no timestamp is ever cut by a wrap)."""
     if not run:
         return "no run recorded yet"
-    finished = timestamp(run.get("finished_at")) if run.get("finished_at") else "still running"
-    return f"last run #{run['id']} ({run['command']}): {run['status']}, started {timestamp(run['started_at'])}, " \
-           f"finished {finished}"
+    end = run.get("finished_at")
+    until = f"–{end.astimezone(UTC):%H:%M:%S}" if isinstance(end, datetime) else ", still running"
+    return f"last run #{run['id']} {run['command']}: {run['status']}, {timestamp(run['started_at'])}{until}"
 
 
 def _metric_row(row: Mapping[str, Any], ranked: int) -> dict[str, Any]:
@@ -186,9 +203,9 @@ def _overview_cells(row: Mapping[str, Any], label: str, ranked: int, spark: list
     from rich.text import Text
 
     text, style = change(row["change_24h_pct"])
-    volatility = "–" if row["volatility_24h"] is None else f"{row['volatility_24h']:.3f}%"
+    volatility = percent(row["volatility_24h"])
     return {"rank": rank(row["std_rank"], ranked), "pair": printable(label), "latest": number(row["latest_price"]),
-            "24h change": Text(text, style=style), "24h stddev": number(row["stddev_24h"], 4),
+            "24h change": Text(text, style=style), "24h stddev": number(row["stddev_24h"], SPREAD_DIGITS),
             "24h volatility": volatility, "7d average": number(row["weekly_average"]),
             "last 24h": sparkline(spark), "samples 24h/7d": f"{row['samples_24h']}/{row['samples_7d']}",
             "7d min": number(row["min_price"]), "7d max": number(row["max_price"])}
@@ -248,12 +265,12 @@ def pair_table(view: Any, out: TextIO) -> None:
                     title_justify="left", show_header=False)
     summary.add_column("metric")
     summary.add_column("value", justify="right")
-    volatility = "–" if m["volatility_24h"] is None else f"{m['volatility_24h']:.4f}%"
+    volatility = percent(m["volatility_24h"])
     for name, value in (
-        ("latest price", number(m["latest_price"], 10)), ("latest sample", timestamp(m["latest_at"])),
-        ("24h change", Text(text, style=style)), ("7d average", number(m["weekly_average"], 10)),
-        ("7d min", number(m["min_price"], 10)), ("7d max", number(m["max_price"], 10)),
-        ("24h standard deviation", number(m["stddev_24h"], 10)), ("24h volatility", volatility),
+        ("latest price", number(m["latest_price"])), ("latest sample", timestamp(m["latest_at"])),
+        ("24h change", Text(text, style=style)), ("7d average", number(m["weekly_average"])),
+        ("7d min", number(m["min_price"])), ("7d max", number(m["max_price"])),
+        ("24h standard deviation", number(m["stddev_24h"], SPREAD_DIGITS)), ("24h volatility", volatility),
         ("rank by 24h stddev", rank(m["std_rank"], view.ranked_pairs)),
         ("rank by 24h volatility", rank(m["volatility_rank"], view.ranked_pairs)),
         ("samples 24h / 7d", f"{m['samples_24h']} / {m['samples_7d']}"),
@@ -273,6 +290,6 @@ def pair_table(view: Any, out: TextIO) -> None:
     for row in view.history:
         text, style = change(row["change_24h_pct"])
         history.add_row(timestamp(row["timestamp"]), number(row["latest_price"]), Text(text, style=style),
-                        number(row["weekly_average"]), number(row["stddev_24h"], 4),
+                        number(row["weekly_average"]), number(row["stddev_24h"], SPREAD_DIGITS),
                         "–" if row["std_rank"] is None else str(row["std_rank"]))
     terminal.print(history)

@@ -169,3 +169,16 @@ def test_help_ends_with_exit_codes_config_file_and_env_only_settings(runner: Cli
     for name in ("http_timeout", "rate_limit", "api_key", "cache_dir"):
         assert SETTINGS[name].envvar in text
     assert "MCDATA_PAIRS" not in text.split("Settings only by env var")[1]  # --pairs is a flag
+
+
+def test_short_version_flag_and_shell_completion(runner: CliRunner) -> None:
+    assert runner.invoke(app, ["-V"]).stdout.strip() == f"mcdata {__version__}"
+    assert "--install-completion" in runner.invoke(app, ["--help"]).stdout
+
+
+def test_metavars_say_what_to_write(runner: CliRunner) -> None:
+    text = runner.invoke(app, ["fetch", "--help"]).stdout
+    for metavar in ("PAIRS", "DURATION", "URL", "VENUE"):
+        assert metavar in text
+    assert "<str>" not in text and "TEXT" not in text
+    assert "TIME" in runner.invoke(app, ["compute", "--help"]).stdout

@@ -71,7 +71,7 @@ def test_missing_secret_file_is_a_usage_error(tmp_path: Path) -> None:
         ({"MCDATA_BACKFILL": "7x"}, "MCDATA_BACKFILL"),
         ({"MCDATA_SOURCE": "binance"}, "expected one of kraken, cryptowatch"),
         ({"MCDATA_PAIRS": "btceur'; drop table runs; --"}, "invalid pair name"),
-        ({"MCDATA_PAIRS": "BTC/EUR"}, "invalid pair name"),
+        ({"MCDATA_PAIRS": "BTC EUR"}, "invalid pair name"),
         ({"MCDATA_API_URL": "ftp://example"}, "http"),
         ({"MCDATA_HTTP_TIMEOUT": "-1"}, "MCDATA_HTTP_TIMEOUT"),
         ({"MCDATA_EXCHANGE": "bitstamp"}, "kraken source serves only"),
@@ -110,3 +110,8 @@ def test_every_setting_has_help_and_env_var() -> None:
     for setting in SETTINGS.values():
         assert setting.help.endswith(".")
         assert setting.envvar == "MCDATA_" + setting.name.upper()
+
+
+def test_pairs_are_written_as_users_write_them() -> None:
+    assert load_settings(env={"MCDATA_PAIRS": "BTC/EUR, eth-usd,doge_usd,btceur"}).pairs == ("btceur", "ethusd",
+                                                                                           "dogeusd")

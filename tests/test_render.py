@@ -75,7 +75,14 @@ def test_fitting_columns_never_drops_the_first_three() -> None:
     assert render.fitting_columns(widths, 1000) == list(render.OVERVIEW_COLUMNS)
 
 
-def test_sparkline_is_at_most_24_characters() -> None:
-    assert len(render.sparkline([float(i) for i in range(1000)])) <= 24
+def test_sparkline_is_24_characters_wide_whatever_the_samples() -> None:
+    assert {len(render.sparkline([float(i) for i in range(n)])) for n in (1, 3, 24, 25, 1000)} == {24}
     assert render.sparkline([]) == ""
-    assert set(render.sparkline([5.0, 5.0, 5.0])) == {"▁"}
+    assert render.sparkline([5.0, 5.0, 5.0]).rstrip() == "▁▁▁"
+
+
+@pytest.mark.parametrize(("value", "text"), [(87654.321, "87,654.32"), (21.85123456, "21.8512"),
+                                            (1.2e-08, "0.000000012"), (0.52013, "0.52013"), (0.0, "0"),
+                                            (1e-12, "0.000000000001"), (100.0, "100"), (None, "–")])
+def test_numbers_never_use_exponent_notation(value: float | None, text: str) -> None:
+    assert render.number(value) == text

@@ -155,7 +155,7 @@ def test_show_all_table(after_run: str, runner: CliRunner) -> None:
     for pair in PAIRS:
         assert pair in result.stdout
     assert "1/9" in result.stdout and "9/9" in result.stdout
-    assert "last run #1 (run): ok" in result.stdout
+    assert "last run #1 run: ok, " in result.stdout
     assert "\x1b[" not in result.stdout  # not a terminal: no escape sequences
 
 
@@ -233,3 +233,27 @@ def test_prune_needs_at_least_eight_days(env: dict[str, str], runner: CliRunner)
     assert result.exit_code == 2
     assert "keep at least 8d" in result.stderr
     assert runner.invoke(app, ["prune"]).exit_code == 2
+
+
+@pytest.mark.parametrize("arguments", [["btceur", "json"], ["json", "btceur"], ["BTC/EUR", "json"],
+                                       ["json", "btc-eur"], ["btc_eur", "--format", "json"]])
+def test_show_takes_pair_and_format_in_either_order_and_as_users_write_pairs(after_run: str, runner: CliRunner,
+                                                                            arguments: list[str]) -> None:
+    result = runner.invoke(app, ["show", *arguments])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["pair"] == "btceur"
+
+
+def test_summary_says_one_request_not_one_requests(after_run: str, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["fetch"])
+    assert result.exit_code == 0, result.stderr
+    assert ", 1 HTTP request (run " in result.stderr
+
+
+def test_debug_shows_the_traceback_of_a_source_error(env: dict[str, str], fake_exchange: FakeExchange,
+                                                     runner: CliRunner) -> None:
+    fake_exchange.fail("/0/public/Assets", "html", times=10)
+    result = runner.invoke(app, ["--debug", "run"])
+    assert result.exit_code == 1
+    assert "Traceback" in result.stderr and "SourceError" in result.stderr
+    assert "Traceback" not in runner.invoke(app, ["run"]).stderr
