@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mcdata.db import connect, writer_lock
+from mcdata.db import connect, display_url, writer_lock
 from mcdata.errors import NotMigratedError
 from mcdata.schema import metadata
 
@@ -81,9 +81,12 @@ def require_head(connection: sa.Connection) -> None:
     current = current_revision(connection)
     head = head_revision()
     if current != head:
+        where = display_url(connection.engine.url)
         if current is None and is_empty(connection):
-            raise NotMigratedError("the database has no mcdata tables yet",
+            raise NotMigratedError(f"the database {where} has no mcdata tables yet",
                                    "run `mcdata run` (fetches too) or `mcdata migrate` first")
         if current is None:
-            raise NotMigratedError("the database has tables but no mcdata schema version", "run `mcdata migrate`")
-        raise NotMigratedError(f"the database is at revision {current}, not {head}", "run `mcdata migrate` first")
+            raise NotMigratedError(f"the database {where} has tables but no mcdata schema version",
+                                   "run `mcdata migrate`")
+        raise NotMigratedError(f"the database {where} is at revision {current}, not {head}",
+                               "run `mcdata migrate` first")

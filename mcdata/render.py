@@ -8,7 +8,7 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mcdata.errors import printable
@@ -241,6 +241,16 @@ def overview_table(view: Any, out: TextIO) -> None:
     terminal.print(table)
 
 
+def _midnights(first: datetime, last: datetime) -> list[datetime]:
+    day = first.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    days = []
+    while day <= last:
+        if day >= first:
+            days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
 def price_chart(prices: Sequence[tuple[datetime, float]], title: str, width: int, color: bool) -> str:
     """A terminal line chart of the prices (plotext), dates on the x axis."""
     import plotext as plt
@@ -250,6 +260,9 @@ def price_chart(prices: Sequence[tuple[datetime, float]], title: str, width: int
     plt.theme("pro" if color else "clear")
     plt.date_form("Y-m-d H:M")
     plt.plot([t.strftime("%Y-%m-%d %H:%M") for t, _ in prices], [p for _, p in prices], marker="braille")
+    days = _midnights(prices[0][0], prices[-1][0])  # round ticks: each UTC midnight, labelled by its date
+    if days:
+        plt.xticks([day.strftime("%Y-%m-%d %H:%M") for day in days], [day.strftime("%b %d") for day in days])
     plt.title(title)
     chart = str(plt.build())
     return chart if color else ANSI.sub("", chart)

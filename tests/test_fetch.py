@@ -392,4 +392,6 @@ def test_unmigrated_database_says_migrate(db_url: str, runner: CliRunner, fake_e
     result = runner.invoke(app, ["--database-url", db_url, "fetch", "--api-url", fake_exchange.url])
     assert result.exit_code == 4
     assert "no mcdata tables yet; run `mcdata run` (fetches too) or `mcdata migrate` first" in result.stderr
+    shown = sa.make_url(db_url).render_as_string(hide_password=True).replace("postgresql://", "postgresql+psycopg://")
+    assert f"the database {shown} has no mcdata tables yet" in result.stderr  # which database, password hidden
     assert fake_exchange.requests == []

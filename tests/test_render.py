@@ -86,3 +86,11 @@ def test_sparkline_is_24_characters_wide_whatever_the_samples() -> None:
                                             (1e-12, "0.000000000001"), (100.0, "100"), (None, "–")])
 def test_numbers_never_use_exponent_notation(value: float | None, text: str) -> None:
     assert render.number(value) == text
+
+
+def test_the_chart_ticks_fall_on_utc_midnights() -> None:
+    from datetime import timedelta
+
+    start = datetime(2026, 11, 17, 10, 30, tzinfo=UTC)
+    chart = render.price_chart([(start + timedelta(hours=h), 100.0 + h % 7) for h in range(168)], "x", 100, False)
+    assert chart.splitlines()[-1].split() == " ".join(f"Nov {day}" for day in range(18, 25)).split()

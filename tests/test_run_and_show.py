@@ -257,3 +257,16 @@ def test_debug_shows_the_traceback_of_a_source_error(env: dict[str, str], fake_e
     assert result.exit_code == 1
     assert "Traceback" in result.stderr and "SourceError" in result.stderr
     assert "Traceback" not in runner.invoke(app, ["run"]).stderr
+
+
+def test_show_and_check_only_read(after_run: str, runner: CliRunner) -> None:
+    """On SQLite the file is opened read-only: not a byte of it changes (runs rows included)."""
+    sqlite = after_run.startswith("sqlite")
+    path = after_run.removeprefix("sqlite:///")
+    before = os.stat(path).st_mtime_ns if sqlite else None
+    runs_before = len(query(after_run, sa.select(runs)))
+    for arguments in (["show"], ["show", "btceur"], ["check"]):
+        assert runner.invoke(app, arguments).exit_code == 0, arguments
+    assert len(query(after_run, sa.select(runs))) == runs_before
+    if sqlite:
+        assert os.stat(path).st_mtime_ns == before
