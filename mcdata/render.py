@@ -296,13 +296,14 @@ def pair_table(view: Any, out: TextIO) -> None:
         terminal.print(Text.from_ansi(chart) if out.isatty() else Text(chart))
     else:
         terminal.print("(fewer than two prices in the last 7 days: no chart)")
-    history = Table(title="Recent metrics", title_justify="left", caption=run_line(view.last_run),
+    history = Table(title="Recent metrics (UTC)", title_justify="left", caption=run_line(view.last_run),
                     caption_justify="left")
-    for name in ("as of", "latest", "24h change", "7d average", "24h stddev", "rank"):
+    for name in ("as of", "latest", "24h change", "7d average", "24h stddev", "rank"):  # about 75 columns wide
         history.add_column(name, justify="left" if name == "as of" else "right", no_wrap=True)
     for row in view.history:
         text, style = change(row["change_24h_pct"])
-        history.add_row(timestamp(row["timestamp"]), number(row["latest_price"]), Text(text, style=style),
+        history.add_row(row["timestamp"].astimezone(UTC).strftime("%m-%d %H:%M"), number(row["latest_price"]),
+                        Text(text, style=style),
                         number(row["weekly_average"]), number(row["stddev_24h"], SPREAD_DIGITS),
                         "–" if row["std_rank"] is None else str(row["std_rank"]))
     terminal.print(history)
