@@ -162,6 +162,18 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a line is logged (not the stream of the first command)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 class _SafeFormatter(logging.Formatter):
     """Every log line is scrubbed of secrets and of control characters (server text included)."""
 
@@ -171,7 +183,7 @@ class _SafeFormatter(logging.Formatter):
 
 def _configure_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderr()
     handler.setFormatter(_SafeFormatter("mcdata: %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(level)

@@ -149,3 +149,15 @@ def exchange_env(db_url: str, fake_exchange: FakeExchange, tmp_path: Path,
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values
+
+
+@pytest.fixture
+def env(exchange_env: dict[str, str], db_url: str) -> str:
+    """The exchange_env, on a migrated database (its URL)."""
+    from mcdata.db import make_engine
+    from mcdata.migrations import upgrade
+
+    engine = make_engine(db_url)
+    upgrade(engine)
+    engine.dispose()
+    return db_url

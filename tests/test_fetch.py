@@ -21,18 +21,6 @@ LISTED_DEFAULTS = ["adaeur", "bateth", "btceur", "btcusd", "dogeusd", "etheur", 
 WEEK_OF_HOURS = 7 * 24
 
 
-@pytest.fixture
-def env(exchange_env: dict[str, str], db_url: str) -> str:
-    """The exchange_env, on a migrated database."""
-    from mcdata.db import make_engine
-    from mcdata.migrations import upgrade
-
-    engine = make_engine(db_url)
-    upgrade(engine)
-    engine.dispose()
-    return db_url
-
-
 def stored(db_url: str) -> list[sa.Row]:  # type: ignore[type-arg]
     from mcdata.db import make_engine
 

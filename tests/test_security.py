@@ -22,7 +22,6 @@ from typer.testing import CliRunner
 
 from mcdata.cli import app
 from mcdata.db import make_engine
-from mcdata.migrations import upgrade
 from mcdata.render import write_csv
 from mcdata.schema import metrics, raw_prices, runs
 from tests.conftest import SECRETS, unstamped
@@ -32,14 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 API_KEY = SECRETS[2]  # cw-key-123
 PASSWORD = SECRETS[3]  # Sup3r-S3cret-Pw9
 NOBODY = 65534
-
-
-@pytest.fixture
-def env(exchange_env: dict[str, str], db_url: str) -> str:
-    engine = make_engine(db_url)
-    upgrade(engine)
-    engine.dispose()
-    return db_url
 
 
 @pytest.fixture

@@ -23,21 +23,12 @@ from mcdata import pipeline
 from mcdata.cli import app
 from mcdata.config import load_settings
 from mcdata.db import make_engine
-from mcdata.migrations import upgrade
 from mcdata.schema import runs
 from mcdata.sources.base import parse_price
 from tests.fake_exchange import FakeExchange
 from tests.test_fetch import by_pair, last_run, stored
 
 NOW = datetime(2026, 11, 20, 10, 30, 15, tzinfo=UTC)
-
-
-@pytest.fixture
-def env(exchange_env: dict[str, str], db_url: str) -> str:
-    engine = make_engine(db_url)
-    upgrade(engine)
-    engine.dispose()
-    return db_url
 
 
 def execute(db_url: str, statement: str, values: dict[str, Any] | None = None) -> list[Any]:
@@ -249,7 +240,8 @@ def test_a_lost_lock_writes_nothing(env: str, fake_exchange: FakeExchange, runne
 
     def kill_the_lock_holder() -> None:
         while not killed.is_set():
-            rows = execute(env, "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'")
+            rows = execute(env, "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
             if rows:
                 killed.set()
             time.sleep(0.05)
