@@ -136,7 +136,8 @@ class FakeExchange:
 
     def __enter__(self) -> FakeExchange:
         self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        # a short poll: shutdown() waits for it, and the suite starts a few hundred of these servers
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
