@@ -11,7 +11,7 @@ the result equals the raw-table definition (`RAW_QUERY`, kept as the reference a
 Deviations are taken from each pair's latest price (a shift changes no deviation, and removes the
 cancellation that ruins large prices with small moves); the rollups keep theirs about an anchor price
 for the same reason. SQLite gets `stddev_samp`, `sqrt` and `mcdata_round_sig` from mcdata.db, PostgreSQL
-`mcdata_round_sig` from migration 0002; the statements are the same on both databases.
+`mcdata_round_sig` from mcdata.triggers; the statements are the same on both databases.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The derived tables (hourly and daily rollups, markets) recomputed from the raw rows: to verify them
 and to rebuild them (`mcdata check`, and every correction of raw prices).
 
-The triggers of migrations 0002-0004 keep the rollups as prices are inserted; the raw table refuses
+The triggers (mcdata.triggers) keep the rollups as prices are inserted; the raw table refuses
 every other change (0004) except prune's and mcdata's own corrections, which call `rebuild` in the same
 transaction. Rollups before `retention.pruned_before` (a UTC midnight) have no raw rows any more: they
 are history, neither verified nor rebuilt.
@@ -15,13 +15,10 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from mcdata.schema import UTCDateTime, retention
+from mcdata.triggers import COLUMNS, DAY, PG_ORIGIN, RAW, days_from_hours
 
-RAW = "raw_crypto_pair_price_history"
-COLUMNS = "samples, ref_price, mean_offset, m2, min_price, max_price, first_at, first_price, last_at, last_price"
-PG_ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
 HOUR = {"postgresql": f"date_bin('1 hour', timestamp, {PG_ORIGIN})",
         "sqlite": "strftime('%Y-%m-%d %H:00:00.000000', timestamp)"}
-DAY = {"postgresql": f"date_bin('1 day', hour, {PG_ORIGIN})", "sqlite": "strftime('%Y-%m-%d 00:00:00.000000', hour)"}
 EARLIEST = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 # Rebuilt values equal the trigger-kept ones up to the order of floating-point sums.
 TOLERANCE = 1e-9
@@ -64,28 +61,9 @@ def hours_from_raw(dialect: str, market: bool) -> str:
              s.first_at, s.last_at, s.last_price"""
 
 
-def days_from_hours(source: str, dialect: str) -> str:
-    """Hourly rollup rows of `source` merged into days (Chan's formula about each day's first anchor)."""
-    return f"""
-    SELECT exchange, pair, day, SUM(samples) AS samples, MIN(day_ref) AS ref_price, MIN(day_mean) AS mean_offset,
-           SUM(m2 + samples * (d - day_mean) * (d - day_mean)) AS m2, MIN(min_price) AS min_price,
-           MAX(max_price) AS max_price, MIN(first_at) AS first_at, MIN(day_first_price) AS first_price,
-           MAX(last_at) AS last_at, MIN(day_last_price) AS last_price
-    FROM (
-        SELECT offsets.*, SUM(samples * d) OVER whole_day / SUM(samples) OVER whole_day AS day_mean
-        FROM (
-            SELECT hours.*, (ref_price - FIRST_VALUE(ref_price) OVER by_hour) + mean_offset AS d,
-                   FIRST_VALUE(ref_price) OVER by_hour AS day_ref,
-                   FIRST_VALUE(first_price) OVER by_hour AS day_first_price,
-                   LAST_VALUE(last_price) OVER every_hour AS day_last_price
-            FROM (SELECT h.*, {DAY[dialect]} AS day FROM ({source}) h) hours
-            WINDOW by_hour AS (PARTITION BY exchange, pair, day ORDER BY hour),
-                   every_hour AS (PARTITION BY exchange, pair, day ORDER BY hour
-                                  ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-        ) offsets
-        WINDOW whole_day AS (PARTITION BY exchange, pair, day)
-    ) merged
-    GROUP BY exchange, pair, day"""
+def days_from(hours: str, dialect: str) -> str:
+    """The daily rows of the hourly rollup rows that the query `hours` selects, as the trigger merges them."""
+    return f"WITH hourly AS ({hours}) {days_from_hours('hourly', DAY[dialect])}"
 
 
 def markets_from_hours(market: bool) -> str:
@@ -131,7 +109,7 @@ def rebuild(connection: sa.Connection, market: tuple[str, str] | None = None) ->
                              f"SELECT exchange, pair, hour, {COLUMNS} FROM ({expected_hours}) x"), values)
     hours = f"SELECT * FROM price_rollup_hourly h WHERE {_scope('h', bool(market))}h.hour >= :since"
     connection.execute(_text(f"INSERT INTO price_rollup_daily (exchange, pair, day, {COLUMNS}) "
-                             f"SELECT exchange, pair, day, {COLUMNS} FROM ({days_from_hours(hours, dialect)}) x"),
+                             f"SELECT exchange, pair, day, {COLUMNS} FROM ({days_from(hours, dialect)}) x"),
                        values)
     connection.execute(sa.text(f"DELETE FROM markets WHERE {scope_m}1 = 1"), values)
     connection.execute(sa.text("INSERT INTO markets (exchange, pair, first_at, last_at, last_price) "
@@ -179,7 +157,7 @@ def verify(connection: sa.Connection) -> Mismatches:
     values = _parameters(connection, None)
     expected_hours = hours_from_raw(dialect, False)
     hourly = _count_mismatches(connection, "price_rollup_hourly", "hour", expected_hours, values)
-    daily = _count_mismatches(connection, "price_rollup_daily", "day", days_from_hours(expected_hours, dialect),
+    daily = _count_mismatches(connection, "price_rollup_daily", "day", days_from(expected_hours, dialect),
                               values)
     key = "e.exchange = a.exchange AND e.pair = a.pair"
     wrong = "e.first_at <> a.first_at OR e.last_at <> a.last_at OR e.last_price <> a.last_price"

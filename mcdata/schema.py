@@ -19,9 +19,6 @@ MIN_PRICE = 1e-12
 MAX_PRICE = 1e12
 MAX_VOLUME = 1e18
 PRICE_BAND = f"{{col}} >= {MIN_PRICE!r} AND {{col}} <= {MAX_PRICE!r}"
-# Kept for the frozen migrations 0001-0003.
-MAX_FINITE = "1.7976931348623157e308"
-FINITE_POSITIVE = "{col} > 0 AND {col} <= " + MAX_FINITE
 
 SQLITE_TIME_GLOB = (  # 'YYYY-MM-DD HH:MM:SS.ffffff'
     "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
@@ -115,7 +112,7 @@ metrics = sa.Table(
 )
 
 # Per market per UTC hour and per UTC day, maintained by database triggers on every insert into the raw
-# table (migrations 0002 and 0003), so rows written by anyone, mcdata or SQL, are counted once. Pruning raw
+# table (mcdata.triggers), so rows written by anyone, mcdata or SQL, are counted once. Pruning raw
 # rows keeps them. `mean_offset` and `m2` are taken of `price - ref_price` (a price of the bucket): Chan's
 # merge stays exact to the last digits even for large prices that move little.
 def _rollup(name: str, bucket: str, span: str) -> sa.Table:

@@ -24,6 +24,10 @@ branch_labels = None
 depends_on = None
 
 RAW = "raw_crypto_pair_price_history"
+# 'YYYY-MM-DD HH:MM:SS.ffffff', frozen here (0004 tightened it)
+SQLITE_TIME_GLOB = (
+    "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
+)
 
 POSTGRES_FUNCTION = """
 CREATE FUNCTION mcdata_rollup_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -150,7 +154,7 @@ def upgrade() -> None:
     else:
         with op.batch_alter_table(RAW) as batch:  # SQLite compares timestamps as text: one format only
             batch.create_check_constraint(
-                "timestamp_format", sa.text(f"timestamp GLOB '{mcdata.schema.SQLITE_TIME_GLOB}'"))
+                "timestamp_format", sa.text(f"timestamp GLOB '{SQLITE_TIME_GLOB}'"))
         op.execute(SQLITE_TRIGGER)  # after the batch operation, which rebuilds the table
     # replay the stored prices through the triggers, oldest first
     op.execute(f"CREATE TEMPORARY TABLE mcdata_replay AS SELECT * FROM {RAW}")
