@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import io
 import logging
 import os
@@ -12,14 +13,16 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from mcdata import __version__
 from mcdata.config import SETTINGS, Settings, load_settings
 from mcdata.errors import ConfigError, ExitCode, McdataError, Terminated, classify, interrupted_code, printable, redact
-from mcdata.render import FORMATS
+
+if TYPE_CHECKING:
+    from mcdata.pipeline import Progress, Report
 
 app = typer.Typer(
     name="mcdata",
@@ -52,11 +55,14 @@ def _option(name: str, *decls: str, **kwargs: Any) -> Any:
 
 
 DatabaseUrl = Annotated[str | None, _option("database_url", metavar="URL")]
-Source = Annotated[str | None, _option("source", metavar="NAME")]
-ApiUrl = Annotated[str | None, _option("api_url", metavar="URL")]
-Exchange = Annotated[str | None, _option("exchange", metavar="VENUE")]
-Pairs = Annotated[str | None, _option("pairs", "--pairs", "-p", metavar="PAIRS")]
-Backfill = Annotated[str | None, _option("backfill", metavar="DURATION")]
+# The options of the commands that talk to a source, declared once (sqlite-utils' shared option decorators)
+SOURCE_OPTIONS: dict[str, Any] = {
+    "source": Annotated[str | None, _option("source", metavar="NAME")],
+    "api_url": Annotated[str | None, _option("api_url", metavar="URL")],
+    "exchange": Annotated[str | None, _option("exchange", metavar="VENUE")],
+    "pairs": Annotated[str | None, _option("pairs", "--pairs", "-p", metavar="PAIRS")],
+    "backfill": Annotated[str | None, _option("backfill", metavar="DURATION")],
+}
 Keep = Annotated[str | None, _option("retention", "--keep", metavar="DURATION")]
 FormatArg = Annotated[str | None, typer.Argument(metavar="[FORMAT]", help="table (default), json or csv.")]
 FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="table (default), json or csv.")]
@@ -64,6 +70,26 @@ AsOf = Annotated[
     str | None,
     typer.Option("--as-of", metavar="TIME", help="As-of time, ISO 8601 (UTC when no offset is given). Default: now."),
 ]
+
+
+def source_options(*names: str) -> Callable[[F], F]:
+    """Add the named SOURCE_OPTIONS to a command; it receives their values as `source_flags`."""
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "source_flags"]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=SOURCE_OPTIONS[name])
+                 for name in names]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            flags = {name: kwargs.pop(name, None) for name in names}
+            return fn(*args, source_flags=flags, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 @dataclass
@@ -231,14 +257,8 @@ def migrate(
 
 
 @command
-def fetch(
-    ctx: typer.Context,
-    source: Source = None,
-    api_url: ApiUrl = None,
-    exchange: Exchange = None,
-    pairs: Pairs = None,
-    backfill: Backfill = None,
-) -> None:
+@source_options("source", "api_url", "exchange", "pairs", "backfill")
+def fetch(ctx: typer.Context, source_flags: dict[str, str | None]) -> None:
     """Fetch latest prices, backfill and repair history from candles.
 
     One request fetches the price of every pair. A pair seen for the first time gets --backfill of
@@ -248,7 +268,7 @@ def fetch(
     """
     from mcdata import pipeline
 
-    _finish(ctx, pipeline.fetch(*_source_job(ctx, source, api_url, exchange, pairs, backfill)))
+    _exit_with(ctx, pipeline.fetch(*_source_job(ctx, source_flags)))
 
 
 @command
@@ -271,9 +291,9 @@ def compute(
     if delete:
         if moment is None:
             raise ConfigError("--delete needs --as-of", "for example: mcdata compute --delete --as-of 2030-01-01")
-        _finish(ctx, pipeline.delete_metrics(settings, moment))
+        _exit_with(ctx, pipeline.delete_metrics(settings, moment))
         return
-    _finish(ctx, pipeline.compute(settings, as_of=moment))
+    _exit_with(ctx, pipeline.compute(settings, as_of=moment))
 
 
 @command
@@ -296,31 +316,21 @@ def show(
     from mcdata import pipeline, render
     from mcdata.config import canonical_pair
 
-    if pair and pair.lower() in FORMATS and (output_format is None or output_format.lower() not in FORMATS):
+    formats = render.FORMATS
+    if pair and pair.lower() in formats and (output_format is None or output_format.lower() not in formats):
         pair, output_format = output_format, pair  # `mcdata show json`, `mcdata show csv btceur`
     chosen = _output_format(output_format, format_option)
     settings = _state(ctx).settings()
-    columns = [*render.METRIC_COLUMNS, "std_rank_of"]
     if pair is None:
-        overview = pipeline.overview(settings)
-        data = render.overview_json(overview)
-        render.write(data, data["pairs"], columns, chosen, lambda out: render.overview_table(overview, out),
-                     sys.stdout)
-        return
-    view = pipeline.pair_view(settings, canonical_pair(pair), exchange, history)
-    data = render.pair_json(view)
-    render.write(data, data["history"], columns, chosen, lambda out: render.pair_table(view, out), sys.stdout)
+        output = render.overview_output(pipeline.overview(settings))
+    else:
+        output = render.pair_output(pipeline.pair_view(settings, canonical_pair(pair), exchange, history))
+    render.emit(output, chosen, sys.stdout)
 
 
 @command
-def run(
-    ctx: typer.Context,
-    source: Source = None,
-    api_url: ApiUrl = None,
-    exchange: Exchange = None,
-    pairs: Pairs = None,
-    backfill: Backfill = None,
-) -> None:
+@source_options("source", "api_url", "exchange", "pairs", "backfill")
+def run(ctx: typer.Context, source_flags: dict[str, str | None]) -> None:
     """The hourly job: migrate if new, fetch, compute (one lock).
 
     Exits with the worst step's code: a partial fetch still computes and exits 3; a second run while
@@ -330,18 +340,16 @@ def run(
     """
     from mcdata import pipeline
 
-    _finish(ctx, pipeline.run(*_source_job(ctx, source, api_url, exchange, pairs, backfill)))
+    _exit_with(ctx, pipeline.run(*_source_job(ctx, source_flags)))
 
 
 @command
+@source_options("source", "api_url", "exchange", "pairs")
 def pairs(
     ctx: typer.Context,
+    source_flags: dict[str, str | None],
     output_format: FormatArg = None,
     format_option: FormatOpt = None,
-    source: Source = None,
-    api_url: ApiUrl = None,
-    exchange: Exchange = None,
-    pair_list: Pairs = None,
 ) -> None:
     """List the pairs the source offers, marking configured ones.
 
@@ -350,10 +358,8 @@ def pairs(
     from mcdata import pipeline, render
 
     chosen = _output_format(output_format, format_option)
-    settings = _state(ctx).settings(source=source, api_url=api_url, exchange=exchange, pairs=pair_list)
-    rows = pipeline.list_pairs(settings)
-    columns = ["pair", "venue_symbol", "active", "status", "configured"]
-    render.write(rows, rows, columns, chosen, lambda out: render.pairs_table(rows, out), sys.stdout)
+    rows = pipeline.list_pairs(_state(ctx).settings(**source_flags))
+    render.emit(render.pairs_output(rows), chosen, sys.stdout)
 
 
 @command
@@ -374,7 +380,7 @@ def prune(
     settings = _state(ctx).settings(retention=keep)
     if not settings.retention:
         raise ConfigError("say how much to keep", "for example: mcdata prune --keep 90d")
-    _finish(ctx, pipeline.prune(settings))
+    _exit_with(ctx, pipeline.prune(settings))
 
 
 @command
@@ -425,7 +431,7 @@ def prices_delete(
     from mcdata.config import canonical_pair, parse_timestamp
 
     settings = _state(ctx).settings()
-    _finish(ctx, pipeline.delete_prices(settings, exchange, canonical_pair(pair),
+    _exit_with(ctx, pipeline.delete_prices(settings, exchange, canonical_pair(pair),
                                    parse_timestamp(since, "--since") if since else None,
                                    parse_timestamp(until, "--until") if until else None))
 
@@ -445,33 +451,34 @@ def prices_set(
     from mcdata import pipeline
     from mcdata.config import canonical_pair, parse_timestamp
 
-    _finish(ctx, pipeline.set_price(_state(ctx).settings(), exchange, canonical_pair(pair),
+    _exit_with(ctx, pipeline.set_price(_state(ctx).settings(), exchange, canonical_pair(pair),
                                parse_timestamp(at, "--at"), price))
 
 
 def _output_format(positional: str | None, option: str | None) -> str:
     if positional and option and positional != option:
         raise ConfigError(f"two formats given: {positional!r} and {option!r}")
+    from mcdata.render import FORMATS
+
     chosen = (positional or option or "table").lower()
     if chosen not in FORMATS:
         raise ConfigError(f"unknown format {printable(chosen[:40])!r}", f"use one of {', '.join(FORMATS)}")
     return chosen
 
 
-def _source_job(ctx: typer.Context, source: str | None, api_url: str | None, exchange: str | None,
-                pairs: str | None, backfill: str | None) -> tuple[Settings, bool]:
-    """The settings of a job that fetches, and whether to show a progress bar (a terminal, not --quiet)."""
+def _source_job(ctx: typer.Context, source_flags: dict[str, str | None]) -> tuple[Settings, Progress]:
+    """The settings of a job that fetches, and its progress display (a bar on a terminal, unless --quiet)."""
+    from mcdata.render import progress_bar
+
     state = _state(ctx)
-    settings = state.settings(source=source, api_url=api_url, exchange=exchange, pairs=pairs, backfill=backfill)
-    return settings, sys.stderr.isatty() and not state.quiet
+    return state.settings(**source_flags), functools.partial(progress_bar,
+                                                             enabled=sys.stderr.isatty() and not state.quiet)
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
-
-
-def _finish(ctx: typer.Context, report: Any) -> None:
+def _exit_with(ctx: typer.Context, report: Report) -> None:
     """Say what a step did (problems as warnings, the summary as info) and exit with its code."""
+    from mcdata.render import report_summary
+
     if _state(ctx).debug:  # errors caught into the report (a source down) have tracebacks too
         for error in report.exceptions:
             write_traceback(error)
@@ -480,21 +487,7 @@ def _finish(ctx: typer.Context, report: Any) -> None:
     label = "warning" if report.exit_code in (ExitCode.OK, ExitCode.PARTIAL) else "error"
     for problem in report.errors:
         log.warning("%s: %s", label, problem)
-    parts = []
-    if report.command in ("fetch", "run"):
-        parts.append(f"{report.pairs_stored} of {plural(report.pairs_requested, 'pair')} stored, "
-                     f"{plural(report.rows_written, 'price row')} written, "
-                     f"{plural(report.http_requests, 'HTTP request')}")
-    if report.command == "compute" and report.rows_deleted and report.as_of:
-        parts.append(f"metrics of {report.rows_deleted} pairs as of {report.as_of.isoformat()} deleted")
-    elif report.command in ("compute", "run") and report.as_of:
-        parts.append(f"metrics of {report.metric_rows} pairs as of {report.as_of.isoformat()}")
-    if report.command == "prune" or (report.command == "run" and report.rows_deleted):
-        parts.append(f"{report.rows_deleted:,} raw price rows older than the retention deleted")
-    if report.command.startswith("prices "):
-        parts.append(f"{report.rows_deleted:,} price rows deleted, {report.rows_written:,} written, "
-                     f"{report.metric_rows:,} metric snapshots recomputed")
-    log.info("%s: %s (run %s, exit %d)", report.command, "; ".join(parts), report.run_id, report.exit_code)
+    log.info("%s", report_summary(report))
     if report.exit_code:
         raise typer.Exit(int(report.exit_code))
 

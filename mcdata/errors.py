@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from urllib.parse import urlsplit
 
 
@@ -16,6 +16,34 @@ class ExitCode(IntEnum):
     DATABASE = 4  # database unreachable, bad URL, or not migrated
     LOCKED = 75  # another run holds the lock (sysexits EX_TEMPFAIL)
     INTERRUPTED = 130  # Ctrl-C (SIGINT); SIGTERM exits 143, the shell's 128 + signal number
+
+
+# Which exit code wins when the steps of one command disagree: the database, then a failure, then a
+# partial result. LOCKED and INTERRUPTED end a command before any other step runs.
+SEVERITY = (ExitCode.OK, ExitCode.PARTIAL, ExitCode.FAILED, ExitCode.DATABASE)
+
+
+def worst(*codes: ExitCode) -> ExitCode:
+    return max(codes, key=SEVERITY.index)
+
+
+class RunStatus(StrEnum):
+    """The `status` of a `runs` row (the CHECK in mcdata.schema lists the same names)."""
+
+    RUNNING = "running"
+    OK = "ok"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+    @classmethod
+    def of(cls, code: int) -> RunStatus:
+        """The status a finished command records for its exit code."""
+        if code in (ExitCode.INTERRUPTED, 128 + 15):  # Ctrl-C, SIGTERM
+            return cls.INTERRUPTED
+        if code == ExitCode.OK:
+            return cls.OK
+        return cls.PARTIAL if code == ExitCode.PARTIAL else cls.FAILED
 
 
 class Terminated(KeyboardInterrupt):

@@ -7,7 +7,7 @@ import difflib
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -23,13 +23,15 @@ from mcdata.errors import (
     ExitCode,
     McdataError,
     PairError,
+    RunStatus,
     SourceError,
     classify,
     interrupted_code,
+    worst,
 )
-from mcdata.render import progress_bar
 from mcdata.sources import make_source
 from mcdata.sources.base import ListedPair, Quote, Source
+from mcdata.views import ListedPairRow, Overview, PairView
 
 log = logging.getLogger("mcdata")
 
@@ -40,8 +42,6 @@ GAP_REPAIR_AFTER = timedelta(minutes=90)
 # same margin), and how far this machine's clock may be from the source's before its samples are refused.
 CLOCK_TOLERANCE = timedelta(minutes=5)
 CLOCK_WARNING = timedelta(minutes=1)
-# Which exit code wins when steps disagree: the database, then a failure, then a partial result.
-SEVERITY = [ExitCode.OK, ExitCode.PARTIAL, ExitCode.FAILED, ExitCode.DATABASE]
 
 
 @dataclass
@@ -62,7 +62,7 @@ class Report:
     run_id: int | None = None
 
     def merge(self, other: Report) -> None:
-        self.exit_code = max(self.exit_code, other.exit_code, key=SEVERITY.index)
+        self.exit_code = worst(self.exit_code, other.exit_code)
         for name in ("pairs_requested", "pairs_stored", "rows_written", "metric_rows", "rows_deleted",
                      "http_requests"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -71,6 +71,16 @@ class Report:
         self.as_of = other.as_of or self.as_of
         self.errors.extend(other.errors)
         self.exceptions.extend(other.exceptions)
+
+
+# How long work shows itself: called with the number of steps and a label, it gives a context whose value
+# is called once per step done (the CLI passes a progress bar; the core never draws anything).
+Progress = Callable[[int, str], AbstractContextManager[Callable[[], None]]]
+
+
+@contextmanager
+def no_progress(_total: int, _label: str) -> Iterator[Callable[[], None]]:
+    yield lambda: None
 
 
 def utc_now() -> datetime:
@@ -137,21 +147,20 @@ def _recorded(engine: Engine, command: str, source: str | None, work: Callable[[
         report = work()
     except BaseException as error:
         code, message = classify(error)
-        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
         exit_code = interrupted_code(error) if isinstance(error, KeyboardInterrupt) else int(code)
-        _finish(engine, run_id, status=status, exit_code=exit_code, error_summary=message[:2000])
+        _record_end(engine, run_id, status=RunStatus.of(exit_code).value, exit_code=exit_code,
+                    error_summary=message[:2000])
         raise
     report.run_id = run_id
-    status = {ExitCode.OK: "ok", ExitCode.PARTIAL: "partial"}.get(report.exit_code, "failed")
     problems = [*report.failures.values(), *report.errors]
-    _finish(engine, run_id, status=status, exit_code=int(report.exit_code), as_of=report.as_of,
-            pairs_requested=report.pairs_requested, pairs_stored=report.pairs_stored,
-            pairs_failed=len(report.failures), rows_written=report.rows_written + report.metric_rows,
-            http_requests=report.http_requests, error_summary="; ".join(problems)[:2000] or None)
+    _record_end(engine, run_id, status=RunStatus.of(report.exit_code).value, exit_code=int(report.exit_code),
+                as_of=report.as_of, pairs_requested=report.pairs_requested, pairs_stored=report.pairs_stored,
+                pairs_failed=len(report.failures), rows_written=report.rows_written + report.metric_rows,
+                http_requests=report.http_requests, error_summary="; ".join(problems)[:2000] or None)
     return report
 
 
-def _finish(engine: Engine, run_id: int, **fields: object) -> None:
+def _record_end(engine: Engine, run_id: int, **fields: object) -> None:
     try:
         with engine.begin() as connection:
             store.finish_run(connection, run_id, finished_at=utc_now(), **fields)
@@ -160,7 +169,7 @@ def _finish(engine: Engine, run_id: int, **fields: object) -> None:
 
 
 # -- fetch --------------------------------------------------------------------------------------
-def fetch(settings: Settings, progress: bool = False, *, now: datetime | None = None) -> Report:
+def fetch(settings: Settings, progress: Progress = no_progress, *, now: datetime | None = None) -> Report:
     return _locked_step(settings, "fetch", settings.source,
                         lambda engine, still_held: _fetch(engine, settings, now or utc_now(), progress, still_held))
 
@@ -195,7 +204,7 @@ def _unavailable(pair: str, listing: dict[str, ListedPair], source: Source) -> s
     return None
 
 
-def _fetch(engine: Engine, settings: Settings, now: datetime, progress: bool,
+def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress,
            still_held: Callable[[], None]) -> Report:
     """Fetch and store in one transaction; a source that fails as a whole is a failed report."""
     report = Report("fetch")
@@ -279,7 +288,7 @@ def _collect_rows(
     backfill: timedelta,
     now: datetime,
     report: Report,
-    progress: bool,
+    progress: Progress,
     workers: int,
 ) -> list[store.PriceRow]:
     """One ticker row per pair, plus hourly candle closes: the --backfill history of a pair whose stored
@@ -301,7 +310,7 @@ def _collect_rows(
     failed: set[str] = set()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill")
     try:
-        with progress_bar(len(history_from), "backfilling history", enabled=progress) as advance:
+        with progress(len(history_from), "backfilling history") as advance:
             futures = {pool.submit(source.candles, pair, since): pair for pair, since in history_from.items()}
             for future in as_completed(futures):
                 pair = futures[future]
@@ -326,39 +335,18 @@ def _collect_rows(
 
 
 # -- pairs --------------------------------------------------------------------------------------
-def list_pairs(settings: Settings) -> list[dict[str, object]]:
+def list_pairs(settings: Settings) -> list[ListedPairRow]:
     """The source's pairs (canonical and venue symbol, trading or not), marking the configured ones."""
     source = make_source(settings, utc_now)
     every = settings.pairs == ("all",)
     return [
-        {"pair": p.symbol, "venue_symbol": p.venue_symbol, "active": p.active, "status": p.status,
-         "configured": (every and p.active) or p.symbol in settings.pairs}
+        ListedPairRow(pair=p.symbol, venue_symbol=p.venue_symbol, active=p.active, status=p.status,
+                      configured=(every and p.active) or p.symbol in settings.pairs)
         for p in sorted(source.list_pairs(), key=lambda p: p.symbol)
     ]
 
 
 # -- show ---------------------------------------------------------------------------------------
-@dataclass
-class Overview:
-    as_of: datetime
-    ranked_pairs: int
-    pairs: list[dict[str, object]]
-    sparklines: dict[tuple[str, str], list[float]]
-    last_run: dict[str, object] | None
-
-
-@dataclass
-class PairView:
-    exchange: str
-    pair: str
-    as_of: datetime
-    ranked_pairs: int
-    metrics: dict[str, object]
-    history: list[dict[str, object]]
-    prices: list[tuple[datetime, float]]
-    last_run: dict[str, object] | None
-
-
 def _no_metrics(engine: Engine) -> McdataError:
     return McdataError(f"there are no metrics yet in {display_url(engine.url)}", "run `mcdata run` first")
 
@@ -525,7 +513,7 @@ def set_price(settings: Settings, exchange: str, pair: str, at: datetime, price:
 
 
 # -- run ----------------------------------------------------------------------------------------
-def run(settings: Settings, progress: bool = False, *, now: datetime | None = None) -> Report:
+def run(settings: Settings, progress: Progress = no_progress, *, now: datetime | None = None) -> Report:
     """The hourly job: migrate a brand-new database, fetch, then compute, under one lock."""
     now = now or utc_now()
     with engine_for(settings) as engine, writer_lock(engine) as still_held:

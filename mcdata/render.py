@@ -8,13 +8,17 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mcdata.errors import printable
+from mcdata.views import METRIC_COLUMNS, ListedPairRow, MetricRow, Overview, PairView, RunRow
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from mcdata.pipeline import Report
 
 
 @contextmanager
@@ -32,7 +36,6 @@ def progress_bar(total: int, label: str, enabled: bool) -> Iterator[Callable[[],
         yield lambda: progress.advance(task)
 
 
-FORMATS = ("table", "json", "csv")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -87,7 +90,7 @@ def console(out: TextIO) -> Console:
     return Console(file=out, width=200, no_color=True, highlight=False, emoji=False, soft_wrap=False, markup=False)
 
 
-def pairs_table(rows: Sequence[Mapping[str, Any]], out: TextIO) -> None:
+def pairs_table(rows: Sequence[ListedPairRow], out: TextIO) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} pairs", title_justify="left")
@@ -99,23 +102,35 @@ def pairs_table(rows: Sequence[Mapping[str, Any]], out: TextIO) -> None:
     console(out).print(table)
 
 
-def write(data: Any, rows: Sequence[Mapping[str, Any]], columns: Sequence[str], output_format: str,
-          table: Callable[[TextIO], None], out: TextIO) -> None:
-    """Dispatch on the format: JSON and CSV plainly to stdout, a rich table for humans."""
-    if output_format == "json":
-        write_json(data, out)
-    elif output_format == "csv":
-        write_csv(rows, columns, out)
-    else:
-        table(out)
+@dataclass(frozen=True)
+class Output:
+    """One result, ready for every format: JSON's document, CSV's rows and columns, the table's drawing."""
+
+    document: object
+    rows: Sequence[Mapping[str, Any]]
+    columns: Sequence[str]
+    table: Callable[[TextIO], None]
+
+
+# Every output format: its name (`mcdata show btceur csv`) and its writer. A new format is one entry.
+FORMATS: dict[str, Callable[[Output, TextIO], None]] = {
+    "table": lambda output, out: output.table(out),
+    "json": lambda output, out: write_json(output.document, out),
+    "csv": lambda output, out: write_csv(output.rows, output.columns, out),
+}
+
+
+def emit(output: Output, output_format: str, out: TextIO) -> None:
+    FORMATS[output_format](output, out)
+
+
+def pairs_output(rows: Sequence[ListedPairRow]) -> Output:
+    return Output(rows, rows, ["pair", "venue_symbol", "active", "status", "configured"],
+                  lambda out: pairs_table(rows, out))
 
 
 # -- show ---------------------------------------------------------------------------------------
-METRIC_COLUMNS = (
-    "exchange", "pair", "timestamp", "latest_price", "latest_at", "weekly_average", "min_price", "max_price",
-    "stddev_24h", "std_rank", "volatility_24h", "volatility_rank", "change_24h_pct", "samples_24h", "samples_7d",
-    "computed_at",
-)
+SHOWN_METRIC_COLUMNS = (*METRIC_COLUMNS, "std_rank_of")  # JSON and CSV: each row says how many were ranked
 SPARK = "▁▂▃▄▅▆▇█"
 
 
@@ -167,7 +182,7 @@ def timestamp(value: datetime | None) -> str:
     return "–" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def run_line(run: Mapping[str, Any] | None) -> str:
+def run_line(run: RunRow | None) -> str:
     """One short line (it fits 80 columns, so no timestamp is ever cut by a wrap)."""
     if not run:
         return "no run recorded yet"
@@ -176,20 +191,22 @@ def run_line(run: Mapping[str, Any] | None) -> str:
     return f"last run #{run['id']} {run['command']}: {run['status']}, {timestamp(run['started_at'])}{until}"
 
 
-def _metric_row(row: Mapping[str, Any], ranked: int) -> dict[str, Any]:
+def _metric_row(row: MetricRow, ranked: int) -> dict[str, Any]:
     return {**{c: row.get(c) for c in METRIC_COLUMNS}, "std_rank_of": ranked}
 
 
-def overview_json(view: Any) -> dict[str, Any]:
-    return {"as_of": view.as_of, "ranked_pairs": view.ranked_pairs,
-            "pairs": [_metric_row(r, view.ranked_pairs) for r in view.pairs], "last_run": view.last_run}
+def overview_output(view: Overview) -> Output:
+    pairs = [_metric_row(r, view.ranked_pairs) for r in view.pairs]
+    document = {"as_of": view.as_of, "ranked_pairs": view.ranked_pairs, "pairs": pairs, "last_run": view.last_run}
+    return Output(document, pairs, SHOWN_METRIC_COLUMNS, lambda out: overview_table(view, out))
 
 
-def pair_json(view: Any) -> dict[str, Any]:
-    return {"exchange": view.exchange, "pair": view.pair, "as_of": view.as_of, "ranked_pairs": view.ranked_pairs,
-            "metrics": _metric_row(view.metrics, view.ranked_pairs),
-            "history": [_metric_row(r, view.ranked_pairs) for r in view.history],
-            "prices": [{"timestamp": t, "price": p} for t, p in view.prices], "last_run": view.last_run}
+def pair_output(view: PairView) -> Output:
+    history = [_metric_row(r, view.ranked_pairs) for r in view.history]
+    document = {"exchange": view.exchange, "pair": view.pair, "as_of": view.as_of, "ranked_pairs": view.ranked_pairs,
+                "metrics": _metric_row(view.metrics, view.ranked_pairs), "history": history,
+                "prices": [{"timestamp": t, "price": p} for t, p in view.prices], "last_run": view.last_run}
+    return Output(document, history, SHOWN_METRIC_COLUMNS, lambda out: pair_table(view, out))
 
 
 # The overview's columns, most important first: the first three never shrink or drop; the others drop
@@ -199,7 +216,7 @@ OVERVIEW_COLUMNS = ("rank", "pair", "latest", "24h change", "24h stddev", "24h v
 ALWAYS_SHOWN = 3
 
 
-def _overview_cells(row: Mapping[str, Any], label: str, ranked: int, spark: list[float]) -> dict[str, Any]:
+def _overview_cells(row: MetricRow, label: str, ranked: int, spark: list[float]) -> dict[str, Any]:
     from rich.text import Text
 
     text, style = change(row["change_24h_pct"])
@@ -220,7 +237,7 @@ def fitting_columns(widths: Mapping[str, int], available: int) -> list[str]:
     return shown
 
 
-def overview_table(view: Any, out: TextIO) -> None:
+def overview_table(view: Overview, out: TextIO) -> None:
     from rich.table import Table
 
     several_venues = len({r["exchange"] for r in view.pairs}) > 1
@@ -268,7 +285,7 @@ def price_chart(prices: Sequence[tuple[datetime, float]], title: str, width: int
     return chart if color else ANSI.sub("", chart)
 
 
-def pair_table(view: Any, out: TextIO) -> None:
+def pair_table(view: PairView, out: TextIO) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -307,3 +324,27 @@ def pair_table(view: Any, out: TextIO) -> None:
                         number(row["weekly_average"]), number(row["stddev_24h"], SPREAD_DIGITS),
                         "–" if row["std_rank"] is None else str(row["std_rank"]))
     terminal.print(history)
+
+
+# -- the summary line of a step ----------------------------------------------------------------
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def report_summary(report: Report) -> str:
+    """One line: what the command did, its run id and exit code."""
+    parts = []
+    if report.command in ("fetch", "run"):
+        parts.append(f"{report.pairs_stored} of {plural(report.pairs_requested, 'pair')} stored, "
+                     f"{plural(report.rows_written, 'price row')} written, "
+                     f"{plural(report.http_requests, 'HTTP request')}")
+    if report.command == "compute" and report.rows_deleted and report.as_of:
+        parts.append(f"metrics of {report.rows_deleted} pairs as of {report.as_of.isoformat()} deleted")
+    elif report.command in ("compute", "run") and report.as_of:
+        parts.append(f"metrics of {report.metric_rows} pairs as of {report.as_of.isoformat()}")
+    if report.command == "prune" or (report.command == "run" and report.rows_deleted):
+        parts.append(f"{report.rows_deleted:,} raw price rows older than the retention deleted")
+    if report.command.startswith("prices "):
+        parts.append(f"{report.rows_deleted:,} price rows deleted, {report.rows_written:,} written, "
+                     f"{report.metric_rows:,} metric snapshots recomputed")
+    return f"{report.command}: {'; '.join(parts)} (run {report.run_id}, exit {int(report.exit_code)})"

@@ -11,6 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
+from mcdata.errors import RunStatus
+
 # The band of prices a real market can have: from a satoshi-sized fraction of a fraction (1e-12; the
 # smallest quoted crypto prices are ~1e-10) to a million million (BTC in the weakest fiat currencies is
 # ~3e9). Squares and sums of prices in the band never overflow a double, and tiny ones keep their
@@ -160,7 +162,7 @@ runs = sa.Table(
     sa.Column("command", sa.String(16), nullable=False, comment="fetch | compute | run"),
     sa.Column("started_at", UTCDateTime(), nullable=False),
     sa.Column("finished_at", UTCDateTime(), nullable=True),
-    sa.Column("status", sa.String(16), nullable=False, comment="running | ok | partial | failed | interrupted"),
+    sa.Column("status", sa.String(16), nullable=False, comment=" | ".join(RunStatus)),
     sa.Column("exit_code", sa.Integer(), nullable=True),
     sa.Column("source", sa.String(16), nullable=True),
     sa.Column("as_of", UTCDateTime(), nullable=True),
@@ -171,7 +173,7 @@ runs = sa.Table(
     sa.Column("http_requests", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("error_summary", sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint("id"),
-    sa.CheckConstraint("status IN ('running', 'ok', 'partial', 'failed', 'interrupted')", name="status"),
+    sa.CheckConstraint(f"status IN ({', '.join(repr(str(status)) for status in RunStatus)})", name="status"),
     sa.Index(None, "started_at"),
 )
 

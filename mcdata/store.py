@@ -6,11 +6,13 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
+from mcdata.errors import RunStatus
 from mcdata.schema import UTCDateTime, markets, metrics, raw_prices, retention, runs
+from mcdata.views import MetricRow, RunRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,14 +143,15 @@ def prune(connection: sa.Connection, older_than: datetime) -> int:
 
 
 def start_run(connection: sa.Connection, command: str, source: str | None, started_at: datetime) -> int:
-    statement = runs.insert().values(command=command, source=source, started_at=started_at, status="running")
+    statement = runs.insert().values(command=command, source=source, started_at=started_at,
+                                     status=RunStatus.RUNNING.value)
     return int(connection.execute(statement.returning(runs.c.id)).scalar_one())
 
 
 def close_abandoned_runs(connection: sa.Connection, now: datetime) -> int:
     """Mark `running` rows as interrupted: called under the writer lock, so their processes are gone."""
-    statement = runs.update().where(runs.c.status == "running").values(
-        status="interrupted", finished_at=now,
+    statement = runs.update().where(runs.c.status == RunStatus.RUNNING.value).values(
+        status=RunStatus.INTERRUPTED.value, finished_at=now,
         error_summary="the process ended without recording its outcome (killed, or its database connection lost)")
     return int(connection.execute(statement).rowcount)
 
@@ -157,16 +160,16 @@ def finish_run(connection: sa.Connection, run_id: int, **fields: Any) -> None:
     connection.execute(runs.update().where(runs.c.id == run_id).values(**fields))
 
 
-def last_run(connection: sa.Connection) -> dict[str, Any] | None:
+def last_run(connection: sa.Connection) -> RunRow | None:
     row = connection.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(1)).first()
-    return dict(row._mapping) if row else None
+    return cast(RunRow, dict(row._mapping)) if row else None
 
 
-def _metric_dicts(result: sa.CursorResult[Any]) -> list[dict[str, Any]]:
-    return [dict(row._mapping) for row in result]
+def _metric_dicts(result: sa.CursorResult[Any]) -> list[MetricRow]:
+    return [cast(MetricRow, dict(row._mapping)) for row in result]
 
 
-def latest_metrics(connection: sa.Connection, now: datetime) -> list[dict[str, Any]]:
+def latest_metrics(connection: sa.Connection, now: datetime) -> list[MetricRow]:
     """Every pair's metrics at the newest as-of time not after `now`, ranked (unranked pairs last)."""
     newest = sa.select(sa.func.max(metrics.c.timestamp)).where(metrics.c.timestamp <= now).scalar_subquery()
     query = (
@@ -178,7 +181,7 @@ def latest_metrics(connection: sa.Connection, now: datetime) -> list[dict[str, A
 
 
 def metric_history(connection: sa.Connection, exchange: str, pair: str, limit: int,
-                   now: datetime) -> list[dict[str, Any]]:
+                   now: datetime) -> list[MetricRow]:
     """A pair's metric rows not after `now`, newest first."""
     query = (
         sa.select(metrics)

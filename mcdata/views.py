@@ -1,0 +1,88 @@
+"""The typed shapes that travel from the database to the screen: a metric row, a run row, a listed pair,
+and the views `show` draws. The core fills them; `render` only reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypedDict
+
+from mcdata.schema import metrics, runs
+
+
+class MetricRow(TypedDict):
+    """One row of crypto_pair_metrics (tests/test_views.py keeps the keys equal to the table's columns)."""
+
+    timestamp: datetime
+    exchange: str
+    pair: str
+    latest_price: float
+    latest_at: datetime
+    weekly_average: float | None
+    min_price: float | None
+    max_price: float | None
+    stddev_24h: float | None
+    std_rank: int | None
+    volatility_24h: float | None
+    volatility_rank: int | None
+    change_24h_pct: float | None
+    samples_24h: int
+    samples_7d: int
+    computed_at: datetime
+
+
+class RunRow(TypedDict):
+    """One row of `runs`."""
+
+    id: int
+    command: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    exit_code: int | None
+    source: str | None
+    as_of: datetime | None
+    pairs_requested: int
+    pairs_stored: int
+    pairs_failed: int
+    rows_written: int
+    http_requests: int
+    error_summary: str | None
+
+
+class ListedPairRow(TypedDict):
+    """One line of `mcdata pairs`."""
+
+    pair: str
+    venue_symbol: str
+    active: bool
+    status: str
+    configured: bool
+
+
+# The table's key first (exchange, pair, timestamp), then its other columns: the order of CSV and JSON.
+METRIC_COLUMNS: tuple[str, ...] = (*metrics.primary_key.columns.keys(),
+                                   *(c.name for c in metrics.columns if not c.primary_key))
+RUN_COLUMNS: tuple[str, ...] = tuple(column.name for column in runs.columns)
+
+
+@dataclass
+class Overview:
+    as_of: datetime
+    ranked_pairs: int
+    pairs: list[MetricRow]
+    sparklines: dict[tuple[str, str], list[float]]
+    last_run: RunRow | None
+
+
+@dataclass
+class PairView:
+    exchange: str
+    pair: str
+    as_of: datetime
+    ranked_pairs: int
+    metrics: MetricRow
+    history: list[MetricRow]
+    prices: list[tuple[datetime, float]]
+    last_run: RunRow | None
