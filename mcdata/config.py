@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from mcdata.errors import ConfigError, masked_url, printable, register_secret
+from mcdata.sources import SOURCES
 
 log = logging.getLogger("mcdata")
 
@@ -28,7 +29,6 @@ APP_NAME = "mcdata"
 ORIGINAL_PAIRS = (
     "btceur", "btcusd", "etheur", "ltceur", "solusd", "xrpusd", "adaeur", "waveseur", "bateth", "dogeusd",
 )
-SOURCES = ("kraken", "cryptowatch")
 PAIR_PATTERN = re.compile(r"^[a-z0-9]{2,40}$")
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -216,13 +216,14 @@ SETTINGS: dict[str, Setting] = {
         Setting("database_url", lambda v: str(v).strip(), default_database_url,  # a bad URL is exit 4 (db.py)
                 "Database URL: sqlite:///path.db or postgresql://user:pass@host/db.", secret=True),
         Setting("source", _choice(*SOURCES), lambda: "kraken",
-                "Where prices come from: kraken (live) or cryptowatch (compatible mirrors)."),
+                "Where prices come from: " + "; ".join(f"{name} ({s.summary})" for name, s in SOURCES.items()) + "."),
         Setting("api_url", _url, lambda: None,
                 "Base URL of the source's REST API (default: the source's public URL)."),
         Setting("api_key", _text, lambda: None,
                 "Cryptowatch API key, sent as X-CW-API-Key (optional).", secret=True),
         Setting("exchange", _exchange, lambda: "kraken",
-                "Venue whose markets are fetched through cryptowatch (kraken is the only venue of kraken)."),
+                "Venue whose markets are fetched, for the sources that serve several ("
+                + ", ".join(name for name, s in SOURCES.items() if s.only_venue is None) + ")."),
         Setting("pairs", parse_pairs, lambda: ORIGINAL_PAIRS,
                 "Comma-separated pairs such as btceur,ethusd, or `all` for every listed pair."),
         Setting("backfill", parse_duration, lambda: timedelta(days=7),
@@ -273,7 +274,7 @@ class Settings:
 
     @property
     def venue(self) -> str:
-        return "kraken" if self.source == "kraken" else self.exchange
+        return SOURCES[self.source].only_venue or self.exchange
 
     @property
     def pairs_explicit(self) -> bool:
@@ -353,9 +354,11 @@ def load_settings(
         except (ValueError, TypeError) as exc:
             shown = "(hidden)" if setting.secret else repr(_masked(str(raw)))[:80]
             raise ConfigError(f"{origin}: invalid value {shown}: {exc}") from exc
-    if values["source"] == "kraken" and values["exchange"] != "kraken":
+    only_venue = SOURCES[values["source"]].only_venue
+    if only_venue and values["exchange"] != only_venue:
+        others = [name for name, s in SOURCES.items() if s.only_venue is None]
         raise ConfigError(
-            f"the kraken source serves only the kraken venue, not {values['exchange']!r}",
-            "use --source cryptowatch for other venues",
+            f"the {values['source']} source serves only the {only_venue} venue, not {values['exchange']!r}",
+            f"use --source {' or '.join(others)} for other venues",
         )
     return Settings(**values, config_file=path if path.exists() else None)

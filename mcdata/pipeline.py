@@ -30,7 +30,7 @@ from mcdata.errors import (
     worst,
 )
 from mcdata.sources import make_source
-from mcdata.sources.base import ListedPair, Quote, Source
+from mcdata.sources.base import ListedPair, PriceBatch, Quote, Source
 from mcdata.views import ListedPairRow, Overview, PairView
 
 log = logging.getLogger("mcdata")
@@ -174,22 +174,55 @@ def fetch(settings: Settings, progress: Progress = no_progress, *, now: datetime
                         lambda engine, still_held: _fetch(engine, settings, now or utc_now(), progress, still_held))
 
 
-def _choose_pairs(settings: Settings, source: Source, report: Report) -> list[str]:
+@dataclass
+class PairPlan:
+    """Each pair's fate in one fetch, decided in one place: chosen to fetch, skipped (a default pair the
+    source does not list or no longer lists, a pair never traded: not counted as requested), failed (why)
+    or stored. The report's counts are read off it once, at the end."""
+
+    chosen: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    stored: set[str] = field(default_factory=set)
+
+    def skip(self, pair: str, why: str) -> None:
+        self._drop(pair)
+        self.skipped[pair] = why
+
+    def fail(self, pair: str, why: str) -> None:
+        self._drop(pair)
+        self.failed[pair] = why
+
+    def _drop(self, pair: str) -> None:
+        if pair in self.chosen:
+            self.chosen.remove(pair)
+
+    def into(self, report: Report) -> None:
+        report.pairs_requested = len(self.chosen) + len(self.failed)
+        report.pairs_stored = len(self.stored)
+        report.failures.update(self.failed)
+        report.skipped.update(self.skipped)
+
+
+def _plan(settings: Settings, source: Source) -> PairPlan:
+    """The configured pairs against the source's list: a pair named on purpose that is not listed fails,
+    a default one is skipped."""
+    plan = PairPlan()
     listing = {p.symbol: p for p in source.list_pairs()}
     if settings.pairs == ("all",):
-        return sorted(p.symbol for p in listing.values() if p.active)
+        plan.chosen = sorted(p.symbol for p in listing.values() if p.active)
+        return plan
     if settings.pairs_explicit and any(p not in listing for p in settings.pairs):
         listing = {p.symbol: p for p in source.refresh_pairs()}  # the cached list may be stale
-    chosen = []
     for pair in settings.pairs:
         problem = _unavailable(pair, listing, source)
         if problem is None:
-            chosen.append(pair)
+            plan.chosen.append(pair)
         elif settings.pairs_explicit:
-            report.failures[pair] = problem
+            plan.fail(pair, problem)
         else:
-            report.skipped[pair] = problem
-    return chosen
+            plan.skip(pair, problem)
+    return plan
 
 
 def _unavailable(pair: str, listing: dict[str, ListedPair], source: Source) -> str | None:
@@ -213,25 +246,22 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
         raise ConfigError(f"--backfill {settings.backfill.days}d is longer than the "
                           f"{source.max_history.days} days of hourly candles {source.name} serves",
                           f"use --backfill {source.max_history.days}d or less")
-    pairs: list[str] = []
+    plan = PairPlan()
     try:
-        pairs = _choose_pairs(settings, source, report)
-        report.pairs_requested = len(pairs) + len(report.failures)
+        plan = _plan(settings, source)
         rows: list[store.PriceRow] = []
-        if pairs:
-            batch = source.latest_prices(pairs)
+        if plan.chosen:
+            batch = source.latest_prices(list(plan.chosen))
             _check_clock(source, now)
-            if batch.failures:
-                _drop_delisted(settings, source, batch.failures, report)
-            report.failures.update({p: str(e) for p, e in batch.failures.items()})
-            report.skipped.update(batch.untraded)
-            report.pairs_requested -= len(batch.untraded)
+            _judge_answers(settings, source, batch, plan)
             with connect(engine) as connection:
                 spans = store.stored_spans(connection, source.venue, list(batch.quotes))
-            rows = _collect_rows(source, batch.quotes, spans, settings.backfill, now, report, progress,
+            quotes = {pair: quote for pair, quote in batch.quotes.items() if pair in plan.chosen}
+            rows = _collect_rows(source, quotes, spans, settings.backfill, now, plan, progress,
                                  settings.backfill_workers)
         with _write(engine, still_held) as connection:
             report.rows_written = store.insert_prices(connection, rows)
+        plan.stored = {row.pair for row in rows}
     except SourceError as error:
         report.errors.append(str(error))
         report.exceptions.append(error)
@@ -239,12 +269,12 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
         return report
     finally:
         report.http_requests = source.http_requests
+        plan.into(report)
     for problem in report.skipped.values():
         log.info("%s; skipped", problem)
-    report.pairs_stored = len({row.pair for row in rows})
     if report.failures:
         report.exit_code = ExitCode.PARTIAL if report.pairs_stored else ExitCode.FAILED
-    elif not pairs:
+    elif not plan.chosen:
         report.exit_code = ExitCode.FAILED
         report.errors.append("none of the configured pairs is listed by the source")
     return report
@@ -266,19 +296,23 @@ def _check_clock(source: Source, now: datetime) -> None:
     log.warning("warning: %s; set the clock right (NTP)", text)
 
 
-def _drop_delisted(settings: Settings, source: Source, failures: dict[str, PairError], report: Report) -> None:
-    """Pairs missing from the prices may have been delisted since the pair list was cached: ask again.
-    A delisted default pair is skipped (exit 0), like one the list never had."""
+def _judge_answers(settings: Settings, source: Source, batch: PriceBatch, plan: PairPlan) -> None:
+    """The pairs the price answer left out: never traded (skipped), or failed. A failed pair may have been
+    delisted since the pair list was cached: the list is asked again, and a delisted default pair is
+    skipped, like one the list never had."""
+    for pair, why in batch.untraded.items():
+        plan.skip(pair, why)
+    if not batch.failures:
+        return
     listed = {p.symbol for p in source.refresh_pairs() if p.active}
     named = settings.pairs_explicit and settings.pairs != ("all",)
-    for pair in [p for p in failures if p not in listed]:
-        del failures[pair]
-        problem = f"{pair}: no longer listed by {source.name}"
-        if named:
-            report.failures[pair] = problem
+    for pair, error in batch.failures.items():
+        if pair in listed:
+            plan.fail(pair, str(error))
+        elif named:
+            plan.fail(pair, f"{pair}: no longer listed by {source.name}")
         else:
-            report.skipped[pair] = problem
-            report.pairs_requested -= 1
+            plan.skip(pair, f"{pair}: no longer listed by {source.name}")
 
 
 def _collect_rows(
@@ -287,7 +321,7 @@ def _collect_rows(
     spans: dict[str, tuple[datetime, datetime]],
     backfill: timedelta,
     now: datetime,
-    report: Report,
+    plan: PairPlan,
     progress: Progress,
     workers: int,
 ) -> list[store.PriceRow]:
@@ -307,7 +341,6 @@ def _collect_rows(
         elif last is not None and now - last > GAP_REPAIR_AFTER:
             history_from[pair] = last
     rows: list[store.PriceRow] = []
-    failed: set[str] = set()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill")
     try:
         with progress(len(history_from), "backfilling history") as advance:
@@ -317,8 +350,7 @@ def _collect_rows(
                 try:
                     candles = future.result()
                 except (PairError, SourceError) as error:  # one pair's history failed: that pair only
-                    report.failures[pair] = str(error) if isinstance(error, PairError) else f"{pair}: {error}"
-                    failed.add(pair)
+                    plan.fail(pair, str(error) if isinstance(error, PairError) else f"{pair}: {error}")
                 else:
                     rows.extend(store.PriceRow(source.venue, pair, c.close_time, c.close, c.volume, "candle", now)
                                 for c in candles)
@@ -329,7 +361,7 @@ def _collect_rows(
         raise
     pool.shutdown()
     for pair, quote in quotes.items():
-        if pair not in failed:
+        if pair not in plan.failed:
             rows.append(store.PriceRow(source.venue, pair, sample_time, quote.price, None, "ticker", now))
     return rows
 

@@ -1,31 +1,39 @@
-"""Price sources: one module each, behind the interface in `base`."""
+"""Price sources, by name. Each lives in its own module: a class with the attributes of `base.Source`
+and a `create(settings, now)` classmethod that builds its HTTP client (its default URL, its headers).
+
+Adding a source is its module, its tests and one entry below; `config` takes the choices of
+`--source`, their help and the venue rule from here. This module imports nothing heavy: the config of
+every command reads it, and only a command that fetches imports the source it names.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from mcdata.config import Settings
-from mcdata.sources.base import Source
-from mcdata.sources.http import HttpClient
+if TYPE_CHECKING:
+    from mcdata.config import Settings
+    from mcdata.sources.base import Source
+
+
+@dataclass(frozen=True)
+class Registered:
+    implementation: str  # "module:Class"
+    summary: str  # for --help
+    only_venue: str | None  # the one venue the source serves; None: the venue --exchange names
+
+
+SOURCES: dict[str, Registered] = {
+    "kraken": Registered("mcdata.sources.kraken:KrakenSource", "Kraken's public REST API, live", "kraken"),
+    "cryptowatch": Registered("mcdata.sources.cryptowatch:CryptowatchSource",
+                              "the Cryptowatch API, for compatible mirrors; any --exchange", None),
+}
 
 
 def make_source(settings: Settings, now: Callable[[], datetime]) -> Source:
-    from mcdata.sources import cryptowatch, kraken
-
-    default_url = kraken.DEFAULT_URL if settings.source == "kraken" else cryptowatch.DEFAULT_URL
-    headers = {"X-CW-API-Key": settings.api_key} if settings.source == "cryptowatch" and settings.api_key else {}
-    client = HttpClient(
-        settings.source,
-        settings.api_url or default_url,
-        timeout=settings.http_timeout,
-        retries=settings.http_retries,
-        backoff=settings.http_backoff,
-        retry_after_max=settings.retry_after_max.total_seconds(),
-        min_interval=1 / settings.rate_limit,
-        headers=headers,
-        time_limit=settings.fetch_timeout.total_seconds(),
-    )
-    if settings.source == "kraken":
-        return kraken.KrakenSource(client, settings.cache_dir, now)
-    return cryptowatch.CryptowatchSource(client, settings.venue, now)
+    module, _, name = SOURCES[settings.source].implementation.partition(":")
+    source: Source = getattr(importlib.import_module(module), name).create(settings, now)
+    return source

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mcdata.config import PAIR_PATTERN
+from mcdata.config import PAIR_PATTERN, Settings
 from mcdata.errors import PairError, SourceError
 from mcdata.sources.base import (
     HOUR,
@@ -24,7 +24,7 @@ from mcdata.sources.base import (
     parse_price,
     parse_volume,
 )
-from mcdata.sources.http import HttpClient, Response
+from mcdata.sources.http import HttpClient, Response, client_for
 
 log = logging.getLogger("mcdata.cryptowatch")
 
@@ -40,6 +40,11 @@ class CryptowatchSource:
         self.client = client
         self.venue = venue
         self.now = now
+
+    @classmethod
+    def create(cls, settings: Settings, now: Callable[[], datetime]) -> CryptowatchSource:
+        headers = {"X-CW-API-Key": settings.api_key} if settings.api_key else {}
+        return cls(client_for(settings, DEFAULT_URL, headers), settings.exchange, now)
 
     @property
     def http_requests(self) -> int:

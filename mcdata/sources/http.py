@@ -11,13 +11,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from mcdata import __version__
 from mcdata.errors import SourceError, masked_url
+
+if TYPE_CHECKING:
+    from mcdata.config import Settings
 
 log = logging.getLogger("mcdata.http")
 
@@ -267,3 +270,18 @@ def _root_cause(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     return exc.__class__.__name__
+
+
+def client_for(settings: Settings, default_url: str, headers: Mapping[str, str] | None = None) -> HttpClient:
+    """The HTTP client of a source, with the settings' limits; the source gives its URL and headers."""
+    return HttpClient(
+        settings.source,
+        settings.api_url or default_url,
+        timeout=settings.http_timeout,
+        retries=settings.http_retries,
+        backoff=settings.http_backoff,
+        retry_after_max=settings.retry_after_max.total_seconds(),
+        min_interval=1 / settings.rate_limit,
+        headers=dict(headers or {}),
+        time_limit=settings.fetch_timeout.total_seconds(),
+    )

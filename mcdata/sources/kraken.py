@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from mcdata.config import PAIR_PATTERN
+from mcdata.config import PAIR_PATTERN, Settings
 from mcdata.errors import PairError, SourceError
 from mcdata.private_files import check_folder, make_private_dir, open_private
 from mcdata.sources.base import (
@@ -32,7 +32,7 @@ from mcdata.sources.base import (
     parse_price,
     parse_volume,
 )
-from mcdata.sources.http import HttpClient
+from mcdata.sources.http import HttpClient, client_for
 
 log = logging.getLogger("mcdata.kraken")
 
@@ -107,6 +107,10 @@ class KrakenSource:
         self.now = now
         self._catalog: dict[str, KrakenPair] | None = None
         self._downloaded = False
+
+    @classmethod
+    def create(cls, settings: Settings, now: Callable[[], datetime]) -> KrakenSource:
+        return cls(client_for(settings, DEFAULT_URL), settings.cache_dir, now)
 
     @property
     def http_requests(self) -> int:
