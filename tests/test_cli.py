@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from mcdata import __version__
@@ -15,23 +16,40 @@ from mcdata.cli import app
 from mcdata.migrations import head_revision
 from tests.conftest import unstamped
 
-COMMANDS = ["fetch", "compute", "show", "migrate", "run", "pairs"]
+
+def _commands(group: typer.core.TyperGroup, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command the app has, sub-apps' commands as paths (`prices set`), read off the app itself."""
+    found: list[tuple[str, ...]] = []
+    for name, command in group.commands.items():
+        if isinstance(command, typer.core.TyperGroup):
+            found += _commands(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
+COMMANDS = _commands(typer.main.get_command(app))  # type: ignore[arg-type]
+
+
+def test_the_product_commands_are_there() -> None:
+    assert {("fetch",), ("compute",), ("show",), ("migrate",), ("run",)} <= set(COMMANDS)
 
 
 def test_help_lists_every_command_with_one_line(runner: CliRunner) -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for name in COMMANDS:
+    for name in {path[0] for path in COMMANDS}:
         line = next(line for line in result.stdout.splitlines() if line.strip().startswith(name + " "))
         assert len(line.split(maxsplit=1)[1]) > 10
     assert "MCDATA_DATABASE_URL" in result.stdout
 
 
-@pytest.mark.parametrize("name", COMMANDS)
-def test_every_command_has_help_with_an_example(runner: CliRunner, name: str) -> None:
-    result = runner.invoke(app, [name, "--help"])
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_every_command_has_help_with_an_example(runner: CliRunner, path: tuple[str, ...]) -> None:
+    result = runner.invoke(app, [*path, "--help"])
     assert result.exit_code == 0
-    assert "Example: mcdata" in result.stdout
+    example = next(line for line in result.stdout.splitlines() if "Example: mcdata " in line)
+    assert f" {' '.join(path)}" in example
 
 
 def test_version(runner: CliRunner) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mcdata.config import ORIGINAL_PAIRS, SETTINGS, load_settings, parse_duration
+from mcdata.config import ORIGINAL_PAIRS, load_settings, parse_duration
 from mcdata.errors import ConfigError, ExitCode, redact
 
 
@@ -104,12 +104,6 @@ def test_pairs_all_and_normalisation() -> None:
 ])
 def test_parse_duration(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
-
-
-def test_every_setting_has_help_and_env_var() -> None:
-    for setting in SETTINGS.values():
-        assert setting.help.endswith(".")
-        assert setting.envvar == "MCDATA_" + setting.name.upper()
 
 
 def test_pairs_are_written_as_users_write_them() -> None:

@@ -16,29 +16,18 @@ from mcdata.config import load_settings
 from mcdata.schema import raw_prices, runs
 from tests.conftest import unstamped
 from tests.fake_exchange import FakeExchange
+from tests.helpers import query
 
 LISTED_DEFAULTS = ["adaeur", "bateth", "btceur", "btcusd", "dogeusd", "etheur", "ltceur", "solusd", "xrpusd"]
 WEEK_OF_HOURS = 7 * 24
 
 
 def stored(db_url: str) -> list[sa.Row]:  # type: ignore[type-arg]
-    from mcdata.db import make_engine
-
-    engine = make_engine(db_url)
-    with engine.connect() as connection:
-        rows = connection.execute(sa.select(raw_prices).order_by(raw_prices.c.pair, raw_prices.c.timestamp)).all()
-    engine.dispose()
-    return list(rows)
+    return query(db_url, sa.select(raw_prices).order_by(raw_prices.c.pair, raw_prices.c.timestamp))
 
 
 def last_run(db_url: str) -> sa.Row:  # type: ignore[type-arg]
-    from mcdata.db import make_engine
-
-    engine = make_engine(db_url)
-    with engine.connect() as connection:
-        row = connection.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(1)).one()
-    engine.dispose()
-    return row
+    return query(db_url, sa.select(runs).order_by(runs.c.id.desc()).limit(1))[0]
 
 
 def by_pair(rows: list[sa.Row], kind: str) -> dict[str, int]:  # type: ignore[type-arg]

@@ -15,12 +15,10 @@ from mcdata import metrics
 from mcdata.schema import metadata, raw_price_edits
 from mcdata.schema import metrics as metrics_table
 from mcdata.store import PriceRow, insert_prices, prune
+from tests.helpers import EXACT, FLOATS, assert_metrics_match, stored_metrics
 from tests.reference import Sample, reference_metrics
 
 T = datetime(2026, 11, 20, 12, 34, 56, 789000, tzinfo=UTC)
-FLOATS = ("latest_price", "weekly_average", "min_price", "max_price", "stddev_24h", "volatility_24h",
-          "change_24h_pct")
-EXACT = ("latest_at", "std_rank", "volatility_rank", "samples_24h", "samples_7d")
 
 
 def edge_case_samples() -> list[Sample]:
@@ -65,28 +63,6 @@ def store_samples(engine: sa.Engine, samples: list[Sample]) -> None:
         insert_prices(connection, rows)
 
 
-def computed(engine: sa.Engine, as_of: datetime) -> dict[tuple[str, str], dict[str, object]]:
-    with engine.connect() as connection:
-        rows = connection.execute(sa.select(metrics_table).where(metrics_table.c.timestamp == as_of)).all()
-    return {(r.exchange, r.pair): dict(r._mapping) for r in rows}
-
-
-def assert_matches(actual: dict[tuple[str, str], dict[str, object]],
-                   expected: dict[tuple[str, str], dict[str, object]]) -> None:
-    assert set(actual) == set(expected)
-    for market, want in expected.items():
-        got = actual[market]
-        for column in EXACT:
-            assert got[column] == want[column], (market, column)
-        for column in FLOATS:
-            if want[column] is None:
-                assert got[column] is None, (market, column)
-            else:
-                assert got[column] is not None, (market, column)
-                assert math.isclose(got[column], want[column], rel_tol=1e-9, abs_tol=0), (  # type: ignore[arg-type]
-                    market, column, got[column], want[column])
-
-
 def test_metrics_equal_the_reference_on_edge_cases(migrated_engine: sa.Engine) -> None:
     samples = edge_case_samples()
     store_samples(migrated_engine, samples)
@@ -94,8 +70,8 @@ def test_metrics_equal_the_reference_on_edge_cases(migrated_engine: sa.Engine) -
         count = metrics.compute(connection, T)
     expected = reference_metrics(samples, T)
     assert count == len(expected)
-    actual = computed(migrated_engine, T)
-    assert_matches(actual, expected)
+    actual = stored_metrics(migrated_engine, T)
+    assert_metrics_match(actual, expected)
     # spot checks of the definitions themselves, independent of the reference
     edge = actual[("kraken", "edgea")]
     assert (edge["samples_7d"], edge["samples_24h"]) == (4, 2)
@@ -127,7 +103,7 @@ def test_recompute_for_the_same_as_of_replaces(migrated_engine: sa.Engine) -> No
         total = connection.execute(sa.select(sa.func.count()).select_from(metrics_table)).scalar()
     assert first == again
     assert total == first + len(reference_metrics(samples, later))
-    assert_matches(computed(migrated_engine, later), reference_metrics(samples, later))
+    assert_metrics_match(stored_metrics(migrated_engine, later), reference_metrics(samples, later))
 
 
 def test_the_original_documentation_query_works_verbatim(migrated_engine: sa.Engine) -> None:
@@ -183,10 +159,10 @@ def test_metrics_property(migrated_engine: sa.Engine, data: list[tuple[str, int,
     with migrated_engine.begin() as connection:
         metrics.compute(connection, as_of)
     expected = reference_metrics(samples, as_of)
-    assert_matches(computed(migrated_engine, as_of), expected)
+    assert_metrics_match(stored_metrics(migrated_engine, as_of), expected)
     with migrated_engine.begin() as connection:
         metrics.compute(connection, as_of, from_raw=True)
-    assert_matches(computed(migrated_engine, as_of), expected)
+    assert_metrics_match(stored_metrics(migrated_engine, as_of), expected)
 
 
 def test_dense_samples_at_every_kind_of_as_of_time(migrated_engine: sa.Engine) -> None:
@@ -208,7 +184,7 @@ def test_dense_samples_at_every_kind_of_as_of_time(migrated_engine: sa.Engine) -
         with migrated_engine.begin() as connection:
             metrics.compute(connection, as_of)
         expected = reference_metrics(samples, as_of)
-        assert_matches(computed(migrated_engine, as_of), expected)
+        assert_metrics_match(stored_metrics(migrated_engine, as_of), expected)
         assert expected[("kraken", "flat")]["stddev_24h"] == 0.0
 
 
@@ -217,11 +193,11 @@ def test_pruning_old_raw_rows_leaves_the_metrics_unchanged(migrated_engine: sa.E
     store_samples(migrated_engine, samples)
     with migrated_engine.begin() as connection:
         metrics.compute(connection, T)
-    before = computed(migrated_engine, T)
+    before = stored_metrics(migrated_engine, T)
     with migrated_engine.begin() as connection:
         assert prune(connection, T - timedelta(days=8)) > 0  # "stale" loses all its raw rows
         metrics.compute(connection, T)
-    after = computed(migrated_engine, T)
+    after = stored_metrics(migrated_engine, T)
     for market, row in before.items():
         for column in (*FLOATS, *EXACT):
             assert after[market][column] == row[column], (market, column)

@@ -19,21 +19,9 @@ from mcdata.db import make_engine
 from mcdata.schema import metrics, raw_prices, runs
 from tests.conftest import unstamped
 from tests.fake_exchange import FakeExchange
+from tests.helpers import query
 
 PAIRS = {"adaeur", "bateth", "btceur", "btcusd", "dogeusd", "etheur", "ltceur", "solusd", "xrpusd"}
-
-
-@pytest.fixture
-def env(exchange_env: dict[str, str]) -> dict[str, str]:
-    return exchange_env
-
-
-def query(db_url: str, statement: sa.Executable) -> list[sa.Row]:  # type: ignore[type-arg]
-    engine = make_engine(db_url)
-    with engine.connect() as connection:
-        rows = list(connection.execute(statement))
-    engine.dispose()
-    return rows
 
 
 def latest_metric_rows(db_url: str) -> dict[str, sa.Row]:  # type: ignore[type-arg]
@@ -41,35 +29,35 @@ def latest_metric_rows(db_url: str) -> dict[str, sa.Row]:  # type: ignore[type-a
     return {r.pair: r for r in query(db_url, sa.select(metrics).where(metrics.c.timestamp == newest))}
 
 
-def test_run_on_a_brand_new_database(env: dict[str, str], runner: CliRunner) -> None:
+def test_run_on_a_brand_new_database(exchange_env: dict[str, str], runner: CliRunner) -> None:
     result = runner.invoke(app, ["run"])
     assert result.exit_code == 0, result.stderr
     assert "new database: creating the schema" in result.stderr
-    assert set(latest_metric_rows(env["MCDATA_DATABASE_URL"])) == PAIRS
-    recorded = query(env["MCDATA_DATABASE_URL"], sa.select(runs))
+    assert set(latest_metric_rows(exchange_env["MCDATA_DATABASE_URL"])) == PAIRS
+    recorded = query(exchange_env["MCDATA_DATABASE_URL"], sa.select(runs))
     assert [(r.command, r.status, r.exit_code, r.pairs_stored) for r in recorded] == [("run", "ok", 0, 9)]
     assert recorded[0].as_of is not None and recorded[0].finished_at >= recorded[0].started_at
 
 
-def test_quiet_run_is_silent_on_success(env: dict[str, str], runner: CliRunner) -> None:
+def test_quiet_run_is_silent_on_success(exchange_env: dict[str, str], runner: CliRunner) -> None:
     result = runner.invoke(app, ["--quiet", "run"])
     assert result.exit_code == 0
     assert result.stdout == "" and result.stderr == ""
 
 
-def test_partial_fetch_still_computes_and_exits_3(env: dict[str, str], fake_exchange: FakeExchange,
+def test_partial_fetch_still_computes_and_exits_3(exchange_env: dict[str, str], fake_exchange: FakeExchange,
                                                   runner: CliRunner) -> None:
     fake_exchange.price_overrides["solusd"] = "NaN"
     result = runner.invoke(app, ["--quiet", "run"])
     assert result.exit_code == 3
     assert unstamped(result.stderr) == [
         "mcdata: warning: solusd: kraken Ticker: price 'NaN' is not a finite positive number"]
-    assert set(latest_metric_rows(env["MCDATA_DATABASE_URL"])) == PAIRS - {"solusd"}
-    run = query(env["MCDATA_DATABASE_URL"], sa.select(runs))[-1]
+    assert set(latest_metric_rows(exchange_env["MCDATA_DATABASE_URL"])) == PAIRS - {"solusd"}
+    run = query(exchange_env["MCDATA_DATABASE_URL"], sa.select(runs))[-1]
     assert (run.status, run.exit_code, run.pairs_failed) == ("partial", 3, 1)
 
 
-def test_source_down_still_computes_from_stored_prices(env: dict[str, str], fake_exchange: FakeExchange,
+def test_source_down_still_computes_from_stored_prices(exchange_env: dict[str, str], fake_exchange: FakeExchange,
                                                        runner: CliRunner) -> None:
     assert runner.invoke(app, ["run"]).exit_code == 0
     fake_exchange.fail("/0/public/Ticker", "status", status=502, times=99)
@@ -77,13 +65,14 @@ def test_source_down_still_computes_from_stored_prices(env: dict[str, str], fake
     result = runner.invoke(app, ["run"])
     assert result.exit_code == 1
     assert "HTTP 502" in result.stderr
-    rows = query(env["MCDATA_DATABASE_URL"], sa.select(runs).order_by(runs.c.id))
+    rows = query(exchange_env["MCDATA_DATABASE_URL"], sa.select(runs).order_by(runs.c.id))
     assert [(r.status, r.exit_code) for r in rows] == [("ok", 0), ("failed", 1)]
-    assert len({r.timestamp for r in query(env["MCDATA_DATABASE_URL"], sa.select(metrics))}) == 2
+    assert len({r.timestamp for r in query(exchange_env["MCDATA_DATABASE_URL"], sa.select(metrics))}) == 2
 
 
-def test_run_refuses_a_database_that_is_not_empty_and_not_migrated(env: dict[str, str], runner: CliRunner) -> None:
-    engine = make_engine(env["MCDATA_DATABASE_URL"])
+def test_run_refuses_a_database_that_is_not_empty_and_not_migrated(exchange_env: dict[str, str],
+                                                                   runner: CliRunner) -> None:
+    engine = make_engine(exchange_env["MCDATA_DATABASE_URL"])
     with engine.begin() as connection:
         connection.execute(sa.text("CREATE TABLE runs (id INTEGER)"))
     engine.dispose()
@@ -92,11 +81,11 @@ def test_run_refuses_a_database_that_is_not_empty_and_not_migrated(env: dict[str
     assert "run `mcdata migrate`" in result.stderr
 
 
-def test_two_concurrent_runs_one_works_one_exits_75(env: dict[str, str], fake_exchange: FakeExchange,
+def test_two_concurrent_runs_one_works_one_exits_75(exchange_env: dict[str, str], fake_exchange: FakeExchange,
                                                     runner: CliRunner) -> None:
     assert runner.invoke(app, ["migrate"]).exit_code == 0
     fake_exchange.latency = 0.3  # the first run takes a few seconds
-    child_env = {**os.environ, **env}
+    child_env = {**os.environ, **exchange_env}
     command = [sys.executable, "-m", "mcdata", "--quiet", "run"]
     first = subprocess.Popen(command, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
@@ -108,16 +97,16 @@ def test_two_concurrent_runs_one_works_one_exits_75(env: dict[str, str], fake_ex
     assert time.monotonic() - started < 5
     assert "another mcdata run holds the lock" in second.stderr
     assert first.wait(timeout=60) == 0, first.stderr.read() if first.stderr else ""
-    recorded = query(env["MCDATA_DATABASE_URL"], sa.select(runs))
+    recorded = query(exchange_env["MCDATA_DATABASE_URL"], sa.select(runs))
     assert [(r.command, r.status) for r in recorded] == [("run", "ok")]
 
 
 # -- show ---------------------------------------------------------------------------------------
 @pytest.fixture
-def after_run(env: dict[str, str], runner: CliRunner) -> str:
+def after_run(exchange_env: dict[str, str], runner: CliRunner) -> str:
     result = runner.invoke(app, ["run"])
     assert result.exit_code == 0, result.stderr
-    return env["MCDATA_DATABASE_URL"]
+    return exchange_env["MCDATA_DATABASE_URL"]
 
 
 def test_show_all_json_matches_the_database(after_run: str, runner: CliRunner) -> None:
@@ -185,7 +174,7 @@ def test_show_unknown_pair_suggests(after_run: str, runner: CliRunner) -> None:
     assert "no metrics for btcusdd; did you mean btcusd" in result.stderr
 
 
-def test_show_before_any_run(env: dict[str, str], runner: CliRunner) -> None:
+def test_show_before_any_run(exchange_env: dict[str, str], runner: CliRunner) -> None:
     assert runner.invoke(app, ["migrate"]).exit_code == 0
     for args in (["show"], ["show", "btceur"]):
         result = runner.invoke(app, args)
@@ -201,7 +190,7 @@ def test_show_rejects_hostile_input(after_run: str, runner: CliRunner) -> None:
     assert result.exit_code == 2
 
 
-def test_prune_keeps_rollups_and_metrics(env: dict[str, str], runner: CliRunner) -> None:
+def test_prune_keeps_rollups_and_metrics(exchange_env: dict[str, str], runner: CliRunner) -> None:
     from datetime import UTC, datetime, timedelta
 
     from mcdata import pipeline
@@ -211,23 +200,23 @@ def test_prune_keeps_rollups_and_metrics(env: dict[str, str], runner: CliRunner)
     as_of = datetime.now(UTC).replace(microsecond=0)
     assert pipeline.compute(load_settings(), as_of=as_of).exit_code == 0
     at_as_of = sa.select(metrics).where(metrics.c.timestamp == as_of)
-    before = {r.pair: r for r in query(env["MCDATA_DATABASE_URL"], at_as_of)}
+    before = {r.pair: r for r in query(exchange_env["MCDATA_DATABASE_URL"], at_as_of)}
     cut = (datetime.now(UTC) - timedelta(days=8)).replace(hour=0, minute=0, second=0, microsecond=0)
-    older = query(env["MCDATA_DATABASE_URL"], sa.select(sa.func.count()).select_from(raw_prices)
+    older = query(exchange_env["MCDATA_DATABASE_URL"], sa.select(sa.func.count()).select_from(raw_prices)
                   .where(raw_prices.c.timestamp < cut))[0][0]
     result = runner.invoke(app, ["prune", "--keep", "8d"])
     assert result.exit_code == 0, result.stderr
     deleted = int(result.stderr.split("prune: ")[1].split(" raw price rows")[0].replace(",", ""))
     assert deleted == older >= 9 * 11 * 24  # whole UTC days before now - 8d: 11 to 12 days of nine pairs
     assert pipeline.compute(load_settings(), as_of=as_of).exit_code == 0
-    after = {r.pair: r for r in query(env["MCDATA_DATABASE_URL"], at_as_of)}
+    after = {r.pair: r for r in query(exchange_env["MCDATA_DATABASE_URL"], at_as_of)}
     for pair, row in before.items():
         for column in ("latest_price", "weekly_average", "min_price", "max_price", "stddev_24h", "std_rank",
                        "change_24h_pct", "samples_7d", "samples_24h"):
             assert getattr(after[pair], column) == getattr(row, column), (pair, column)
 
 
-def test_prune_needs_at_least_eight_days(env: dict[str, str], runner: CliRunner) -> None:
+def test_prune_needs_at_least_eight_days(exchange_env: dict[str, str], runner: CliRunner) -> None:
     assert runner.invoke(app, ["migrate"]).exit_code == 0
     result = runner.invoke(app, ["prune", "--keep", "3d"])
     assert result.exit_code == 2
@@ -250,7 +239,7 @@ def test_summary_says_one_request_not_one_requests(after_run: str, runner: CliRu
     assert ", 1 HTTP request (run " in result.stderr
 
 
-def test_debug_shows_the_traceback_of_a_source_error(env: dict[str, str], fake_exchange: FakeExchange,
+def test_debug_shows_the_traceback_of_a_source_error(exchange_env: dict[str, str], fake_exchange: FakeExchange,
                                                      runner: CliRunner) -> None:
     fake_exchange.fail("/0/public/Assets", "html", times=10)
     result = runner.invoke(app, ["--debug", "run"])

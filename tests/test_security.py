@@ -26,6 +26,7 @@ from mcdata.render import write_csv
 from mcdata.schema import metrics, raw_prices, runs
 from tests.conftest import SECRETS, unstamped
 from tests.fake_exchange import FakeExchange
+from tests.helpers import execute, query
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = SECRETS[2]  # cw-key-123
@@ -38,24 +39,6 @@ def elsewhere() -> Iterator[FakeExchange]:
     """A second server, on another port: where a redirect would take the request (it logs headers)."""
     with FakeExchange() as other:
         yield other
-
-
-def query(db_url: str, statement: sa.Executable) -> list[sa.Row]:  # type: ignore[type-arg]
-    engine = make_engine(db_url)
-    try:
-        with engine.connect() as connection:
-            return list(connection.execute(statement))
-    finally:
-        engine.dispose()
-
-
-def execute(db_url: str, statement: sa.Executable, rows: list[dict[str, object]]) -> None:
-    engine = make_engine(db_url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(statement, rows)
-    finally:
-        engine.dispose()
 
 
 # -- 1. redirects -------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from mcdata import metrics
 from mcdata.cli import app
 from mcdata.schema import markets, price_rollup_hourly, raw_prices
 from mcdata.store import prune
-from tests.reference import Sample
-from tests.test_metrics import T, assert_matches, computed, edge_case_samples, reference_metrics, store_samples
+from tests.helpers import assert_metrics_exact, assert_metrics_match, raw_samples, stored_metrics
+from tests.test_metrics import T, edge_case_samples, reference_metrics, store_samples
 from tests.test_store import assert_rollups_match_the_raw_rows
 
 KRAKEN = [s for s in edge_case_samples() if s[0] == "kraken" and s[2] <= T]  # one venue, nothing after T
@@ -30,15 +30,10 @@ def stored(migrated_engine: sa.Engine, db_url: str, monkeypatch: pytest.MonkeyPa
     return migrated_engine
 
 
-def raw_samples(engine: sa.Engine) -> list[Sample]:
-    with engine.connect() as connection:
-        return [(r.exchange, r.pair, r.timestamp, r.price) for r in connection.execute(sa.select(raw_prices))]
-
-
 def assert_all_exact(engine: sa.Engine, as_of: datetime = T) -> None:
     """Rollups equal the raw rows, and the stored metrics of `as_of` the reference on the raw rows."""
     assert_rollups_match_the_raw_rows(engine)
-    assert_matches(computed(engine, as_of), reference_metrics(raw_samples(engine), as_of))
+    assert_metrics_exact(engine, as_of)
 
 
 RAW_TABLE = "raw_crypto_pair_price_history"
@@ -131,14 +126,14 @@ def test_compute_refuses_as_of_times_that_need_pruned_rows(stored: sa.Engine, ru
         prune(connection, T - timedelta(days=8))
     mark = (T - timedelta(days=8)).replace(hour=0, minute=0, second=0, microsecond=0)
     earliest = mark + timedelta(days=7)
-    before = computed(stored, T)
+    before = stored_metrics(stored, T)
     result = runner.invoke(app, ["compute", "--as-of", (earliest - timedelta(seconds=1)).isoformat()])
     assert result.exit_code == 2
     assert f"the earliest exact as-of time is {earliest.isoformat()}" in result.stderr
     assert runner.invoke(app, ["compute", "--as-of", T.isoformat()]).exit_code == 0
-    after = computed(stored, T)
+    after = stored_metrics(stored, T)
     assert after == {m: {**row, "computed_at": after[m]["computed_at"]} for m, row in before.items()}
-    assert_matches(after, reference_metrics(KRAKEN, T))  # the pruned rows still count through the rollups
+    assert_metrics_match(after, reference_metrics(KRAKEN, T))  # the pruned rows still count through the rollups
     # a sample below the pruned history is refused: it could never be deleted again
     with pytest.raises(sa.exc.DBAPIError, match="pruned history"), stored.begin() as connection:
         connection.execute(raw_prices.insert().values(exchange="kraken", pair="flat", timestamp=mark - timedelta(1),
@@ -258,7 +253,8 @@ def test_a_future_snapshot_does_not_hide_the_real_metrics_and_can_be_deleted(sto
     assert json.loads(pair.stdout)["as_of"] == T.isoformat().replace("+00:00", "Z")
     deleted = runner.invoke(app, ["compute", "--delete", "--as-of", "2030-01-01"])
     assert deleted.exit_code == 0, deleted.stderr
-    assert f"metrics of {len(computed(stored, T))} pairs as of 2030-01-01T00:00:00+00:00 deleted" in deleted.stderr
-    assert computed(stored, future) == {}
+    pairs = len(stored_metrics(stored, T))
+    assert f"metrics of {pairs} pairs as of 2030-01-01T00:00:00+00:00 deleted" in deleted.stderr
+    assert stored_metrics(stored, future) == {}
     assert runner.invoke(app, ["compute", "--delete", "--as-of", "2030-01-01"]).exit_code == 1
     assert runner.invoke(app, ["compute", "--delete"]).exit_code == 2

@@ -26,19 +26,10 @@ from mcdata.db import make_engine
 from mcdata.schema import runs
 from mcdata.sources.base import parse_price
 from tests.fake_exchange import FakeExchange
+from tests.helpers import execute
 from tests.test_fetch import by_pair, last_run, stored
 
 NOW = datetime(2026, 11, 20, 10, 30, 15, tzinfo=UTC)
-
-
-def execute(db_url: str, statement: str, values: dict[str, Any] | None = None) -> list[Any]:
-    engine = make_engine(db_url)
-    try:
-        with engine.begin() as connection:
-            result = connection.execute(sa.text(statement), values or {})
-            return list(result) if result.returns_rows else []
-    finally:
-        engine.dispose()
 
 
 # -- 4. values at the edges of a double ----------------------------------------------------------

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from mcdata.cli import app
-from mcdata.db import make_engine
 from tests.fake_exchange import FakeExchange
+from tests.helpers import query
 
 PASSWORD = "Sup3r-S3cret-Pw9"  # PostgreSQL here trusts loopback: any password connects
 API_KEY = "cw-S3cret-ApiKey7"
@@ -54,12 +54,7 @@ class Harness:
         return process.returncode, out, err
 
     def query(self, statement: str) -> list[sa.Row]:  # type: ignore[type-arg]
-        engine = make_engine(self.db_url)
-        try:
-            with engine.connect() as connection:
-                return list(connection.execute(sa.text(statement)))
-        finally:
-            engine.dispose()
+        return query(self.db_url, statement)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ while it was listed, and every rollup equals its raw rows."""
 from __future__ import annotations
 
 import itertools
-import math
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -28,7 +27,7 @@ from mcdata.errors import ExitCode
 from mcdata.migrations import upgrade
 from mcdata.schema import metrics, raw_prices, runs
 from tests.fake_exchange import FakeExchange
-from tests.reference import reference_metrics
+from tests.helpers import assert_metrics_exact, count_rows
 from tests.test_store import assert_rollups_match_the_raw_rows
 
 RUNS = 500
@@ -43,8 +42,6 @@ HAND_MADE = {
     "hand_delete": "DELETE FROM raw_crypto_pair_price_history WHERE pair = 'etheur'",
     "hand_truncate": "DELETE FROM raw_crypto_pair_price_history",
 }
-FLOATS = ("latest_price", "weekly_average", "min_price", "max_price", "stddev_24h", "volatility_24h",
-          "change_24h_pct")
 
 
 def tamper(engine: sa.Engine, fault: str) -> None:
@@ -52,10 +49,10 @@ def tamper(engine: sa.Engine, fault: str) -> None:
     statement = HAND_MADE[fault]
     if fault == "hand_truncate" and engine.dialect.name == "postgresql":
         statement = "TRUNCATE raw_crypto_pair_price_history"
-    before = count(engine, raw_prices)
+    before = count_rows(engine, raw_prices)
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as connection:
         connection.execute(sa.text(statement))
-    assert count(engine, raw_prices) == before
+    assert count_rows(engine, raw_prices) == before
 
 
 def correct_a_price(engine: sa.Engine, settings: Settings, rng: random.Random, now: datetime) -> None:
@@ -131,26 +128,21 @@ def test_five_hundred_hourly_runs_with_faults(db_url: str, tmp_path: Path, monke
                 correct_a_price(engine, settings, rng, clock["now"])
             skew["source"] = timedelta(minutes=rng.choice([-20, 10])) if fault == "clock_skew" else timedelta(0)
             inject(fault, exchange, rng)
-            rows_before = count(engine, raw_prices)
+            rows_before = count_rows(engine, raw_prices)
             report = pipeline.run(settings, now=clock["now"])
             codes[report.exit_code] += 1
             assert report.exit_code in (ExitCode.OK, ExitCode.FAILED, ExitCode.PARTIAL), (clock["now"], fault)
             check_run_row(engine, report, rows_before, clock["now"])
-            check_metrics(engine, clock["now"])
+            assert_metrics_exact(engine, clock["now"].replace(microsecond=0))
             clock["now"] += timedelta(hours=1)
     check_no_gaps(engine, pairs, delisted_at)
     assert_rollups_match_the_raw_rows(engine)
-    rows = count(engine, raw_prices)
+    rows = count_rows(engine, raw_prices)
     engine.dispose()
     print(f"\nsoak on {engine.dialect.name}: {sum(codes.values())} runs, exit codes {dict(codes)}, "
           f"faults {dict(faults)}, {rows} price rows, 0 duplicates, no gap over an hour")
     assert codes[ExitCode.OK] > RUNS // 3 and codes[ExitCode.FAILED] and codes[ExitCode.PARTIAL]
     assert all(faults[f] for f, _ in FAULTS)
-
-
-def count(engine: sa.Engine, table: sa.Table) -> int:
-    with engine.connect() as connection:
-        return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
 
 
 def check_run_row(engine: sa.Engine, report: pipeline.Report, rows_before: int, now: datetime) -> None:
@@ -171,27 +163,8 @@ def check_run_row(engine: sa.Engine, report: pipeline.Report, rows_before: int, 
     assert row.status == {0: "ok", 3: "partial"}.get(report.exit_code, "failed")
     assert row.pairs_stored == tickers
     assert row.pairs_failed == len(report.failures)
-    assert row.rows_written == (count(engine, raw_prices) - rows_before) + metric_rows
+    assert row.rows_written == (count_rows(engine, raw_prices) - rows_before) + metric_rows
     assert (row.error_summary is None) == (report.exit_code == ExitCode.OK)
-
-
-def check_metrics(engine: sa.Engine, now: datetime) -> None:
-    as_of = now.replace(microsecond=0)
-    with engine.connect() as connection:
-        samples = [(r.exchange, r.pair, r.timestamp, r.price) for r in connection.execute(sa.select(raw_prices))]
-        stored = {(r.exchange, r.pair): r for r in
-                  connection.execute(sa.select(metrics).where(metrics.c.timestamp == as_of))}
-    expected = reference_metrics(samples, as_of)
-    assert set(stored) == set(expected)
-    for market, want in expected.items():
-        got = stored[market]
-        for column in ("latest_at", "samples_24h", "samples_7d", "std_rank", "volatility_rank"):
-            assert getattr(got, column) == want[column], (market, column)
-        for column in FLOATS:
-            if want[column] is None:
-                assert getattr(got, column) is None, (market, column)
-            else:
-                assert math.isclose(getattr(got, column), want[column], rel_tol=1e-9), (market, column)
 
 
 def check_no_gaps(engine: sa.Engine, pairs: list[str], delisted_at: dict[str, datetime]) -> None:

@@ -1,0 +1,82 @@
+"""What many tests need: one way to read and write a test database, and one comparison of stored
+metrics with the exact reference (tests/reference.py) — never with mcdata's own SQL."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from mcdata.db import make_engine
+from mcdata.schema import metrics, raw_prices
+from tests.reference import Sample, reference_metrics
+
+FLOATS = ("latest_price", "weekly_average", "min_price", "max_price", "stddev_24h", "volatility_24h",
+          "change_24h_pct")
+EXACT = ("latest_at", "std_rank", "volatility_rank", "samples_24h", "samples_7d")
+Database = str | sa.Engine  # a URL (an engine is made and disposed of) or an engine
+
+
+def _statement(statement: sa.Executable | str) -> sa.Executable:
+    return sa.text(statement) if isinstance(statement, str) else statement
+
+
+def query(database: Database, statement: sa.Executable | str, values: Any = None) -> list[Any]:
+    """The rows of one statement (SQL text or Core), read in its own connection."""
+    engine = make_engine(database) if isinstance(database, str) else database
+    try:
+        with engine.connect() as connection:
+            result = connection.execute(_statement(statement), values)
+            return list(result) if result.returns_rows else []
+    finally:
+        if isinstance(database, str):
+            engine.dispose()
+
+
+def execute(database: Database, statement: sa.Executable | str, values: Any = None) -> list[Any]:
+    """One statement in its own committed transaction; its rows, if it returns any."""
+    engine = make_engine(database) if isinstance(database, str) else database
+    try:
+        with engine.begin() as connection:
+            result = connection.execute(_statement(statement), values)
+            return list(result) if result.returns_rows else []
+    finally:
+        if isinstance(database, str):
+            engine.dispose()
+
+
+def count_rows(database: Database, table: sa.Table) -> int:
+    return int(query(database, sa.select(sa.func.count()).select_from(table))[0][0])
+
+
+def raw_samples(database: Database) -> list[Sample]:
+    return [(r.exchange, r.pair, r.timestamp, r.price) for r in query(database, sa.select(raw_prices))]
+
+
+def stored_metrics(database: Database, as_of: datetime) -> dict[tuple[str, str], dict[str, Any]]:
+    rows = query(database, sa.select(metrics).where(metrics.c.timestamp == as_of))
+    return {(r.exchange, r.pair): dict(r._mapping) for r in rows}
+
+
+def assert_metrics_match(actual: dict[tuple[str, str], dict[str, Any]],
+                         expected: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """Same markets; counts, times and ranks equal; every float within 1e-9 of the exact value."""
+    assert set(actual) == set(expected)
+    for market, want in expected.items():
+        got = actual[market]
+        for column in EXACT:
+            assert got[column] == want[column], (market, column)
+        for column in FLOATS:
+            if want[column] is None:
+                assert got[column] is None, (market, column)
+            else:
+                assert got[column] is not None, (market, column)
+                assert math.isclose(got[column], want[column], rel_tol=1e-9, abs_tol=0), (
+                    market, column, got[column], want[column])
+
+
+def assert_metrics_exact(database: Database, as_of: datetime) -> None:
+    """The metrics stored for `as_of` equal the reference computed from the raw rows stored now."""
+    assert_metrics_match(stored_metrics(database, as_of), reference_metrics(raw_samples(database), as_of))
