@@ -23,28 +23,25 @@ def _statement(statement: sa.Executable | str) -> sa.Executable:
     return sa.text(statement) if isinstance(statement, str) else statement
 
 
-def query(database: Database, statement: sa.Executable | str, values: Any = None) -> list[Any]:
-    """The rows of one statement (SQL text or Core), read in its own connection."""
+def _run(database: Database, statement: sa.Executable | str, values: Any, commit: bool) -> list[Any]:
     engine = make_engine(database) if isinstance(database, str) else database
     try:
-        with engine.connect() as connection:
+        with engine.begin() if commit else engine.connect() as connection:
             result = connection.execute(_statement(statement), values)
             return list(result) if result.returns_rows else []
     finally:
         if isinstance(database, str):
             engine.dispose()
+
+
+def query(database: Database, statement: sa.Executable | str, values: Any = None) -> list[Any]:
+    """The rows of one statement (SQL text or Core), read in its own connection."""
+    return _run(database, statement, values, commit=False)
 
 
 def execute(database: Database, statement: sa.Executable | str, values: Any = None) -> list[Any]:
     """One statement in its own committed transaction; its rows, if it returns any."""
-    engine = make_engine(database) if isinstance(database, str) else database
-    try:
-        with engine.begin() as connection:
-            result = connection.execute(_statement(statement), values)
-            return list(result) if result.returns_rows else []
-    finally:
-        if isinstance(database, str):
-            engine.dispose()
+    return _run(database, statement, values, commit=True)
 
 
 def count_rows(database: Database, table: sa.Table) -> int:

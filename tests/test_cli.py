@@ -58,6 +58,7 @@ def test_version(runner: CliRunner) -> None:
     assert result.stdout.strip() == f"mcdata {__version__}"
 
 
+@pytest.mark.slow
 def test_python_dash_m_works_from_any_directory(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "mcdata", "--version"], cwd=tmp_path,
                             capture_output=True, text=True, check=False)
@@ -75,6 +76,7 @@ def test_migrate_prints_the_revision_and_is_idempotent(runner: CliRunner, db_url
     assert "nothing to do" in second.stderr
 
 
+@pytest.mark.slow
 def test_migrate_from_another_directory_as_a_subprocess(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'sub.db'}"
     result = subprocess.run([sys.executable, "-m", "mcdata", "--database-url", url, "migrate"], cwd="/",
@@ -115,6 +117,7 @@ def test_bad_setting_exits_2_with_one_line(runner: CliRunner) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_global_options_work_after_the_command_too(tmp_path: Path) -> None:
     database = tmp_path / "x.db"
     quiet = subprocess.run([sys.executable, "-m", "mcdata", "migrate", "--quiet", "--database-url",

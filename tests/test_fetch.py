@@ -277,7 +277,7 @@ def test_cryptowatch_unknown_venue_fails(env: str, runner: CliRunner) -> None:
     ("kraken_error", {"message": "EGeneral:Internal error"}, "answered EGeneral:Internal error"),
     ("html", {}, "answered an HTML page, not JSON"),
     ("truncated", {}, "answered truncated or malformed JSON"),
-    ("hang", {"seconds": 3, "times": 99}, "no answer within 2s"),
+    pytest.param("hang", {"seconds": 3, "times": 99}, "no answer within 2s", marks=pytest.mark.slow),
     ("huge", {"seconds": 80}, "more than the 67,108,864 allowed"),
 ])
 def test_a_failed_ticker_request_fails_the_run_and_writes_nothing(

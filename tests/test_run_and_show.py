@@ -81,6 +81,7 @@ def test_run_refuses_a_database_that_is_not_empty_and_not_migrated(exchange_env:
     assert "run `mcdata migrate`" in result.stderr
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_one_works_one_exits_75(exchange_env: dict[str, str], fake_exchange: FakeExchange,
                                                     runner: CliRunner) -> None:
     assert runner.invoke(app, ["migrate"]).exit_code == 0

@@ -162,6 +162,7 @@ def spawn(env_values: dict[str, str], *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_sigterm_ends_the_run_as_interrupted_and_writes_nothing(env: str, exchange_env: dict[str, str],
                                                                 fake_exchange: FakeExchange) -> None:
     fake_exchange.latency = 0.4
@@ -178,6 +179,7 @@ def test_sigterm_ends_the_run_as_interrupted_and_writes_nothing(env: str, exchan
     assert (run.status, run.exit_code) == ("interrupted", 143) and run.finished_at is not None
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_backfill_stops_within_a_second(env: str, exchange_env: dict[str, str],
                                                    fake_exchange: FakeExchange) -> None:
     fake_exchange.latency = 0.6  # each candle request is still under way when Ctrl-C comes
@@ -210,6 +212,7 @@ def test_a_running_row_left_by_a_killed_process_is_closed_by_the_next_run(env: s
     assert "ended without recording" in rows[0].error_summary
 
 
+@pytest.mark.slow
 # -- 8, 11. PostgreSQL: the lock and the server's refusals -------------------------------------------
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_the_lock_holds_no_transaction_open_through_the_http_work(env: str, fake_exchange: FakeExchange,
@@ -224,6 +227,7 @@ def test_the_lock_holds_no_transaction_open_through_the_http_work(env: str, fake
         execute(env, f'ALTER DATABASE "{name}" RESET idle_in_transaction_session_timeout')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_lost_lock_writes_nothing(env: str, fake_exchange: FakeExchange, runner: CliRunner) -> None:
     fake_exchange.latency = 0.2

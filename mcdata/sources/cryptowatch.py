@@ -24,7 +24,7 @@ from mcdata.sources.base import (
     parse_price,
     parse_volume,
 )
-from mcdata.sources.http import HttpClient, Response, client_for
+from mcdata.sources.http import HttpClient, OverHttp, Response, client_for
 
 log = logging.getLogger("mcdata.cryptowatch")
 
@@ -32,7 +32,7 @@ DEFAULT_URL = "https://api.cryptowat.ch"
 MAX_PAGES = 100
 
 
-class CryptowatchSource:
+class CryptowatchSource(OverHttp):
     name = "cryptowatch"
     max_history: timedelta | None = None
 
@@ -45,17 +45,6 @@ class CryptowatchSource:
     def create(cls, settings: Settings, now: Callable[[], datetime]) -> CryptowatchSource:
         headers = {"X-CW-API-Key": settings.api_key} if settings.api_key else {}
         return cls(client_for(settings, DEFAULT_URL, headers), settings.exchange, now)
-
-    @property
-    def http_requests(self) -> int:
-        return self.client.requests
-
-    @property
-    def server_time(self) -> datetime | None:
-        return self.client.server_time
-
-    def cancel(self) -> None:
-        self.client.cancel()
 
     def _get(self, path: str, params: dict[str, str | int] | None = None) -> Response:
         answer = self.client.get(path, params, ok_statuses=frozenset({200, 404}))

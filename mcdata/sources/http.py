@@ -272,6 +272,23 @@ def _root_cause(exc: BaseException) -> str:
     return exc.__class__.__name__
 
 
+class OverHttp:
+    """What a source that talks through one HttpClient tells about it (base.Source's attributes)."""
+
+    client: HttpClient
+
+    @property
+    def http_requests(self) -> int:
+        return self.client.requests
+
+    @property
+    def server_time(self) -> datetime | None:
+        return self.client.server_time
+
+    def cancel(self) -> None:
+        self.client.cancel()
+
+
 def client_for(settings: Settings, default_url: str, headers: Mapping[str, str] | None = None) -> HttpClient:
     """The HTTP client of a source, with the settings' limits; the source gives its URL and headers."""
     return HttpClient(

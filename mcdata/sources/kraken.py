@@ -32,7 +32,7 @@ from mcdata.sources.base import (
     parse_price,
     parse_volume,
 )
-from mcdata.sources.http import HttpClient, client_for
+from mcdata.sources.http import HttpClient, OverHttp, client_for
 
 log = logging.getLogger("mcdata.kraken")
 
@@ -95,7 +95,7 @@ def build_catalog(assets: Any, pairs: Any) -> dict[str, KrakenPair]:
     return catalog
 
 
-class KrakenSource:
+class KrakenSource(OverHttp):
     name = "kraken"
     venue = "kraken"
     # OHLC answers the newest 720 hourly rows whatever `since` asks (one still forming): 29 whole days fit
@@ -111,17 +111,6 @@ class KrakenSource:
     @classmethod
     def create(cls, settings: Settings, now: Callable[[], datetime]) -> KrakenSource:
         return cls(client_for(settings, DEFAULT_URL), settings.cache_dir, now)
-
-    @property
-    def http_requests(self) -> int:
-        return self.client.requests
-
-    @property
-    def server_time(self) -> datetime | None:
-        return self.client.server_time
-
-    def cancel(self) -> None:
-        self.client.cancel()
 
     # -- requests -------------------------------------------------------------------------------
     def _result(self, path: str, params: dict[str, str | int] | None = None, pair: str | None = None) -> Any:

@@ -12,6 +12,8 @@ import pytest
 
 from tests.reliability.conftest import Harness
 
+pytestmark = pytest.mark.slow  # subprocesses, soak, restarts: `-m "not slow"` skips them while working
+
 
 def wait_for_requests(harness: Harness, count: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout

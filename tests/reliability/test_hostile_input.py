@@ -11,6 +11,8 @@ import pytest
 from tests.conftest import unstamped
 from tests.reliability.conftest import Harness
 
+pytestmark = pytest.mark.slow  # subprocesses, soak, restarts: `-m "not slow"` skips them while working
+
 PAYLOADS = [
     "btceur'; drop table runs; --",
     "btceur\"); DELETE FROM raw_crypto_pair_price_history; --",

@@ -11,6 +11,8 @@ import pytest
 
 from tests.reliability.conftest import Harness
 
+pytestmark = pytest.mark.slow  # subprocesses, soak, restarts: `-m "not slow"` skips them while working
+
 # mcdata in a child process, then its peak resident memory (VmHWM, kB) on the last stderr line
 PROBE = """import runpy, sys
 sys.argv = ["mcdata", *sys.argv[1:]]

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 
 from tests.reliability.conftest import API_KEY, PASSWORD, Harness
 
+pytestmark = pytest.mark.slow  # subprocesses, soak, restarts: `-m "not slow"` skips them while working
+
 UNREACHABLE = f"postgresql://mcdata:{PASSWORD}@127.0.0.1:9/nowhere"
 
 

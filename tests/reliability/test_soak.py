@@ -30,6 +30,8 @@ from tests.fake_exchange import FakeExchange
 from tests.helpers import assert_metrics_exact, count_rows
 from tests.test_store import assert_rollups_match_the_raw_rows
 
+pytestmark = pytest.mark.slow  # subprocesses, soak, restarts: `-m "not slow"` skips them while working
+
 RUNS = 500
 START = datetime(2026, 6, 1, 0, 30, tzinfo=UTC)
 FAULTS = [
