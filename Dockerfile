@@ -44,5 +44,9 @@ USER 10001
 ENV MCDATA_CONFIG=/etc/mcdata/config.toml \
     PYTHONUNBUFFERED=1
 VOLUME /data
+# healthy: the last run finished within 2 h without failing, and every pair has a sample newer than 2 h
+# (`mcdata status` exits 1 otherwise, 4 when the database is down; it only reads, even during a run).
+# The start period covers the first run's backfill.
+HEALTHCHECK --interval=5m --timeout=30s --start-period=20m --retries=2 CMD ["mcdata", "--quiet", "status"]
 ENTRYPOINT ["mcdata"]
 CMD ["--help"]

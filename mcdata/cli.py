@@ -19,7 +19,18 @@ import typer
 
 from mcdata import __version__
 from mcdata.config import SETTINGS, Settings, load_settings
-from mcdata.errors import ConfigError, ExitCode, McdataError, Terminated, classify, interrupted_code, printable, redact
+from mcdata.errors import (
+    ConfigError,
+    ExitCode,
+    LockedError,
+    McdataError,
+    Terminated,
+    classify,
+    exit_code_of,
+    interrupted_code,
+    printable,
+    redact,
+)
 
 if TYPE_CHECKING:
     from mcdata.pipeline import Progress, Report
@@ -334,13 +345,90 @@ def run(ctx: typer.Context, source_flags: dict[str, str | None]) -> None:
     """The hourly job: migrate if new, fetch, compute (one lock).
 
     Exits with the worst step's code: a partial fetch still computes and exits 3; a second run while
-    one is working exits 75 at once.
+    one is working exits 75 at once. With MCDATA_PING_URL it pings a cron monitor (<url>/start, then
+    <url>/<exit code>); with MCDATA_METRICS_FILE it rewrites a Prometheus textfile; a run skipped by the
+    lock does neither.
 
     Example: mcdata --quiet run
     """
-    from mcdata import pipeline
+    from mcdata import monitoring, pipeline
 
-    _exit_with(ctx, pipeline.run(*_source_job(ctx, source_flags)))
+    settings, progress = _source_job(ctx, source_flags)
+    began = pipeline.utc_now()
+
+    def started() -> None:
+        if settings.ping_url:
+            monitoring.ping(settings.ping_url, "start")
+
+    try:
+        report = pipeline.run(settings, progress, started=started)
+    except LockedError:
+        raise
+    except BaseException as error:
+        _after_run(settings, began, exit_code_of(error))
+        raise
+    _after_run(settings, began, int(report.exit_code))
+    _exit_with(ctx, report)
+
+
+def _after_run(settings: Settings, began: datetime, code: int) -> None:
+    """Tell the monitors how the run ended; neither may change its exit code."""
+    from mcdata import monitoring, pipeline
+
+    if settings.metrics_file:
+        facts = pipeline.monitoring_facts(settings, began, pipeline.utc_now(), code)
+        try:
+            monitoring.write_textfile(settings.metrics_file, facts)
+        except OSError as exc:
+            log.warning("warning: cannot write the metrics file %s: %s", settings.metrics_file, exc.strerror or exc)
+    if settings.ping_url:
+        monitoring.ping(settings.ping_url, str(code))
+
+
+@command
+def status(
+    ctx: typer.Context,
+    output_format: FormatArg = None,
+    format_option: FormatOpt = None,
+    max_age: Annotated[str | None, _option("max_age", metavar="DURATION")] = None,
+) -> None:
+    """Say whether mcdata is healthy: the last run, the last success, each pair's newest sample.
+
+    Exits 0 when healthy; 1 when no run finished within --max-age, the last run failed, or a pair's
+    newest sample is older than --max-age (each problem is named); 4 when the database is unreachable
+    or behind the newest schema. It only reads: it works while a run holds the lock.
+
+    Example: mcdata status --max-age 3h
+    """
+    from mcdata import pipeline, render
+
+    chosen = _output_format(output_format, format_option)
+    view = pipeline.status(_state(ctx).settings(max_age=max_age))
+    render.emit(render.status_output(view), chosen, sys.stdout)
+    for problem in view.problems:
+        say(f"mcdata: unhealthy: {printable(problem)}")
+    if not view.healthy:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+@command
+def config(
+    ctx: typer.Context,
+    output_format: FormatArg = None,
+    format_option: FormatOpt = None,
+) -> None:
+    """Show every setting's effective value and where it came from (flag, env var, _FILE, config file,
+    default), secrets masked, the database in use and the config file looked at.
+
+    Example: mcdata config json
+    """
+    from mcdata import render
+    from mcdata.config import describe
+
+    chosen = _output_format(output_format, format_option)
+    settings = _state(ctx).settings()
+    output = render.config_output(describe(settings), settings.config_path, settings.config_file is not None)
+    render.emit(output, chosen, sys.stdout)
 
 
 @command

@@ -12,7 +12,7 @@ import re
 import stat
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -102,7 +102,21 @@ def parse_pairs(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(canonical_pair(pair) for pair in pairs))
 
 
+def duration_text(value: timedelta) -> str:
+    """A duration as the settings write it: 2h, 7d, 90m, 45s; 1d12h for what one unit cannot say."""
+    seconds = int(value.total_seconds())
+    if seconds == 0:
+        return "0"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts)
+
+
 MIN_RETENTION = timedelta(days=8)
+DEFAULT_MAX_AGE = timedelta(hours=2)  # one missed hourly run is not yet an alarm; two are
 MAX_FETCH_TIME = timedelta(hours=24)
 
 
@@ -248,6 +262,13 @@ SETTINGS: dict[str, Setting] = {
         Setting("cache_dir", lambda v: Path(str(v)).expanduser(),
                 lambda: Path(platformdirs.user_cache_dir(APP_NAME)),
                 "Where the source's pair list is cached for a day."),
+        Setting("max_age", lambda v: parse_duration(v) or DEFAULT_MAX_AGE, lambda: DEFAULT_MAX_AGE,
+                "`status` is unhealthy (exit 1) when the last run or a pair's newest sample is older than this."),
+        Setting("ping_url", _url, lambda: None,
+                "Cron monitor URL (healthchecks.io convention): `run` GETs <url>/start, then <url>/<exit code>.",
+                secret=True),
+        Setting("metrics_file", lambda v: Path(str(v)).expanduser(), lambda: None,
+                "Prometheus textfile that every `run` rewrites (for node_exporter's textfile collector)."),
     )
 }
 
@@ -270,7 +291,13 @@ class Settings:
     retry_after_max: timedelta
     fetch_timeout: timedelta
     cache_dir: Path
-    config_file: Path | None
+    max_age: timedelta
+    ping_url: str | None
+    metrics_file: Path | None
+    config_file: Path | None  # the config file read, if it exists
+    config_path: Path | None = None  # the config file looked for
+    # where each value came from: a flag, an env var, a _FILE, the config file, or "default"
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def venue(self) -> str:
@@ -320,6 +347,11 @@ def _secret_from_file(setting: Setting, env: Mapping[str, str]) -> str | None:
         raise ConfigError(f"{file_var}: cannot read {env[file_var]!r} ({exc.__class__.__name__})") from exc
 
 
+def _flag_origin(setting: Setting, value: Any, env: Mapping[str, str]) -> str:
+    """Typer hands a flag's env var in as the flag's value: the same text in the environment is its origin."""
+    return setting.envvar if value is not None and env.get(setting.envvar) == str(value) else setting.flag_name
+
+
 def load_settings(
     flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
@@ -333,10 +365,11 @@ def load_settings(
     file_values = _read_config_file(path, explicit=bool(explicit))
 
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     for setting in SETTINGS.values():
         given = next(
             ((origin, value) for origin, value in (
-                (f"{setting.flag_name}/{setting.envvar}", flags.get(setting.name)),
+                (_flag_origin(setting, flags.get(setting.name), env), flags.get(setting.name)),
                 (setting.envvar, env.get(setting.envvar) or None),
                 (f"{setting.envvar}_FILE", _secret_from_file(setting, env) if setting.secret else None),
                 (f"{path} ({setting.name})", file_values.get(setting.name)),
@@ -345,8 +378,10 @@ def load_settings(
         )
         if given is None:
             values[setting.name] = setting.default()
+            origins[setting.name] = "default"
             continue
         origin, raw = given
+        origins[setting.name] = origin
         if setting.secret:  # of a URL, only its password is a secret: a SQLite path is shown as it is
             register_secret(_url_password(str(raw)) if setting.name == "database_url" else str(raw))
         try:
@@ -361,4 +396,35 @@ def load_settings(
             f"the {values['source']} source serves only the {only_venue} venue, not {values['exchange']!r}",
             f"use --source {' or '.join(others)} for other venues",
         )
-    return Settings(**values, config_file=path if path.exists() else None)
+    return Settings(**values, config_file=path if path.exists() else None, origins=origins,
+                    config_path=path)
+
+
+@dataclass(frozen=True)
+class SettingRow:
+    """One line of `mcdata config`: a setting's effective value (secrets masked) and where it came from."""
+
+    name: str
+    value: str | None
+    origin: str
+    env_var: str
+
+
+def _shown(setting: Setting, value: Any) -> str | None:
+    if value is None:
+        return None
+    if setting.name == "database_url":  # the database in use, as given: a SQLite path as it is, a password masked
+        return _masked(str(value))
+    if setting.secret:
+        parts = urlsplit(str(value))
+        return f"{parts.scheme}://{parts.hostname}/***" if parts.scheme and parts.hostname else "***"
+    if isinstance(value, timedelta):
+        return duration_text(value)
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+def describe(settings: Settings) -> list[SettingRow]:
+    return [SettingRow(name, _shown(setting, getattr(settings, name)), settings.origins.get(name, "default"),
+                       setting.envvar) for name, setting in SETTINGS.items()]

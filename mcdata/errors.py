@@ -58,6 +58,11 @@ def interrupted_code(error: KeyboardInterrupt) -> int:
     return 128 + error.signal_number if isinstance(error, Terminated) else int(ExitCode.INTERRUPTED)
 
 
+def exit_code_of(error: BaseException) -> int:
+    """The code a command ends with when `error` escapes it."""
+    return interrupted_code(error) if isinstance(error, KeyboardInterrupt) else int(classify(error)[0])
+
+
 class McdataError(Exception):
     """An expected failure: one line for the user, and the exit code it maps to."""
 

@@ -13,11 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mcdata.errors import printable
-from mcdata.views import METRIC_COLUMNS, ListedPairRow, MetricRow, Overview, PairView, RunRow
+from mcdata.views import METRIC_COLUMNS, ListedPairRow, MetricRow, Overview, PairView, RunRow, StatusView
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import Console
 
+    from mcdata.config import SettingRow
     from mcdata.pipeline import Report
 
 
@@ -348,3 +351,89 @@ def report_summary(report: Report) -> str:
         parts.append(f"{report.rows_deleted:,} price rows deleted, {report.rows_written:,} written, "
                      f"{report.metric_rows:,} metric snapshots recomputed")
     return f"{report.command}: {'; '.join(parts)} (run {report.run_id}, exit {int(report.exit_code)})"
+
+
+# -- status and config --------------------------------------------------------------------------
+def _ago(age: timedelta | None) -> str:
+    from mcdata.config import duration_text
+
+    if age is None:
+        return "never"
+    return f"{duration_text(timedelta(seconds=int(age.total_seconds()))) if age >= timedelta(seconds=1) else '0s'} ago"
+
+
+def _run_facts(run: RunRow | None, now: datetime) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    end = run["finished_at"]
+    duration = (end - run["started_at"]).total_seconds() if end else None
+    return {**run, "duration_seconds": duration,
+            "age_seconds": (now - end).total_seconds() if end else None}
+
+
+def _run_text(run: RunRow | None, now: datetime) -> str:
+    if run is None:
+        return "–"
+    end = run["finished_at"]
+    if end is None:
+        return f"#{run['id']} {run['command']} since {timestamp(run['started_at'])}"
+    took = (end - run["started_at"]).total_seconds()
+    return (f"#{run['id']} {run['command']} {run['status']} (exit {run['exit_code']}), ended {_ago(now - end)}, "
+            f"took {took:.1f}s; {run['pairs_stored']} pairs stored, {run['pairs_failed']} failed, "
+            f"{plural(run['http_requests'], 'HTTP request')}")
+
+
+def status_output(view: StatusView) -> Output:
+    pairs = [{"exchange": p.exchange, "pair": p.pair, "last_sample": p.last_sample,
+              "age_seconds": None if p.age is None else p.age.total_seconds(), "stale": p.stale} for p in view.pairs]
+    document = {"healthy": view.healthy, "problems": view.problems, "now": view.now,
+                "max_age_seconds": view.max_age.total_seconds(), "schema_revision": view.revision,
+                "last_run": _run_facts(view.last_run, view.now),
+                "last_success": _run_facts(view.last_success, view.now),
+                "running": _run_facts(view.running, view.now), "pairs": pairs}
+    return Output(document, pairs, ["exchange", "pair", "last_sample", "age_seconds", "stale"],
+                  lambda out: status_table(view, out))
+
+
+def status_table(view: StatusView, out: TextIO) -> None:
+    from rich.table import Table
+
+    terminal = console(out)
+    summary = Table(title=f"mcdata is {'healthy' if view.healthy else 'UNHEALTHY'} ({timestamp(view.now)})",
+                    title_justify="left", show_header=False)
+    summary.add_column("what")
+    summary.add_column("state", overflow="fold")
+    for name, value in (("last run", _run_text(view.last_run, view.now)),
+                        ("last success", _run_text(view.last_success, view.now)),
+                        ("under way", _run_text(view.running, view.now)),
+                        ("schema", f"revision {view.revision} (the newest)"),
+                        *(("problem", printable(problem)) for problem in view.problems)):
+        summary.add_row(name, value)
+    terminal.print(summary)
+    pairs = Table(title=f"Newest sample per pair (stale after {_ago(view.max_age).removesuffix(' ago')})",
+                  title_justify="left")
+    for column in ("pair", "newest sample", "age", "state"):
+        pairs.add_column(column, no_wrap=True)
+    for pair in view.pairs:
+        pairs.add_row(printable(pair.pair), timestamp(pair.last_sample), _ago(pair.age),
+                      "STALE" if pair.stale else "ok")
+    terminal.print(pairs)
+
+
+def config_output(rows: Sequence[SettingRow], config_path: Path | None, config_read: bool) -> Output:
+    settings = [{"name": r.name, "value": r.value, "origin": r.origin, "env_var": r.env_var} for r in rows]
+    document = {"config_file": str(config_path) if config_path else None, "config_file_exists": config_read,
+                "database": next((r.value for r in rows if r.name == "database_url"), None), "settings": settings}
+
+    def table(out: TextIO) -> None:
+        from rich.table import Table
+
+        drawn = Table(title=f"Config file: {config_path} ({'read' if config_read else 'not found'})",
+                      title_justify="left")
+        for column in ("setting", "value", "from"):
+            drawn.add_column(column, overflow="fold")
+        for row in rows:
+            drawn.add_row(row.name, printable(row.value or "–"), printable(row.origin))
+        console(out).print(drawn)
+
+    return Output(document, settings, ["name", "value", "origin", "env_var"], table)

@@ -165,6 +165,28 @@ def last_run(connection: sa.Connection) -> RunRow | None:
     return cast(RunRow, dict(row._mapping)) if row else None
 
 
+def newest_run(connection: sa.Connection, commands: Sequence[str], *, status: str | None = None,
+               finished: bool = True, since: datetime | None = None) -> RunRow | None:
+    """The newest `runs` row of these commands (finished ones, of one status, started at or after `since`)."""
+    query = sa.select(runs).where(runs.c.command.in_(commands))
+    if finished:
+        query = query.where(runs.c.finished_at.is_not(None))
+    if status is not None:
+        query = query.where(runs.c.status == status)
+    if since is not None:
+        query = query.where(runs.c.started_at >= since)
+    row = connection.execute(query.order_by(runs.c.id.desc()).limit(1)).first()
+    return cast(RunRow, dict(row._mapping)) if row else None
+
+
+def newest_samples(connection: sa.Connection, exchange: str | None = None) -> dict[tuple[str, str], datetime]:
+    """Each series' newest sample time (from `markets`, which the triggers keep), of one venue or all."""
+    query = sa.select(markets.c.exchange, markets.c.pair, markets.c.last_at)
+    if exchange is not None:
+        query = query.where(markets.c.exchange == exchange)
+    return {(r.exchange, r.pair): r.last_at for r in connection.execute(query)}
+
+
 def _metric_dicts(result: sa.CursorResult[Any]) -> list[MetricRow]:
     return [cast(MetricRow, dict(row._mapping)) for row in result]
 

@@ -4,8 +4,8 @@ and the views `show` draws. The core fills them; `render` only reads them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TypedDict
 
 from mcdata.schema import metrics, runs
@@ -86,3 +86,28 @@ class PairView:
     history: list[MetricRow]
     prices: list[tuple[datetime, float]]
     last_run: RunRow | None
+
+
+@dataclass
+class PairFreshness:
+    exchange: str
+    pair: str
+    last_sample: datetime | None
+    age: timedelta | None  # None: never stored
+    stale: bool
+
+
+@dataclass
+class StatusView:
+    now: datetime
+    max_age: timedelta
+    revision: str | None
+    last_run: RunRow | None  # the newest finished run or fetch
+    last_success: RunRow | None
+    running: RunRow | None  # a run under way, if any
+    pairs: list[PairFreshness]
+    problems: list[str] = field(default_factory=list)  # why it is unhealthy; empty when healthy
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems

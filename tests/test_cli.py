@@ -113,8 +113,11 @@ def test_bad_database_url_exits_4(runner: CliRunner, url: str) -> None:
 def test_bad_setting_exits_2_with_one_line(runner: CliRunner) -> None:
     result = runner.invoke(app, ["fetch", "--backfill", "seven days"])
     assert result.exit_code == 2
-    assert "--backfill/MCDATA_BACKFILL: invalid value 'seven days'" in result.stderr
+    assert "--backfill: invalid value 'seven days'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    from_env = runner.invoke(app, ["fetch"], env={"MCDATA_BACKFILL": "seven days"})
+    assert from_env.exit_code == 2
+    assert "MCDATA_BACKFILL: invalid value 'seven days'" in from_env.stderr  # the line names where it came from
 
 
 @pytest.mark.slow
