@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -133,3 +134,16 @@ def test_dockerfile_passes_hadolint() -> None:
 @pytest.mark.parametrize("arguments", [["show"], ["show", "btceur"], ["run"], ["migrate"]])
 def test_documented_container_commands_exist(runner: CliRunner, arguments: list[str]) -> None:
     assert_valid_invocation(runner, arguments)
+
+
+def test_the_container_healthcheck_is_mcdata_status(env: str, runner: CliRunner) -> None:
+    """Docker's rule: exit 0 healthy, anything else unhealthy; the image's check says so for a database
+    with no run yet, and no more after a good run."""
+    found = re.search(r"^HEALTHCHECK (.*?) CMD (\[.*\])$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert found is not None
+    options, command = found.group(1), json.loads(found.group(2))
+    assert command[0] == "mcdata" and command[-1] == "status"
+    assert "--start-period=" in options and "--interval=" in options
+    assert runner.invoke(app, command[1:]).exit_code == 1  # no run yet
+    assert runner.invoke(app, ["run", "--backfill", "0"]).exit_code == 0
+    assert runner.invoke(app, command[1:]).exit_code == 0

@@ -4,56 +4,21 @@ a non-JSON answer is called, and the source's clock."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from mcdata.errors import SourceError
 from mcdata.sources.http import HttpClient
-
-Answer = tuple[int, dict[str, str], bytes]
-
-
-class Script:
-    """The answers the server gives, in order (the last one repeats), and the requests it saw."""
-
-    def __init__(self) -> None:
-        self.answers: list[Answer] = [(200, {}, b"{}")]
-        self.seen = 0
-
-    def next(self) -> Answer:
-        self.seen += 1
-        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+from tests.receiver import Receiver
 
 
 @pytest.fixture
-def server() -> Iterator[tuple[str, Script]]:
-    script = Script()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status, headers, body = script.next()
-            self.send_response_only(status)
-            headers = {"Date": self.date_time_string(), "Content-Type": "application/json",
-                       "Content-Length": str(len(body)), **headers}
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", script
-    httpd.shutdown()
-    httpd.server_close()
+def server() -> Iterator[tuple[str, Receiver]]:
+    with Receiver() as receiver:
+        yield receiver.url, receiver
 
 
 def client(url: str, waits: list[float], **options: float) -> HttpClient:
@@ -62,7 +27,7 @@ def client(url: str, waits: list[float], **options: float) -> HttpClient:
 
 
 @pytest.mark.parametrize(("header", "expected"), [("7", 7.0), ("0", 0.0), ("120", 60.0), ("soon", 0.5)])
-def test_retry_after_seconds_are_honoured_up_to_the_cap(server: tuple[str, Script], header: str,
+def test_retry_after_seconds_are_honoured_up_to_the_cap(server: tuple[str, Receiver], header: str,
                                                         expected: float) -> None:
     url, script = server
     script.answers = [(429, {"Retry-After": header}, b"{}"), (200, {}, b'{"ok": 1}')]
@@ -71,7 +36,7 @@ def test_retry_after_seconds_are_honoured_up_to_the_cap(server: tuple[str, Scrip
     assert waits == [expected]  # an unreadable header falls back to the backoff (0.5 s)
 
 
-def test_retry_after_as_an_http_date(server: tuple[str, Script]) -> None:
+def test_retry_after_as_an_http_date(server: tuple[str, Receiver]) -> None:
     url, script = server
     later = format_datetime(datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=30), usegmt=True)
     script.answers = [(503, {"Retry-After": later}, b"{}"), (200, {}, b"{}")]
@@ -80,7 +45,7 @@ def test_retry_after_as_an_http_date(server: tuple[str, Script]) -> None:
     assert 25 <= waits[0] <= 30
 
 
-def test_backoff_doubles_and_the_last_failure_names_the_attempts(server: tuple[str, Script]) -> None:
+def test_backoff_doubles_and_the_last_failure_names_the_attempts(server: tuple[str, Receiver]) -> None:
     url, script = server
     script.answers = [(502, {}, b"<html>bad gateway</html>")]
     waits: list[float] = []
@@ -90,7 +55,7 @@ def test_backoff_doubles_and_the_last_failure_names_the_attempts(server: tuple[s
     assert script.seen == 3
 
 
-def test_a_declared_length_over_the_cap_is_refused_unread(server: tuple[str, Script]) -> None:
+def test_a_declared_length_over_the_cap_is_refused_unread(server: tuple[str, Receiver]) -> None:
     url, script = server
     script.answers = [(200, {}, b"[" + b"1," * 600 + b"1]")]
     with pytest.raises(SourceError, match=r"1,203 bytes, more than the 1,000 allowed"):
@@ -98,7 +63,7 @@ def test_a_declared_length_over_the_cap_is_refused_unread(server: tuple[str, Scr
     assert script.seen == 1  # not retried: a bigger answer will not get smaller
 
 
-def test_an_undeclared_length_over_the_cap_is_cut_off(server: tuple[str, Script]) -> None:
+def test_an_undeclared_length_over_the_cap_is_cut_off(server: tuple[str, Receiver]) -> None:
     url, script = server
     script.answers = [(200, {"Content-Length": ""}, b"[" + b"1," * 600 + b"1]")]
     with pytest.raises(SourceError, match=r"exceeds 1,000 bytes"):
@@ -111,7 +76,7 @@ def test_an_undeclared_length_over_the_cap_is_cut_off(server: tuple[str, Script]
     (b"   ", "application/json", "an empty body, not JSON"),
     (b"[" * 100_000 + b"]" * 100_000, "application/json", "JSON nested too deeply"),
 ])
-def test_answers_that_are_not_usable_json_are_named(server: tuple[str, Script], body: bytes, content_type: str,
+def test_answers_that_are_not_usable_json_are_named(server: tuple[str, Receiver], body: bytes, content_type: str,
                                                     called: str) -> None:
     url, script = server
     script.answers = [(200, {"Content-Type": content_type}, body)]
@@ -119,7 +84,7 @@ def test_answers_that_are_not_usable_json_are_named(server: tuple[str, Script], 
         client(url, []).get("/x")
 
 
-def test_the_first_answers_date_is_the_sources_clock(server: tuple[str, Script]) -> None:
+def test_the_first_answers_date_is_the_sources_clock(server: tuple[str, Receiver]) -> None:
     url, script = server
     script.answers = [(200, {"Date": "Tue, 24 Nov 2026 12:00:00 GMT"}, json.dumps({"a": 1}).encode())]
     http = client(url, [])

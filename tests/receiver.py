@@ -1,0 +1,52 @@
+"""A scripted HTTP server on loopback: it answers GETs from a list (the last answer repeats) and records
+each request's path. The HTTP-layer tests script its answers; the monitoring tests use it as the cron
+monitor that receives pings."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.answers: list[Answer] = [(200, {}, b"{}")]
+        self.paths: list[str] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def seen(self) -> int:
+        return len(self.paths)
+
+    def next(self, path: str) -> Answer:
+        self.paths.append(path)
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+    def __enter__(self) -> Receiver:
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, headers, body = receiver.next(self.path)
+            self.send_response_only(status)
+            headers = {"Date": self.date_time_string(), "Content-Type": "application/json",
+                       "Content-Length": str(len(body)), **headers}
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
