@@ -412,6 +412,53 @@ def status(
 
 
 @command
+def alerts(
+    ctx: typer.Context,
+    words: Annotated[list[str] | None, typer.Argument(
+        metavar="[history [FORMAT] | test [NAME] | FORMAT]",
+        help="Nothing or a FORMAT: each rule's state; `history`: the events; `test`: a test notification.")] = None,
+    since: Annotated[str, typer.Option("--since", metavar="DURATION", help="History of the last DURATION.")] = "7d",
+    format_option: FormatOpt = None,
+) -> None:
+    """Show the alert rules and their state, their history, or send a test notification.
+
+    `mcdata alerts` lists each rule's markets: firing, ok or not judged yet, and when it last fired.
+    `mcdata alerts history [FORMAT] --since 7d` lists the events and their delivery. `mcdata alerts test
+    [NAME]` sends one test notification through every notify URL and exits 1 if any failed.
+
+    Example: mcdata alerts history json --since 1d
+    """
+    from mcdata import pipeline, render
+    from mcdata.config import parse_duration
+
+    action, rest = (words[0], words[1:]) if words else (None, [])
+    settings = _state(ctx).settings()
+    if action == "test":
+        if len(rest) > 1:
+            raise ConfigError("`mcdata alerts test` takes one rule name at most")
+        results = pipeline.test_notifications(settings, rest[0] if rest else None)
+        for label, error in results:
+            say(f"mcdata: notify URL {label}: {'sent' if error is None else 'failed: ' + printable(error)}")
+        if any(error is not None for _, error in results):
+            raise typer.Exit(int(ExitCode.FAILED))
+        return
+    if action == "history":
+        if len(rest) > 1:
+            raise ConfigError("`mcdata alerts history` takes a FORMAT at most")
+        try:
+            window = parse_duration(since)
+        except ValueError as exc:
+            raise ConfigError(f"--since {since[:40]!r}: {exc}") from None
+        output = render.history_output(pipeline.alert_history(settings, window))
+        render.emit(output, _output_format(rest[0] if rest else None, format_option), sys.stdout)
+        return
+    if rest:
+        raise ConfigError(f"unexpected {printable(rest[0][:40])!r}", "use: mcdata alerts [history|test] ...")
+    chosen = _output_format(action, format_option)
+    render.emit(render.alerts_output(pipeline.alert_states(settings)), chosen, sys.stdout)
+
+
+@command
 def config(
     ctx: typer.Context,
     output_format: FormatArg = None,

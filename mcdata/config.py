@@ -15,13 +15,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import platformdirs
 
 from mcdata.errors import ConfigError, masked_url, printable, register_secret
 from mcdata.sources import SOURCES
+
+if TYPE_CHECKING:
+    from mcdata.alert_rules import AlertRule
 
 log = logging.getLogger("mcdata")
 
@@ -100,6 +103,28 @@ def parse_pairs(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if pairs == ("all",):
         return pairs
     return tuple(dict.fromkeys(canonical_pair(pair) for pair in pairs))
+
+
+def _notify_urls(value: Any) -> tuple[str, ...]:
+    items = re.split(r"[\s,]+", value) if isinstance(value, str) else list(value)
+    urls = tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
+    for url in urls:
+        register_secret(url)  # tokens live anywhere in these URLs: the whole URL is the secret
+        if not re.match(r"^[a-z][a-z0-9+.-]*://\S+$", url):
+            raise ValueError("expected notification URLs such as json://host/path or tgram://token/chat")
+    return urls
+
+
+def _alert_tables(value: Any) -> Any:
+    """The raw [[alerts]] tables; load_settings checks them against the configured pairs."""
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("expected a JSON list of rule tables (or [[alerts]] tables in the config file)") from None
+    return value
 
 
 def duration_text(value: timedelta) -> str:
@@ -269,6 +294,11 @@ SETTINGS: dict[str, Setting] = {
                 secret=True),
         Setting("metrics_file", lambda v: Path(str(v)).expanduser(), lambda: None,
                 "Prometheus textfile that every `run` rewrites (for node_exporter's textfile collector)."),
+        Setting("notify", _notify_urls, lambda: (),
+                "Where alerts go: apprise URLs (json://, tgram://, slack://, ntfy://, ...), comma-separated.",
+                secret=True),
+        Setting("alerts", _alert_tables, lambda: (),
+                "Alert rules: [[alerts]] tables in the config file (README, Alerts), or that list as JSON."),
     )
 }
 
@@ -294,6 +324,8 @@ class Settings:
     max_age: timedelta
     ping_url: str | None
     metrics_file: Path | None
+    notify: tuple[str, ...]
+    alerts: tuple[AlertRule, ...]
     config_file: Path | None  # the config file read, if it exists
     config_path: Path | None = None  # the config file looked for
     # where each value came from: a flag, an env var, a _FILE, the config file, or "default"
@@ -347,6 +379,16 @@ def _secret_from_file(setting: Setting, env: Mapping[str, str]) -> str | None:
         raise ConfigError(f"{file_var}: cannot read {env[file_var]!r} ({exc.__class__.__name__})") from exc
 
 
+def _check_notify_urls(urls: tuple[str, ...]) -> None:
+    import apprise
+
+    for index, url in enumerate(urls, 1):
+        if apprise.Apprise.instantiate(url) is None:
+            scheme = url.split("://", 1)[0]
+            raise ConfigError(f"notify: URL #{index} ({scheme}://…) is not a notification URL apprise accepts",
+                              "see https://github.com/caronc/apprise/wiki for each service's URL")
+
+
 def _flag_origin(setting: Setting, value: Any, env: Mapping[str, str]) -> str:
     """Typer hands a flag's env var in as the flag's value: the same text in the environment is its origin."""
     return setting.envvar if value is not None and env.get(setting.envvar) == str(value) else setting.flag_name
@@ -389,6 +431,11 @@ def load_settings(
         except (ValueError, TypeError) as exc:
             shown = "(hidden)" if setting.secret else repr(_masked(str(raw)))[:80]
             raise ConfigError(f"{origin}: invalid value {shown}: {exc}") from exc
+    from mcdata.alert_rules import parse_rules
+
+    values["alerts"] = parse_rules(values["alerts"], values["pairs"])
+    if values["notify"]:
+        _check_notify_urls(values["notify"])
     only_venue = SOURCES[values["source"]].only_venue
     if only_venue and values["exchange"] != only_venue:
         others = [name for name, s in SOURCES.items() if s.only_venue is None]
@@ -415,6 +462,10 @@ def _shown(setting: Setting, value: Any) -> str | None:
         return None
     if setting.name == "database_url":  # the database in use, as given: a SQLite path as it is, a password masked
         return _masked(str(value))
+    if setting.name == "notify":
+        return ", ".join(f"{url.split('://', 1)[0]}://***" for url in value) or None
+    if setting.name == "alerts":
+        return ", ".join(rule.name for rule in value) or None
     if setting.secret:
         parts = urlsplit(str(value))
         return f"{parts.scheme}://{parts.hostname}/***" if parts.scheme and parts.hostname else "***"

@@ -10,11 +10,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mcdata import corrections, metrics, migrations, rollups, store
+from mcdata import alerts, corrections, metrics, migrations, rollups, store
 from mcdata.config import Settings, duration_text
 from mcdata.db import connect, display_url, make_engine, writer_lock
 from mcdata.errors import (
@@ -30,6 +31,7 @@ from mcdata.errors import (
     worst,
 )
 from mcdata.monitoring import RunFacts
+from mcdata.schema import alert_events, alert_state
 from mcdata.sources import make_source
 from mcdata.sources.base import ListedPair, PriceBatch, Quote, Source
 from mcdata.views import ListedPairRow, Overview, PairFreshness, PairView, StatusView
@@ -57,6 +59,9 @@ class Report:
     metric_rows: int = 0
     rows_deleted: int = 0
     http_requests: int = 0
+    alerts_fired: list[str] = field(default_factory=list)  # the messages of this run's new events
+    alerts_delivered: int = 0
+    alerts_undelivered: int = 0
     as_of: datetime | None = None
     errors: list[str] = field(default_factory=list)
     exceptions: list[BaseException] = field(default_factory=list)  # behind `errors`, for --debug
@@ -65,8 +70,9 @@ class Report:
     def merge(self, other: Report) -> None:
         self.exit_code = worst(self.exit_code, other.exit_code)
         for name in ("pairs_requested", "pairs_stored", "rows_written", "metric_rows", "rows_deleted",
-                     "http_requests"):
+                     "http_requests", "alerts_delivered", "alerts_undelivered"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.alerts_fired.extend(other.alerts_fired)
         self.failures.update(other.failures)
         self.skipped.update(other.skipped)
         self.as_of = other.as_of or self.as_of
@@ -435,7 +441,10 @@ def compute(settings: Settings, *, as_of: datetime | None = None) -> Report:
                         lambda engine, still_held: _compute(engine, moment, still_held))
 
 
-def _compute(engine: Engine, as_of: datetime, still_held: Callable[[], None]) -> Report:
+def _compute(engine: Engine, as_of: datetime, still_held: Callable[[], None],
+             settings: Settings | None = None) -> Report:
+    """Compute the metrics of `as_of`; with `settings` (the hourly run), judge the alert rules on them in
+    the same transaction, so an event exists exactly when the metrics it is based on do."""
     report = Report("compute", as_of=as_of)
     with _write(engine, still_held) as connection:
         pruned = rollups.pruned_before(connection)
@@ -444,6 +453,11 @@ def _compute(engine: Engine, as_of: datetime, still_held: Callable[[], None]) ->
                 f"metrics as of {as_of.isoformat()} need raw prices from before {pruned.isoformat()}, "
                 "which prune deleted", f"the earliest exact as-of time is {(pruned + metrics.WEEK).isoformat()}")
         report.metric_rows = metrics.compute(connection, as_of, computed_at=utc_now())
+        if settings is not None and settings.alerts and report.metric_rows:
+            fired = alerts.evaluate(connection, settings.alerts, settings.venue, settings.pairs, as_of, utc_now())
+            report.alerts_fired = [str(m) for m in connection.execute(
+                sa.select(alert_events.c.message).where(alert_events.c.id.in_(fired)).order_by(alert_events.c.id))
+                .scalars()]
     if not report.metric_rows:
         report.errors.append(f"no prices at or before {as_of.isoformat()}: no metrics computed")
         report.exit_code = ExitCode.FAILED
@@ -563,12 +577,24 @@ def run(settings: Settings, progress: Progress = no_progress, *, now: datetime |
         def work() -> Report:
             report = Report("run")
             report.merge(_fetch(engine, settings, now, progress, still_held))  # a failed fetch still computes
-            report.merge(_compute(engine, now.replace(microsecond=0), still_held))
+            report.merge(_compute(engine, now.replace(microsecond=0), still_held, settings))
             if settings.retention:
                 report.merge(_prune(engine, settings.retention, now, still_held))
+            _deliver_alerts(engine, settings, report, still_held)
             return report
 
         return _recorded(engine, "run", settings.source, work)
+
+
+def _deliver_alerts(engine: Engine, settings: Settings, report: Report, still_held: Callable[[], None]) -> None:
+    """After commit: each new event is a line on stderr (cron mail is a channel too), then the outbox goes
+    to the notify URLs. A failed delivery stays pending for the next runs; it never fails the run."""
+    for message in report.alerts_fired:
+        log.warning("alert: %s", message)
+    if not settings.alerts and not settings.notify:
+        return
+    report.alerts_delivered, report.alerts_undelivered = alerts.deliver(
+        lambda: _write(engine, still_held), settings.notify, utc_now)
 
 
 # -- status and monitoring ------------------------------------------------------------------------
@@ -645,3 +671,55 @@ def monitoring_facts(settings: Settings, started: datetime, finished: datetime, 
     except (sa.exc.SQLAlchemyError, McdataError) as exc:
         log.debug("the textfile gets no database facts: %s", exc)
     return facts
+
+
+# -- alerts ---------------------------------------------------------------------------------------
+def alert_states(settings: Settings) -> list[dict[str, object]]:
+    """Each rule, each of its markets: firing, ok or not judged yet, and when it last fired."""
+    with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
+        migrations.require_head(connection)
+        states = {(r.rule, r.pair): r for r in connection.execute(
+            sa.select(alert_state).where(alert_state.c.exchange == settings.venue))}
+        stored = sorted(pair for _, pair in store.newest_samples(connection, settings.venue))
+    rows: list[dict[str, object]] = []
+    for rule in settings.alerts:
+        pairs = rule.pairs or (stored if settings.pairs == ("all",) else settings.pairs)
+        for pair in pairs:
+            state = states.get((rule.name, pair))
+            rows.append({"rule": rule.name, "kind": rule.kind, "condition": rule.describe(),
+                         "exchange": settings.venue, "pair": pair,
+                         "state": "not judged yet" if state is None else "firing" if state.firing else "ok",
+                         "last_fired_at": state.last_fired_at if state else None,
+                         "judged_at": state.judged_at if state else None})
+    return rows
+
+
+def alert_history(settings: Settings, since: timedelta) -> list[dict[str, object]]:
+    """The events of the last `since`, newest first, with their delivery."""
+    now = utc_now()
+    with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
+        migrations.require_head(connection)
+        events = connection.execute(sa.select(alert_events).where(alert_events.c.created_at >= now - since)
+                                    .order_by(alert_events.c.id.desc())).all()
+    return [{**row._mapping, "delivery": _delivery(row, now)} for row in events]
+
+
+def _delivery(event: sa.Row[Any], now: datetime) -> str:
+    if event.delivered_at is not None:
+        return "delivered"
+    if event.attempts >= alerts.MAX_ATTEMPTS or event.created_at < now - alerts.MAX_AGE:
+        return "given up"
+    return "pending"
+
+
+def test_notifications(settings: Settings, rule: str | None) -> list[tuple[str, str | None]]:
+    """One test notification through every notify URL: (the URL's service, why it failed or None)."""
+    if not settings.notify:
+        raise ConfigError("no notify URLs are set", "set notify in the config file, or MCDATA_NOTIFY")
+    if rule is not None and rule not in {r.name for r in settings.alerts}:
+        raise ConfigError(f"no alert rule is named {rule[:40]!r}",
+                          f"the rules: {', '.join(r.name for r in settings.alerts) or 'none'}")
+    about = f" for the rule {rule!r}" if rule else ""
+    body = f"A test of mcdata's notifications{about}, sent {utc_now():%Y-%m-%d %H:%M:%S} UTC."
+    return [(f"#{index} {url.split('://', 1)[0]}://***", alerts.send(url, alerts.TEST_TITLE, body))
+            for index, url in enumerate(settings.notify, 1)]

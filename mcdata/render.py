@@ -347,6 +347,9 @@ def report_summary(report: Report) -> str:
         parts.append(f"metrics of {report.metric_rows} pairs as of {report.as_of.isoformat()}")
     if report.command == "prune" or (report.command == "run" and report.rows_deleted):
         parts.append(f"{report.rows_deleted:,} raw price rows older than the retention deleted")
+    if report.alerts_fired or report.alerts_delivered or report.alerts_undelivered:
+        parts.append(f"{plural(len(report.alerts_fired), 'alert')} fired, {report.alerts_delivered} delivered, "
+                     f"{report.alerts_undelivered} pending")
     if report.command.startswith("prices "):
         parts.append(f"{report.rows_deleted:,} price rows deleted, {report.rows_written:,} written, "
                      f"{report.metric_rows:,} metric snapshots recomputed")
@@ -437,3 +440,40 @@ def config_output(rows: Sequence[SettingRow], config_path: Path | None, config_r
         console(out).print(drawn)
 
     return Output(document, settings, ["name", "value", "origin", "env_var"], table)
+
+
+# -- alerts -------------------------------------------------------------------------------------
+ALERT_COLUMNS = ("rule", "kind", "condition", "exchange", "pair", "state", "last_fired_at", "judged_at")
+EVENT_COLUMNS = ("id", "created_at", "rule", "exchange", "pair", "as_of", "value", "baseline", "message",
+                 "delivery", "delivered_at", "attempts", "last_error")
+
+
+def alerts_output(rows: Sequence[Mapping[str, Any]]) -> Output:
+    def table(out: TextIO) -> None:
+        from rich.table import Table
+
+        drawn = Table(title=f"{plural(len({r['rule'] for r in rows}), 'alert rule')}", title_justify="left")
+        for column in ("rule", "condition", "pair", "state", "last fired"):
+            drawn.add_column(column, overflow="fold")
+        for row in rows:
+            drawn.add_row(printable(str(row["rule"])), printable(str(row["condition"])), printable(str(row["pair"])),
+                          str(row["state"]), timestamp(row["last_fired_at"]))
+        console(out).print(drawn)
+
+    return Output({"alerts": list(rows)}, rows, ALERT_COLUMNS, table)
+
+
+def history_output(rows: Sequence[Mapping[str, Any]]) -> Output:
+    def table(out: TextIO) -> None:
+        from rich.table import Table
+
+        drawn = Table(title=f"{plural(len(rows), 'alert event')}, newest first", title_justify="left")
+        for column in ("#", "when (UTC)", "message", "delivery"):
+            drawn.add_column(column, overflow="fold")
+        for row in rows:
+            delivery = str(row["delivery"]) + (f" ({row['attempts']} tries)" if row["delivery"] != "delivered" else "")
+            drawn.add_row(str(row["id"]), row["created_at"].astimezone(UTC).strftime("%m-%d %H:%M"),
+                          printable(str(row["message"])), delivery)
+        console(out).print(drawn)
+
+    return Output({"events": list(rows)}, rows, EVENT_COLUMNS, table)

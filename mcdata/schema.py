@@ -198,3 +198,39 @@ raw_price_edits = sa.Table(
     sa.Column("reason", sa.String(80), nullable=False),
     sa.PrimaryKeyConstraint("id"),
 )
+
+# Alerts (mcdata.alerts): each rule's state per market, so cron runs, restarts and concurrent commands
+# never fire one twice or forget that it fired.
+alert_state = sa.Table(
+    "alert_state",
+    metadata,
+    sa.Column("rule", sa.String(40), nullable=False),
+    sa.Column("exchange", sa.String(40), nullable=False),
+    sa.Column("pair", sa.String(40), nullable=False),
+    sa.Column("firing", sa.Boolean(), nullable=False, comment="the condition held at the last judgement"),
+    sa.Column("last_fired_at", UTCDateTime(), nullable=True, comment="as-of time of the last event"),
+    sa.Column("judged_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("rule", "exchange", "pair"),
+)
+
+# The outbox: one row per firing, written in the transaction of the metrics it is based on, delivered
+# after commit (and retried by later runs until delivered_at is set, attempts reach the cap or it is too old).
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
+    sa.Column("rule", sa.String(40), nullable=False),
+    sa.Column("exchange", sa.String(40), nullable=False),
+    sa.Column("pair", sa.String(40), nullable=False),
+    sa.Column("as_of", UTCDateTime(), nullable=False),
+    sa.Column("value", sa.Double(), nullable=False),
+    sa.Column("baseline", sa.Double(), nullable=True),
+    sa.Column("message", sa.Text(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("delivered_at", UTCDateTime(), nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("delivered_to", sa.Text(), nullable=True, comment="fingerprints of the notify URLs that took it"),
+    sa.PrimaryKeyConstraint("id"),
+    sa.Index(None, "created_at"),
+)

@@ -1,4 +1,4 @@
-"""A scripted HTTP server on loopback: it answers GETs from a list (the last answer repeats) and records
+"""A scripted HTTP server on loopback: it answers GETs and POSTs from a list (the last answer repeats) and records
 each request's path. The HTTP-layer tests script its answers; the monitoring tests use it as the cron
 monitor that receives pings."""
 
@@ -14,6 +14,7 @@ class Receiver:
     def __init__(self) -> None:
         self.answers: list[Answer] = [(200, {}, b"{}")]
         self.paths: list[str] = []
+        self.bodies: list[bytes] = []  # of POSTs
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
@@ -45,6 +46,10 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            receiver.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            self.do_GET()
 
         def log_message(self, *args: object) -> None:
             pass

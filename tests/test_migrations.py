@@ -20,7 +20,8 @@ def test_empty_to_head_creates_every_table(engine: sa.Engine) -> None:
     with engine.connect() as connection:
         tables = set(sa.inspect(connection).get_table_names())
         assert tables == {"raw_crypto_pair_price_history", "crypto_pair_metrics", "runs", "alembic_version",
-                          "price_rollup_hourly", "price_rollup_daily", "markets", "retention", "raw_price_edits"}
+                          "price_rollup_hourly", "price_rollup_daily", "markets", "retention", "raw_price_edits",
+                          "alert_state", "alert_events"}
         migrations.require_head(connection)
         assert not migrations.is_empty(connection)
 

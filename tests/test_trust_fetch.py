@@ -157,9 +157,16 @@ def test_this_clock_is_compared_with_the_source(env: str, fake_exchange: FakeExc
 
 
 # -- 9. the run ledger ------------------------------------------------------------------------------
+def _ctrl_c_as_at_a_terminal() -> None:
+    """A shell without job control starts background jobs with SIGINT ignored (so does a CI runner that
+    puts the suite in the background); the child gets the default back, as a command at a terminal has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn(env_values: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "mcdata", *args], env={**os.environ, **env_values},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_as_at_a_terminal)
 
 
 @pytest.mark.slow

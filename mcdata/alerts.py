@@ -1,0 +1,253 @@
+"""Alerts: judge each rule for each of its markets after compute, record firings in the outbox in the
+same transaction as the metrics, and deliver the outbox through apprise after commit.
+
+Fire once, re-arm, cool down: a rule fires for a market when its condition becomes true; it does not fire
+again while the condition stays true; it re-arms when a judgement finds the condition false; and it does
+not fire within `cooldown` of its last firing (a condition that becomes true inside the cooldown counts
+as firing, without an event). A market the rule cannot judge (too few samples, no metrics) keeps its state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from mcdata.alert_rules import AlertRule
+from mcdata.schema import alert_events, alert_state, metrics, raw_prices
+
+log = logging.getLogger("mcdata")
+
+# The window before the latest sample is widened by this much, so that the sample of a run exactly one
+# window earlier counts whatever cron's jitter (a run at 13:05:02 sees the one at 12:05:01).
+JITTER = timedelta(minutes=5)
+MAX_ATTEMPTS = 24  # a day of hourly runs
+MAX_AGE = timedelta(days=2)  # an event older than this is not sent any more: it would be news from the past
+TEST_TITLE = "mcdata test notification"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    holds: bool | None  # None: cannot judge (too few samples, no metrics)
+    value: float = math.nan
+    baseline: float | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Market:
+    exchange: str
+    pair: str
+    latest_price: float
+    latest_at: datetime
+    volatility: float | None
+    volatility_rank: int | None
+
+
+# -- judging ------------------------------------------------------------------------------------------
+def _mean(prices: Sequence[float]) -> float:
+    return math.fsum(prices) / len(prices)
+
+
+def judge(rule: AlertRule, market: Market, window: Sequence[tuple[datetime, float]], now: datetime) -> Judgement:
+    """One rule for one market: `window` holds the samples in [latest_at - window - JITTER, latest_at),
+    oldest first."""
+    latest = market.latest_price
+    if rule.kind in ("spike", "drop", "change") and len(window) < rule.min_samples:
+        return Judgement(None)
+    if rule.kind == "spike":
+        assert rule.factor is not None
+        mean = _mean([p for _, p in window])
+        return Judgement(latest > rule.factor * mean, latest, mean,
+                         f"{latest:g} is more than {rule.factor:g} × the mean {mean:g} of the {len(window)} "
+                         f"samples before it")
+    if rule.kind == "drop":
+        assert rule.factor is not None
+        mean = _mean([p for _, p in window])
+        return Judgement(latest < mean / rule.factor, latest, mean,
+                         f"{latest:g} is less than the mean {mean:g} of the {len(window)} samples before it "
+                         f"/ {rule.factor:g}")
+    if rule.kind in ("above", "below"):
+        assert rule.price is not None
+        holds = latest > rule.price if rule.kind == "above" else latest < rule.price
+        return Judgement(holds, latest, rule.price, f"{latest:g} is {rule.kind} {rule.price:g}")
+    if rule.kind == "change":
+        assert rule.pct is not None
+        start = window[0][1]
+        change = (latest / start - 1) * 100
+        return Judgement(abs(change) >= rule.pct, change, start,
+                         f"changed {change:+.2f}% from {start:g} (at {window[0][0]:%Y-%m-%d %H:%M} UTC) to {latest:g}")
+    if rule.kind == "volatility":
+        return _judge_volatility(rule, market)
+    assert rule.after is not None
+    age = now - market.latest_at
+    return Judgement(age > rule.after, age.total_seconds(), rule.after.total_seconds(),
+                     f"no new sample since {market.latest_at:%Y-%m-%d %H:%M} UTC ({int(age.total_seconds() // 60)} "
+                     "minutes)")
+
+
+def _judge_volatility(rule: AlertRule, market: Market) -> Judgement:
+    if market.volatility is None:
+        return Judgement(None)
+    over = rule.pct is not None and market.volatility >= rule.pct
+    ranked = rule.rank is not None and market.volatility_rank is not None and market.volatility_rank <= rule.rank
+    rank = f", rank {market.volatility_rank}" if market.volatility_rank is not None else ""
+    return Judgement(over or ranked, market.volatility, rule.pct,
+                     f"24h volatility {market.volatility:.3f}%{rank}")
+
+
+# -- evaluating after compute ---------------------------------------------------------------------------
+def evaluate(connection: sa.Connection, rules: Sequence[AlertRule], exchange: str, pairs: Sequence[str],
+             as_of: datetime, now: datetime) -> list[int]:
+    """Judge every rule for its markets at `as_of` (the snapshot compute just wrote, in this transaction);
+    the ids of the events it fired."""
+    if not rules:
+        return []
+    markets = _markets(connection, exchange, as_of)
+    fired: list[int] = []
+    for rule in rules:
+        wanted = [markets[p] for p in (rule.pairs or ([*markets] if tuple(pairs) == ("all",) else pairs))
+                  if p in markets]
+        windows = _windows(connection, rule, wanted)
+        states = {(r.exchange, r.pair): r for r in connection.execute(
+            sa.select(alert_state).where(alert_state.c.rule == rule.name, alert_state.c.exchange == exchange))}
+        for market in wanted:
+            judgement = judge(rule, market, windows.get(market.pair, []), now)
+            event = _record(connection, rule, market, judgement, states.get((market.exchange, market.pair)),
+                            as_of, now)
+            if event is not None:
+                fired.append(event)
+    return fired
+
+
+def _markets(connection: sa.Connection, exchange: str, as_of: datetime) -> dict[str, Market]:
+    query = sa.select(metrics.c.exchange, metrics.c.pair, metrics.c.latest_price, metrics.c.latest_at,
+                      metrics.c.volatility_24h, metrics.c.volatility_rank).where(
+        metrics.c.exchange == exchange, metrics.c.timestamp == as_of)
+    return {r.pair: Market(r.exchange, r.pair, r.latest_price, r.latest_at, r.volatility_24h, r.volatility_rank)
+            for r in connection.execute(query)}
+
+
+def _windows(connection: sa.Connection, rule: AlertRule,
+             markets: Sequence[Market]) -> dict[str, list[tuple[datetime, float]]]:
+    if rule.window is None or not markets:
+        return {}
+    reach = rule.window + JITTER
+    earliest = min(m.latest_at for m in markets) - reach
+    latest_at = {m.pair: m.latest_at for m in markets}
+    query = (sa.select(raw_prices.c.pair, raw_prices.c.timestamp, raw_prices.c.price)
+             .where(raw_prices.c.exchange == markets[0].exchange, raw_prices.c.pair.in_(list(latest_at)),
+                    raw_prices.c.timestamp >= earliest)
+             .order_by(raw_prices.c.pair, raw_prices.c.timestamp))
+    windows: dict[str, list[tuple[datetime, float]]] = {}
+    for row in connection.execute(query):
+        end = latest_at[row.pair]
+        if end - reach <= row.timestamp < end:
+            windows.setdefault(row.pair, []).append((row.timestamp, row.price))
+    return windows
+
+
+def _record(connection: sa.Connection, rule: AlertRule, market: Market, judgement: Judgement, state: Any,
+            as_of: datetime, now: datetime) -> int | None:
+    """Apply fire once / re-arm / cool down; the new event's id, if it fired."""
+    if judgement.holds is None:
+        return None
+    key = {"rule": rule.name, "exchange": market.exchange, "pair": market.pair}
+    was_firing = bool(state and state.firing)
+    last_fired = state.last_fired_at if state else None
+    event_id = None
+    if judgement.holds and not was_firing and (last_fired is None or as_of - last_fired >= rule.cooldown):
+        message = f"{rule.name}: {market.pair} on {market.exchange}: {judgement.text}"
+        event_id = int(connection.execute(alert_events.insert().values(
+            **key, as_of=as_of, value=judgement.value, baseline=judgement.baseline, message=message,
+            created_at=now, attempts=0).returning(alert_events.c.id)).scalar_one())
+        last_fired = as_of
+    values = {"firing": judgement.holds, "last_fired_at": last_fired, "judged_at": now}
+    if state is None:
+        connection.execute(alert_state.insert().values(**key, **values))
+    else:
+        connection.execute(alert_state.update().where(
+            alert_state.c.rule == rule.name, alert_state.c.exchange == market.exchange,
+            alert_state.c.pair == market.pair).values(**values))
+    return event_id
+
+
+# -- delivering the outbox --------------------------------------------------------------------------
+def fingerprint(url: str) -> str:
+    """A notify URL named without its secrets: which destinations took an event."""
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def send(url: str, title: str, body: str) -> str | None:
+    """Send one notification through apprise; None when it went, else why not (no URL, no token in it)."""
+    import apprise
+
+    notifier = apprise.Apprise()
+    if not notifier.add(url):
+        return "not a notification URL apprise accepts"
+    with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
+        try:
+            sent = notifier.notify(body=body, title=title)
+        except Exception as exc:  # a plugin's own bug must not fail the run: the event stays pending
+            return f"the notifier failed ({exc.__class__.__name__})"
+    if sent:
+        return None
+    lines = [line for line in captured.getvalue().splitlines() if line.strip()]
+    reason = lines[-1].split(" - ", 1)[-1] if lines else "the service did not take it"
+    return re.sub(r"\S+://\S+", "<url>", reason)[:300]
+
+
+def pending(connection: sa.Connection, now: datetime) -> list[Any]:
+    return list(connection.execute(
+        sa.select(alert_events).where(alert_events.c.delivered_at.is_(None),
+                                      alert_events.c.attempts < MAX_ATTEMPTS,
+                                      alert_events.c.created_at >= now - MAX_AGE)
+        .order_by(alert_events.c.id)))
+
+
+def deliver(write: Callable[[], Any], urls: Sequence[str], now: Callable[[], datetime]) -> tuple[int, int]:
+    """Send every pending event to every notify URL that has not taken it yet: (delivered, failed).
+
+    Each attempt is counted (committed) before it is sent, and its outcome after: a process killed
+    between the two sends that event again on the next run, once; so does a send that timed out after
+    the receiver got it. Nothing is sent twice otherwise. The caller holds the writer lock, so two runs
+    never deliver at once.
+    """
+    delivered = failed = 0
+    with write() as connection:
+        events = pending(connection, now())
+    for event in events:
+        taken = set((event.delivered_to or "").split())
+        with write() as connection:
+            connection.execute(alert_events.update().where(alert_events.c.id == event.id)
+                               .values(attempts=alert_events.c.attempts + 1))
+        errors = []
+        for url in urls:
+            if fingerprint(url) in taken:
+                continue
+            error = send(url, f"mcdata alert: {event.rule}", event.message)
+            if error is None:
+                taken.add(fingerprint(url))
+            else:
+                errors.append(f"notify URL #{urls.index(url) + 1} ({url.split('://', 1)[0]}): {error}")
+        done = all(fingerprint(url) in taken for url in urls)
+        with write() as connection:
+            connection.execute(alert_events.update().where(alert_events.c.id == event.id).values(
+                delivered_to=" ".join(sorted(taken)) or None, delivered_at=now() if done else None,
+                last_error="; ".join(errors) or None))
+        if done:
+            delivered += 1
+        else:
+            failed += 1
+            tries = event.attempts + 1
+            last = " (the last try: it is too many)" if tries >= MAX_ATTEMPTS else "; the next run tries again"
+            log.warning("warning: alert #%d not delivered (attempt %d): %s%s", event.id, tries, "; ".join(errors),
+                        last)
+    return delivered, failed
