@@ -5,6 +5,7 @@ monitor that receives pings."""
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 Answer = tuple[int, dict[str, str], bytes]
@@ -15,6 +16,7 @@ class Receiver:
         self.answers: list[Answer] = [(200, {}, b"{}")]
         self.paths: list[str] = []
         self.bodies: list[bytes] = []  # of POSTs
+        self.delay = 0.0  # seconds before each answer
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
@@ -38,6 +40,7 @@ class Receiver:
 def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            time.sleep(receiver.delay)
             status, headers, body = receiver.next(self.path)
             self.send_response_only(status)
             headers = {"Date": self.date_time_string(), "Content-Type": "application/json",
