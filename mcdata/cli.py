@@ -75,6 +75,7 @@ SOURCE_OPTIONS: dict[str, Any] = {
     "backfill": Annotated[str | None, _option("backfill", metavar="DURATION")],
 }
 Keep = Annotated[str | None, _option("retention", "--keep", metavar="DURATION")]
+MaxAge = Annotated[str | None, _option("max_age", metavar="DURATION")]
 FormatArg = Annotated[str | None, typer.Argument(metavar="[FORMAT]", help="table (default), json or csv.")]
 FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="table (default), json or csv.")]
 AsOf = Annotated[
@@ -390,7 +391,7 @@ def status(
     ctx: typer.Context,
     output_format: FormatArg = None,
     format_option: FormatOpt = None,
-    max_age: Annotated[str | None, _option("max_age", metavar="DURATION")] = None,
+    max_age: MaxAge = None,
 ) -> None:
     """Say whether mcdata is healthy: the last run, the last success, each pair's newest sample.
 

@@ -50,16 +50,8 @@ def parse_duration(text: str, longest: timedelta = MAX_DURATION) -> timedelta:
         raise ValueError("expected a duration such as 7d, 12h, 30m or 0")
     amount, unit = int(match.group(1)), _DURATION_UNITS[match.group(2)]
     if amount > longest // timedelta(**{unit: 1}):
-        raise ValueError(f"at most {_spelled(longest)}")
+        raise ValueError(f"at most {duration_text(longest)}")
     return timedelta(**{unit: amount})
-
-
-def _spelled(duration: timedelta) -> str:
-    seconds = int(duration.total_seconds())
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def parse_timestamp(text: str, option: str = "--as-of") -> datetime:

@@ -316,3 +316,30 @@ def test_compute_as_of_never_fires(hourly: dict[str, Any], runner: CliRunner) ->
     as_of = hourly["clock"]["now"].isoformat()
     assert runner.invoke(app, ["compute", "--as-of", as_of]).exit_code == 0
     assert count_rows(hourly["db"], alert_events) == 0 and hourly["receiver"].bodies == []
+
+
+def test_without_notify_urls_an_alert_is_recorded_and_printed_even_with_quiet(
+        hourly: dict[str, Any], runner: CliRunner) -> None:
+    hourly["config"].write_text('pairs = ["btceur", "etheur"]\n[[alerts]]\nname = "btc-spike"\nrule = "spike"\n'
+                                'factor = 3\nwindow = "1h"\npairs = ["btceur"]\n')
+    hourly["clock"]["now"] = datetime.now(UTC).replace(microsecond=0) - 2 * HOUR
+    hour(hourly)  # an hour ago
+    hourly["clock"]["now"] = datetime.now(UTC)  # the CLI's run is now
+    normal = hourly["exchange"].price_at("btceur", hourly["clock"]["now"].timestamp())
+    hourly["exchange"].price_overrides["btceur"] = str(normal * 20)
+    result = runner.invoke(app, ["--quiet", "run"])
+    assert result.exit_code == 0, result.stderr
+    assert "mcdata: alert: btc-spike: btceur on kraken: " in result.stderr
+    [event] = query(hourly["db"], sa.select(alert_events))
+    assert event.delivered_at is not None and event.last_error is None
+    assert hourly["receiver"].bodies == []
+
+
+def test_an_event_is_not_sent_after_the_attempt_cap_or_the_age_limit(migrated_engine: sa.Engine) -> None:
+    store(migrated_engine, "aaa", [(timedelta(0), 101.0)])
+    judge_at(migrated_engine, rule("above", price=100))
+    with migrated_engine.begin() as connection:
+        assert len(alerts.pending(connection, T)) == 1
+        assert alerts.pending(connection, T + alerts.MAX_AGE + timedelta(seconds=1)) == []
+        connection.execute(alert_events.update().values(attempts=alerts.MAX_ATTEMPTS))
+        assert alerts.pending(connection, T) == []
