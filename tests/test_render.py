@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from mcdata import render
-from mcdata.pipeline import Overview
+from mcdata.views import Overview
 
 AS_OF = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 PAIRS = ["btceur", "btcusd", "dogeusd", "etheur", "ltceur", "solusd", "xrpusd", "adaeur", "bateth"]
@@ -94,3 +94,10 @@ def test_the_chart_ticks_fall_on_utc_midnights() -> None:
     start = datetime(2026, 11, 17, 10, 30, tzinfo=UTC)
     chart = render.price_chart([(start + timedelta(hours=h), 100.0 + h % 7) for h in range(168)], "x", 100, False)
     assert chart.splitlines()[-1].split() == " ".join(f"Nov {day}" for day in range(18, 25)).split()
+
+
+def test_csv_cells_keep_every_digit_and_defuse_formulas() -> None:
+    out = io.StringIO()
+    render.write_csv([{"a": 0.1 + 0.2, "b": None, "c": True, "d": "=HYPERLINK(1)", "e": "-5", "f": "ok\x1b[31m", "g": 7}],
+              ["a", "b", "c", "d", "e", "f", "g"], out)
+    assert out.getvalue().splitlines()[1] == "0.30000000000000004,,true,'=HYPERLINK(1),'-5,ok\\x1b[31m,7"
