@@ -98,6 +98,6 @@ def test_the_chart_ticks_fall_on_utc_midnights() -> None:
 
 def test_csv_cells_keep_every_digit_and_defuse_formulas() -> None:
     out = io.StringIO()
-    render.write_csv([{"a": 0.1 + 0.2, "b": None, "c": True, "d": "=HYPERLINK(1)", "e": "-5", "f": "ok\x1b[31m", "g": 7}],
-              ["a", "b", "c", "d", "e", "f", "g"], out)
+    row = {"a": 0.1 + 0.2, "b": None, "c": True, "d": "=HYPERLINK(1)", "e": "-5", "f": "ok\x1b[31m", "g": 7}
+    render.write_csv([row], list(row), out)
     assert out.getvalue().splitlines()[1] == "0.30000000000000004,,true,'=HYPERLINK(1),'-5,ok\\x1b[31m,7"
