@@ -13,6 +13,7 @@ import hashlib
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +32,8 @@ JITTER = timedelta(minutes=5)
 MAX_ATTEMPTS = 24  # a day of hourly runs
 MAX_AGE = timedelta(days=2)  # an event older than this is not sent any more: it would be news from the past
 TEST_TITLE = "mcdata test notification"
+# The longest a run spends delivering (it holds the lock meanwhile); what is left waits for the next run.
+DELIVERY_BUDGET = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,9 @@ def send(url: str, title: str, body: str) -> str | None:
     if sent:
         return None
     lines = [line for line in captured.getvalue().splitlines() if line.strip()]
-    reason = lines[-1].split(" - ", 1)[-1] if lines else "the service did not take it"
+    if not lines:
+        return "the service did not take it"
+    reason = re.sub(r"^.*?\b(DEBUG|INFO|WARNING|ERROR|CRITICAL) - ", "", lines[-1])  # apprise's own prefix
     return re.sub(r"\S+://\S+", "<url>", reason)[:300]
 
 
@@ -223,7 +228,13 @@ def deliver(write: Callable[[], Any], urls: Sequence[str], now: Callable[[], dat
     delivered = failed = 0
     with write() as connection:
         events = pending(connection, now())
-    for event in events:
+    deadline = time.monotonic() + DELIVERY_BUDGET.total_seconds()
+    for index, event in enumerate(events):
+        if time.monotonic() > deadline:
+            left = len(events) - index
+            log.warning("warning: %d alert(s) left pending: delivering took longer than %gs; the next run goes on",
+                        left, DELIVERY_BUDGET.total_seconds())
+            return delivered, failed + left
         taken = set((event.delivered_to or "").split())
         with write() as connection:
             connection.execute(alert_events.update().where(alert_events.c.id == event.id)

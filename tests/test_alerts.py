@@ -25,7 +25,7 @@ from mcdata.errors import ConfigError
 from mcdata.schema import alert_events, alert_state, raw_prices
 from mcdata.store import PriceRow, insert_prices
 from tests.fake_exchange import FakeExchange
-from tests.helpers import count_rows, query
+from tests.helpers import count_rows, execute, query
 from tests.receiver import Receiver
 
 T = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -343,3 +343,18 @@ def test_an_event_is_not_sent_after_the_attempt_cap_or_the_age_limit(migrated_en
         assert alerts.pending(connection, T + alerts.MAX_AGE + timedelta(seconds=1)) == []
         connection.execute(alert_events.update().values(attempts=alerts.MAX_ATTEMPTS))
         assert alerts.pending(connection, T) == []
+
+
+def test_a_slow_receiver_cannot_hold_the_run_past_the_delivery_budget(
+        hourly: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    hour(hourly)
+    event = {"rule": "btc-spike", "exchange": "kraken", "pair": "btceur", "as_of": hourly["clock"]["now"],
+             "value": 1.0, "baseline": 1.0, "message": "pending", "created_at": hourly["clock"]["now"], "attempts": 0}
+    execute(hourly["db"], alert_events.insert(), [event, event])
+    hourly["receiver"].delay = 0.5
+    monkeypatch.setattr(alerts, "DELIVERY_BUDGET", timedelta(seconds=0.3))
+    report = hour(hourly)
+    assert (report.alerts_delivered, report.alerts_undelivered) == (1, 1)  # the second waits for the next run
+    hourly["receiver"].delay = 0
+    assert hour(hourly).alerts_delivered == 1
+    assert len(hourly["receiver"].bodies) == 2
