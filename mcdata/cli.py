@@ -374,10 +374,10 @@ def run(ctx: typer.Context, source_flags: dict[str, str | None]) -> None:
 
 def _after_run(settings: Settings, began: datetime, code: int) -> None:
     """Tell the monitors how the run ended; neither may change its exit code."""
-    from mcdata import monitoring, pipeline
+    from mcdata import health, monitoring, pipeline
 
     if settings.metrics_file:
-        facts = pipeline.monitoring_facts(settings, began, pipeline.utc_now(), code)
+        facts = health.monitoring_facts(settings, began, pipeline.utc_now(), code)
         try:
             monitoring.write_textfile(settings.metrics_file, facts)
         except OSError as exc:
@@ -401,10 +401,10 @@ def status(
 
     Example: mcdata status --max-age 3h
     """
-    from mcdata import pipeline, render
+    from mcdata import health, render
 
     chosen = _output_format(output_format, format_option)
-    view = pipeline.status(_state(ctx).settings(max_age=max_age))
+    view = health.status(_state(ctx).settings(max_age=max_age))
     render.emit(render.status_output(view), chosen, sys.stdout)
     for problem in view.problems:
         say(f"mcdata: unhealthy: {printable(problem)}")
@@ -429,7 +429,7 @@ def alerts(
 
     Example: mcdata alerts history json --since 1d
     """
-    from mcdata import pipeline, render
+    from mcdata import alert_views, render
     from mcdata.config import parse_duration
 
     action, rest = (words[0], words[1:]) if words else (None, [])
@@ -437,7 +437,7 @@ def alerts(
     if action == "test":
         if len(rest) > 1:
             raise ConfigError("`mcdata alerts test` takes one rule name at most")
-        results = pipeline.test_notifications(settings, rest[0] if rest else None)
+        results = alert_views.test_notifications(settings, rest[0] if rest else None)
         for label, error in results:
             say(f"mcdata: notify URL {label}: {'sent' if error is None else 'failed: ' + printable(error)}")
         if any(error is not None for _, error in results):
@@ -450,13 +450,13 @@ def alerts(
             window = parse_duration(since)
         except ValueError as exc:
             raise ConfigError(f"--since {since[:40]!r}: {exc}") from None
-        output = render.history_output(pipeline.alert_history(settings, window))
+        output = render.history_output(alert_views.alert_history(settings, window))
         render.emit(output, _output_format(rest[0] if rest else None, format_option), sys.stdout)
         return
     if rest:
         raise ConfigError(f"unexpected {printable(rest[0][:40])!r}", "use: mcdata alerts [history|test] ...")
     chosen = _output_format(action, format_option)
-    render.emit(render.alerts_output(pipeline.alert_states(settings)), chosen, sys.stdout)
+    render.emit(render.alerts_output(alert_views.alert_states(settings)), chosen, sys.stdout)
 
 
 @command

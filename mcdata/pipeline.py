@@ -10,13 +10,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mcdata import alerts, corrections, metrics, migrations, rollups, store
-from mcdata.config import Settings, duration_text
+from mcdata.config import Settings
 from mcdata.db import connect, display_url, make_engine, writer_lock
 from mcdata.errors import (
     ConfigError,
@@ -30,11 +29,10 @@ from mcdata.errors import (
     exit_code_of,
     worst,
 )
-from mcdata.monitoring import RunFacts
-from mcdata.schema import alert_events, alert_state
+from mcdata.schema import alert_events
 from mcdata.sources import make_source
 from mcdata.sources.base import ListedPair, PriceBatch, Quote, Source
-from mcdata.views import ListedPairRow, Overview, PairFreshness, PairView, StatusView
+from mcdata.views import ListedPairRow, Overview, PairView
 
 log = logging.getLogger("mcdata")
 
@@ -595,131 +593,3 @@ def _deliver_alerts(engine: Engine, settings: Settings, report: Report, still_he
         return
     report.alerts_delivered, report.alerts_undelivered = alerts.deliver(
         lambda: _write(engine, still_held), settings.notify, utc_now)
-
-
-# -- status and monitoring ------------------------------------------------------------------------
-DATA_COMMANDS = ("run", "fetch")  # the commands that bring prices: their runs are the ones watched
-
-
-def status(settings: Settings) -> StatusView:
-    """Is mcdata healthy: a recent successful run, and every watched pair fresh. Only reads."""
-    now = utc_now()
-    with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
-        migrations.require_head(connection)
-        view = StatusView(
-            now=now, max_age=settings.max_age, revision=migrations.current_revision(connection),
-            last_run=store.newest_run(connection, DATA_COMMANDS),
-            last_success=store.newest_run(connection, DATA_COMMANDS, status=RunStatus.OK.value),
-            running=store.newest_run(connection, DATA_COMMANDS, status=RunStatus.RUNNING.value, finished=False),
-            pairs=_freshness(settings, store.newest_samples(connection, settings.venue), now),
-        )
-    view.problems = _problems(view)
-    return view
-
-
-def _freshness(settings: Settings, samples: dict[tuple[str, str], datetime], now: datetime) -> list[PairFreshness]:
-    """The watched pairs: every stored one with `all`, the named ones when named, and of the default list
-    the ones ever stored (a default pair the source does not list is skipped by fetch, not stale)."""
-    stored = sorted(pair for _, pair in samples)
-    if settings.pairs == ("all",):
-        pairs = stored
-    elif settings.pairs_explicit:
-        pairs = list(settings.pairs)
-    else:
-        pairs = [pair for pair in settings.pairs if pair in stored]
-    rows = []
-    for pair in pairs:
-        last = samples.get((settings.venue, pair))
-        age = None if last is None else max(now - last, timedelta(0))
-        rows.append(PairFreshness(settings.venue, pair, last, age, age is None or age > settings.max_age))
-    return rows
-
-
-def _problems(view: StatusView) -> list[str]:
-    problems = []
-    last = view.last_run
-    if last is None or last["finished_at"] is None:
-        problems.append("no run has finished yet")
-    else:
-        age = view.now - last["finished_at"]
-        if age > view.max_age:
-            problems.append(f"the last run ended {duration_text(age)} ago, "
-                            f"more than --max-age {duration_text(view.max_age)}")
-        if last["status"] in (RunStatus.FAILED, RunStatus.INTERRUPTED):
-            why = (last["error_summary"] or "").strip().splitlines()
-            problems.append(f"the last run (#{last['id']}) {last['status']} with exit {last['exit_code']}"
-                            + (f": {why[0][:300]}" if why else ""))
-    stale = [p for p in view.pairs if p.stale]
-    if stale:
-        names = ", ".join(p.pair for p in stale[:10]) + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
-        problems.append(f"{len(stale)} of {len(view.pairs)} pairs have no sample newer than "
-                        f"{duration_text(view.max_age)}: {names}")
-    return problems
-
-
-def monitoring_facts(settings: Settings, started: datetime, finished: datetime, exit_code: int) -> RunFacts:
-    """What the Prometheus textfile says about a run that ended: the database's record where it has one
-    (a run whose database is down still gets a file, from what the process knows)."""
-    facts = RunFacts(started, finished, exit_code)
-    try:
-        with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
-            facts.run = store.newest_run(connection, ("run",), since=started - timedelta(seconds=1))
-            success = store.newest_run(connection, DATA_COMMANDS, status=RunStatus.OK.value)
-            facts.last_success = success["finished_at"] if success else None
-            facts.metrics = store.latest_metrics(connection, utc_now() + CLOCK_TOLERANCE)
-            facts.last_samples = store.newest_samples(connection)
-    except (sa.exc.SQLAlchemyError, McdataError) as exc:
-        log.debug("the textfile gets no database facts: %s", exc)
-    return facts
-
-
-# -- alerts ---------------------------------------------------------------------------------------
-def alert_states(settings: Settings) -> list[dict[str, object]]:
-    """Each rule, each of its markets: firing, ok or not judged yet, and when it last fired."""
-    with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
-        migrations.require_head(connection)
-        states = {(r.rule, r.pair): r for r in connection.execute(
-            sa.select(alert_state).where(alert_state.c.exchange == settings.venue))}
-        stored = sorted(pair for _, pair in store.newest_samples(connection, settings.venue))
-    rows: list[dict[str, object]] = []
-    for rule in settings.alerts:
-        pairs = rule.pairs or (stored if settings.pairs == ("all",) else settings.pairs)
-        for pair in pairs:
-            state = states.get((rule.name, pair))
-            rows.append({"rule": rule.name, "kind": rule.kind, "condition": rule.describe(),
-                         "exchange": settings.venue, "pair": pair,
-                         "state": "not judged yet" if state is None else "firing" if state.firing else "ok",
-                         "last_fired_at": state.last_fired_at if state else None,
-                         "judged_at": state.judged_at if state else None})
-    return rows
-
-
-def alert_history(settings: Settings, since: timedelta) -> list[dict[str, object]]:
-    """The events of the last `since`, newest first, with their delivery."""
-    now = utc_now()
-    with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
-        migrations.require_head(connection)
-        events = connection.execute(sa.select(alert_events).where(alert_events.c.created_at >= now - since)
-                                    .order_by(alert_events.c.id.desc())).all()
-    return [{**row._mapping, "delivery": _delivery(row, now)} for row in events]
-
-
-def _delivery(event: sa.Row[Any], now: datetime) -> str:
-    if event.delivered_at is not None:
-        return "delivered"
-    if event.attempts >= alerts.MAX_ATTEMPTS or event.created_at < now - alerts.MAX_AGE:
-        return "given up"
-    return "pending"
-
-
-def test_notifications(settings: Settings, rule: str | None) -> list[tuple[str, str | None]]:
-    """One test notification through every notify URL: (the URL's service, why it failed or None)."""
-    if not settings.notify:
-        raise ConfigError("no notify URLs are set", "set notify in the config file, or MCDATA_NOTIFY")
-    if rule is not None and rule not in {r.name for r in settings.alerts}:
-        raise ConfigError(f"no alert rule is named {rule[:40]!r}",
-                          f"the rules: {', '.join(r.name for r in settings.alerts) or 'none'}")
-    about = f" for the rule {rule!r}" if rule else ""
-    body = f"A test of mcdata's notifications{about}, sent {utc_now():%Y-%m-%d %H:%M:%S} UTC."
-    return [(f"#{index} {url.split('://', 1)[0]}://***", alerts.send(url, alerts.TEST_TITLE, body))
-            for index, url in enumerate(settings.notify, 1)]

@@ -261,6 +261,6 @@ def test_config_says_where_every_setting_came_from_and_shows_no_secret(
     assert set(rows) == {"database_url", "source", "api_url", "api_key", "exchange", "pairs", "backfill",
                          "backfill_workers", "retention", "http_timeout", "http_retries", "http_backoff",
                          "rate_limit", "retry_after_max", "fetch_timeout", "cache_dir", "max_age", "ping_url",
-                         "metrics_file"}
+                         "metrics_file", "notify", "alerts"}
     table = runner.invoke(app, ["config"])
     assert table.exit_code == 0 and "MCDATA_BACKFILL" in table.stdout and PING_TOKEN not in table.output

@@ -1,0 +1,67 @@
+"""What `mcdata alerts` shows and sends: each rule's state, the events and their delivery, a test
+notification. Reads only; the judging and the outbox are in mcdata.alerts."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from mcdata import alerts, migrations, store
+from mcdata.config import Settings
+from mcdata.db import connect
+from mcdata.errors import ConfigError
+from mcdata.pipeline import engine_for, utc_now
+from mcdata.schema import alert_events, alert_state
+
+
+def alert_states(settings: Settings) -> list[dict[str, object]]:
+    """Each rule, each of its markets: firing, ok or not judged yet, and when it last fired."""
+    with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
+        migrations.require_head(connection)
+        states = {(r.rule, r.pair): r for r in connection.execute(
+            sa.select(alert_state).where(alert_state.c.exchange == settings.venue))}
+        stored = sorted(pair for _, pair in store.newest_samples(connection, settings.venue))
+    rows: list[dict[str, object]] = []
+    for rule in settings.alerts:
+        pairs = rule.pairs or (stored if settings.pairs == ("all",) else settings.pairs)
+        for pair in pairs:
+            state = states.get((rule.name, pair))
+            rows.append({"rule": rule.name, "kind": rule.kind, "condition": rule.describe(),
+                         "exchange": settings.venue, "pair": pair,
+                         "state": "not judged yet" if state is None else "firing" if state.firing else "ok",
+                         "last_fired_at": state.last_fired_at if state else None,
+                         "judged_at": state.judged_at if state else None})
+    return rows
+
+
+def alert_history(settings: Settings, since: timedelta) -> list[dict[str, object]]:
+    """The events of the last `since`, newest first, with their delivery."""
+    now = utc_now()
+    with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
+        migrations.require_head(connection)
+        events = connection.execute(sa.select(alert_events).where(alert_events.c.created_at >= now - since)
+                                    .order_by(alert_events.c.id.desc())).all()
+    return [{**row._mapping, "delivery": _delivery(row, now)} for row in events]
+
+
+def _delivery(event: sa.Row[Any], now: datetime) -> str:
+    if event.delivered_at is not None:
+        return "delivered"
+    if event.attempts >= alerts.MAX_ATTEMPTS or event.created_at < now - alerts.MAX_AGE:
+        return "given up"
+    return "pending"
+
+
+def test_notifications(settings: Settings, rule: str | None) -> list[tuple[str, str | None]]:
+    """One test notification through every notify URL: (the URL's service, why it failed or None)."""
+    if not settings.notify:
+        raise ConfigError("no notify URLs are set", "set notify in the config file, or MCDATA_NOTIFY")
+    if rule is not None and rule not in {r.name for r in settings.alerts}:
+        raise ConfigError(f"no alert rule is named {rule[:40]!r}",
+                          f"the rules: {', '.join(r.name for r in settings.alerts) or 'none'}")
+    about = f" for the rule {rule!r}" if rule else ""
+    body = f"A test of mcdata's notifications{about}, sent {utc_now():%Y-%m-%d %H:%M:%S} UTC."
+    return [(f"#{index} {url.split('://', 1)[0]}://***", alerts.send(url, alerts.TEST_TITLE, body))
+            for index, url in enumerate(settings.notify, 1)]

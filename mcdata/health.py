@@ -1,0 +1,93 @@
+"""Is mcdata healthy, read from the database only: `mcdata status`, and the facts of the Prometheus
+textfile that `run` writes (mcdata.monitoring writes it)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from mcdata import migrations, store
+from mcdata.config import Settings, duration_text
+from mcdata.db import connect
+from mcdata.errors import McdataError, RunStatus
+from mcdata.monitoring import RunFacts
+from mcdata.pipeline import CLOCK_TOLERANCE, engine_for, utc_now
+from mcdata.views import PairFreshness, StatusView
+
+log = logging.getLogger("mcdata")
+
+DATA_COMMANDS = ("run", "fetch")  # the commands that bring prices: their runs are the ones watched
+
+
+def status(settings: Settings) -> StatusView:
+    """Is mcdata healthy: a recent successful run, and every watched pair fresh. Only reads."""
+    now = utc_now()
+    with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
+        migrations.require_head(connection)
+        view = StatusView(
+            now=now, max_age=settings.max_age, revision=migrations.current_revision(connection),
+            last_run=store.newest_run(connection, DATA_COMMANDS),
+            last_success=store.newest_run(connection, DATA_COMMANDS, status=RunStatus.OK.value),
+            running=store.newest_run(connection, DATA_COMMANDS, status=RunStatus.RUNNING.value, finished=False),
+            pairs=_freshness(settings, store.newest_samples(connection, settings.venue), now),
+        )
+    view.problems = _problems(view)
+    return view
+
+
+def _freshness(settings: Settings, samples: dict[tuple[str, str], datetime], now: datetime) -> list[PairFreshness]:
+    """The watched pairs: every stored one with `all`, the named ones when named, and of the default list
+    the ones ever stored (a default pair the source does not list is skipped by fetch, not stale)."""
+    stored = sorted(pair for _, pair in samples)
+    if settings.pairs == ("all",):
+        pairs = stored
+    elif settings.pairs_explicit:
+        pairs = list(settings.pairs)
+    else:
+        pairs = [pair for pair in settings.pairs if pair in stored]
+    rows = []
+    for pair in pairs:
+        last = samples.get((settings.venue, pair))
+        age = None if last is None else max(now - last, timedelta(0))
+        rows.append(PairFreshness(settings.venue, pair, last, age, age is None or age > settings.max_age))
+    return rows
+
+
+def _problems(view: StatusView) -> list[str]:
+    problems = []
+    last = view.last_run
+    if last is None or last["finished_at"] is None:
+        problems.append("no run has finished yet")
+    else:
+        age = view.now - last["finished_at"]
+        if age > view.max_age:
+            problems.append(f"the last run ended {duration_text(age)} ago, "
+                            f"more than --max-age {duration_text(view.max_age)}")
+        if last["status"] in (RunStatus.FAILED, RunStatus.INTERRUPTED):
+            why = (last["error_summary"] or "").strip().splitlines()
+            problems.append(f"the last run (#{last['id']}) {last['status']} with exit {last['exit_code']}"
+                            + (f": {why[0][:300]}" if why else ""))
+    stale = [p for p in view.pairs if p.stale]
+    if stale:
+        names = ", ".join(p.pair for p in stale[:10]) + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
+        problems.append(f"{len(stale)} of {len(view.pairs)} pairs have no sample newer than "
+                        f"{duration_text(view.max_age)}: {names}")
+    return problems
+
+
+def monitoring_facts(settings: Settings, started: datetime, finished: datetime, exit_code: int) -> RunFacts:
+    """What the Prometheus textfile says about a run that ended: the database's record where it has one
+    (a run whose database is down still gets a file, from what the process knows)."""
+    facts = RunFacts(started, finished, exit_code)
+    try:
+        with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
+            facts.run = store.newest_run(connection, ("run",), since=started - timedelta(seconds=1))
+            success = store.newest_run(connection, DATA_COMMANDS, status=RunStatus.OK.value)
+            facts.last_success = success["finished_at"] if success else None
+            facts.metrics = store.latest_metrics(connection, utc_now() + CLOCK_TOLERANCE)
+            facts.last_samples = store.newest_samples(connection)
+    except (sa.exc.SQLAlchemyError, McdataError) as exc:
+        log.debug("the textfile gets no database facts: %s", exc)
+    return facts
