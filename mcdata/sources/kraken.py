@@ -7,12 +7,8 @@ derived from the request string.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,7 +17,6 @@ from typing import Any
 
 from mcdata.config import PAIR_PATTERN, Settings
 from mcdata.errors import PairError, SourceError
-from mcdata.private_files import check_folder, make_private_dir, open_private
 from mcdata.sources.base import (
     HOUR,
     Candle,
@@ -32,13 +27,12 @@ from mcdata.sources.base import (
     parse_price,
     parse_volume,
 )
+from mcdata.sources.cache import PairListCache
 from mcdata.sources.http import HttpClient, OverHttp, client_for
 
 log = logging.getLogger("mcdata.kraken")
 
 DEFAULT_URL = "https://api.kraken.com"
-CATALOG_MAX_AGE = timedelta(days=1)
-CACHE_MAX_BYTES = 16 * 1024 * 1024  # Kraken's real pair list is well under 1 MB once trimmed
 THROTTLING = ("EGeneral:Too many requests", "EAPI:Rate limit exceeded", "EService:")
 UNKNOWN_PAIR = "EQuery:Unknown asset pair"
 # Kraken's altnames that differ from the common ticker symbol
@@ -103,7 +97,7 @@ class KrakenSource(OverHttp):
 
     def __init__(self, client: HttpClient, cache_dir: Path | None, now: Callable[[], datetime]) -> None:
         self.client = client
-        self.cache_dir = cache_dir
+        self.cache = PairListCache(cache_dir, "kraken", client.base_url, now)
         self.now = now
         self._catalog: dict[str, KrakenPair] | None = None
         self._downloaded = False
@@ -128,59 +122,16 @@ class KrakenSource(OverHttp):
         return body["result"]
 
     # -- pairs ----------------------------------------------------------------------------------
-    def _cache_file(self) -> Path | None:
-        """The cache file's path, or None (one warning) when the cache folder is unusable or unsafe."""
-        if self.cache_dir is None:
-            return None
-        try:
-            make_private_dir(self.cache_dir)
-            check_folder(self.cache_dir)
-        except OSError as exc:
-            log.warning("kraken: not caching the pair list: %s", exc)
-            self.cache_dir = None
-            return None
-        digest = hashlib.sha256(self.client.base_url.encode()).hexdigest()[:12]
-        return self.cache_dir / f"kraken-pairs-{digest}.json"
-
     def _load_cached(self) -> dict[str, KrakenPair] | None:
-        """The cached pair list, rebuilt and checked exactly like a downloaded one; None on any doubt."""
-        path = self._cache_file()
-        if path is None or not path.exists():
-            return None
-        try:
-            fd = open_private(path, os.O_RDONLY)
-            with os.fdopen(fd, "rb") as file:
-                if os.fstat(file.fileno()).st_size > CACHE_MAX_BYTES:
-                    raise ValueError(f"larger than {CACHE_MAX_BYTES:,} bytes")
-                data = json.loads(file.read(CACHE_MAX_BYTES + 1))
-            fetched = datetime.fromisoformat(data["fetched_at"])
-            if fetched.tzinfo is None:
-                raise ValueError("fetched_at has no time zone")
-            if not timedelta(0) <= self.now() - fetched < CATALOG_MAX_AGE:
-                return None  # old: download again, quietly
-            return build_catalog(data["assets"], data["pairs"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, SourceError) as exc:
-            log.warning("kraken: ignoring the pair cache %s (%s); downloading the pair list", path,
-                        str(exc)[:200] or exc.__class__.__name__)
-            return None
+        return self.cache.load(lambda data: build_catalog(data["assets"], data["pairs"]))
 
     def _save_cache(self, assets: dict[str, Any], pairs: dict[str, Any]) -> None:
-        """Keep what build_catalog reads of the two answers, 0600 in a 0700 folder, replaced atomically."""
-        path = self._cache_file()
-        if path is None:
-            return
-        data = {
-            "fetched_at": self.now().isoformat(),
+        """Keep what build_catalog reads of the two answers."""
+        self.cache.save({
             "assets": {k: {"altname": v.get("altname")} for k, v in assets.items() if isinstance(v, dict)},
             "pairs": {k: {f: v.get(f) for f in ("altname", "base", "quote", "status")}
                       for k, v in pairs.items() if isinstance(v, dict)},
-        }
-        try:
-            with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-                json.dump(data, tmp)  # NamedTemporaryFile creates the file 0600
-            os.replace(tmp.name, path)
-        except OSError as exc:
-            log.warning("kraken: not caching the pair list in %s: %s", path.parent, exc)
+        })
 
     def _download_catalog(self) -> dict[str, KrakenPair]:
         assets = self._result("/0/public/Assets")
