@@ -178,13 +178,18 @@ class FakeExchange:
             return 200, {"error": [], "result": {
                 m.key: {"altname": m.altname, "wsname": f"{m.altname[:-3]}/{m.altname[-3:]}",
                         "aclass_base": "currency", "base": m.base, "aclass_quote": "currency",
-                        "quote": m.quote, "lot": "unit", "pair_decimals": 5, "status": m.status}
+                        "quote": m.quote, "lot": "unit", "cost_decimals": 5, "pair_decimals": 5,
+                        "lot_decimals": 8, "lot_multiplier": 1, "leverage_buy": [], "leverage_sell": [],
+                        "fees": [[0, 0.26], [50000, 0.24]], "fees_maker": [[0, 0.16], [50000, 0.14]],
+                        "fee_volume_currency": "ZUSD", "margin_call": 80, "margin_stop": 40,
+                        "ordermin": "0.0001", "costmin": "0.5", "tick_size": "0.00001", "status": m.status}
                 for m in online.values()}}, {}
         if endpoint == "Ticker":
             chosen = list(online.values())
-            if "pair" in query:
-                chosen = [m for m in chosen if query["pair"].upper() in (m.key, m.altname)]
-                if not chosen:
+            if "pair" in query:  # a comma list, as Kraken takes it; one unknown name fails the request
+                asked = query["pair"].upper().split(",")
+                chosen = [m for m in chosen if m.key in asked or m.altname in asked]
+                if len(chosen) < len(asked):
                     return 200, {"error": ["EQuery:Unknown asset pair"]}, {}
             result = {}
             for m in chosen:

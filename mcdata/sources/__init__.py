@@ -30,6 +30,8 @@ SOURCES: dict[str, Registered] = {
     "kraken": Registered("mcdata.sources.kraken:KrakenSource", "Kraken's public REST API, live", "kraken"),
     "cryptowatch": Registered("mcdata.sources.cryptowatch:CryptowatchSource",
                               "the Cryptowatch API, for compatible mirrors; any --exchange", None),
+    "ccxt": Registered("mcdata.sources.ccxt_source:CcxtSource",
+                       "any exchange ccxt speaks, named by --exchange; the extra mcdata[ccxt]", None),
 }
 
 

@@ -1,0 +1,279 @@
+"""Any exchange ccxt speaks, one venue per source (`--source ccxt --exchange binance`), through ccxt's
+unified API: its markets, `fetch_tickers` (one request for every pair where the venue has it) and
+`fetch_ohlcv` (hourly candles, paged from `since`).
+
+ccxt is an optional extra (`pip install 'mcdata[ccxt]'`): this module imports it only when the source is
+made, and says how to install it when it is missing (exit 2).
+
+Names: a market's unified base and quote (BTC/EUR, DOGE/USD: ccxt already turns Kraken's XBT and XDG
+into BTC and DOGE) joined and lower-cased, as the native sources name them (btceur, dogeusd). Two spot
+markets that would get one name are both refused (listed as not trading, `ambiguous`), never merged.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from mcdata.config import PAIR_PATTERN, Settings
+from mcdata.errors import ConfigError, PairError, SourceError, masked_url
+from mcdata.sources.base import HOUR, Candle, ListedPair, PriceBatch, Quote, closed_candles, parse_price, parse_volume
+from mcdata.sources.cache import PairListCache
+
+log = logging.getLogger("mcdata.ccxt")
+
+INSTALL = "pip install 'mcdata[ccxt]'"
+MAX_PAGES = 200  # of candles per pair and request of history: far more than any backfill needs
+MAX_BACKOFF_S = 30.0
+
+
+def _ccxt() -> Any:
+    try:
+        import ccxt
+    except ImportError:
+        raise ConfigError("--source ccxt needs ccxt, an optional extra of mcdata", f"install it: {INSTALL}") from None
+    return ccxt
+
+
+def _pointed_at(api: Any, base_url: str) -> Any:
+    """ccxt's API URLs with their scheme and host replaced by `base_url`'s (paths kept): a mirror or a
+    replay server that serves the venue's own paths."""
+    target = urlsplit(base_url)
+    if isinstance(api, dict):
+        return {key: _pointed_at(value, base_url) for key, value in api.items()}
+    if isinstance(api, str) and api.startswith(("http://", "https://")):
+        parts = urlsplit(api)
+        path = target.path.rstrip("/") + parts.path
+        return parts._replace(scheme=target.scheme, netloc=target.netloc, path=path).geturl()
+    return api
+
+
+class CcxtSource:
+    name = "ccxt"
+    max_history: timedelta | None = None  # per venue; a venue that serves less is told (candles)
+
+    def __init__(self, exchange: Any, venue: str, settings: Settings, now: Callable[[], datetime]) -> None:
+        self.exchange = exchange
+        self.venue = venue
+        self.now = now
+        self.retries = settings.http_retries
+        self.backoff = settings.http_backoff
+        self.requests = 0
+        self.server_time: datetime | None = None
+        self._cancelled = threading.Event()
+        self._listing: dict[str, ListedPair] | None = None
+        self._downloaded = False
+        shown = masked_url(settings.api_url) if settings.api_url else venue
+        self.cache = PairListCache(settings.cache_dir, f"ccxt-{venue}", shown, now, kind="markets")
+        fetch = exchange.fetch
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.requests += 1
+            answer = fetch(*args, **kwargs)
+            if self.server_time is None:
+                self.server_time = _http_date(getattr(exchange, "last_response_headers", None))
+            return answer
+
+        exchange.fetch = counted
+
+    @classmethod
+    def create(cls, settings: Settings, now: Callable[[], datetime]) -> CcxtSource:
+        ccxt = _ccxt()
+        venue = settings.exchange
+        if venue not in ccxt.exchanges:
+            close = difflib.get_close_matches(venue, ccxt.exchanges, n=3)
+            raise ConfigError(f"ccxt has no exchange {venue!r}",
+                              f"did you mean {' or '.join(close)}?" if close else "`python -c 'import ccxt; "
+                              "print(ccxt.exchanges)'` lists them")
+        exchange = getattr(ccxt, venue)({"enableRateLimit": True, "rateLimit": 1000 / settings.rate_limit,
+                                         "timeout": int(settings.http_timeout * 1000)})
+        if settings.api_url:
+            exchange.urls["api"] = _pointed_at(exchange.urls["api"], settings.api_url)
+        return cls(exchange, venue, settings, now)
+
+    @property
+    def http_requests(self) -> int:
+        return self.requests
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    # -- calls --------------------------------------------------------------------------------------
+    def _call(self, what: str, call: Callable[[], Any], pair: str | None = None) -> Any:
+        """One ccxt call with mcdata's retries: network trouble, throttling and outages are retried, then a
+        SourceError; a symbol the venue does not know is that pair's PairError."""
+        import ccxt
+
+        for attempt in range(self.retries + 1):
+            if self._cancelled.is_set():
+                raise SourceError(f"ccxt {self.venue}: cancelled")
+            try:
+                return call()
+            except ccxt.BadSymbol as exc:
+                if pair is None:
+                    raise SourceError(f"ccxt {self.venue}: {what}: {_first_line(exc)}") from None
+                raise PairError(pair, f"{self.venue} does not know this market ({_first_line(exc)})") from None
+            except ccxt.NetworkError as exc:  # timeouts, outages, throttling (RateLimitExceeded, DDoSProtection)
+                if attempt == self.retries:
+                    raise SourceError(f"ccxt {self.venue}: {what} failed after {attempt + 1} attempts: "
+                                      f"{exc.__class__.__name__}: {_first_line(exc)}",
+                                      "the venue may be down or throttling; the next run will try again") from None
+                wait = min(self.backoff * 2**attempt, MAX_BACKOFF_S)
+                log.info("ccxt %s: %s: %s; retry %d/%d in %.1fs", self.venue, what, exc.__class__.__name__,
+                         attempt + 1, self.retries, wait)
+                self._cancelled.wait(wait)
+            except ccxt.BaseError as exc:
+                where = PairError(pair, f"{self.venue}: {_first_line(exc)}") if pair else None
+                if where is not None:
+                    raise where from None
+                raise SourceError(f"ccxt {self.venue}: {what}: {exc.__class__.__name__}: {_first_line(exc)}") from None
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:  # an answer ccxt could not read
+                raise SourceError(f"ccxt {self.venue}: {what}: an answer ccxt could not read "
+                                  f"({exc.__class__.__name__})") from None
+        raise AssertionError("unreachable")
+
+    # -- pairs --------------------------------------------------------------------------------------
+    def _markets(self, refresh: bool) -> dict[str, Any]:
+        if not refresh:
+            cached = self.cache.load(self._use_cached)
+            if isinstance(cached, dict):
+                return cached
+        markets = self._call("load_markets", lambda: self.exchange.load_markets(reload=True))
+        self.cache.save({"markets": markets})
+        return dict(markets)
+
+    def _use_cached(self, data: dict[str, Any]) -> dict[str, Any]:
+        markets = data["markets"]
+        if not isinstance(markets, dict) or not all(
+                isinstance(m, dict) and isinstance(m.get("symbol"), str) for m in markets.values()):
+            raise ValueError("not a ccxt market list")
+        self.exchange.set_markets(markets)
+        return markets
+
+    def _list(self, refresh: bool = False) -> dict[str, ListedPair]:
+        if self._listing is None or (refresh and not self._downloaded):
+            self._listing = _listing(self._markets(refresh))
+            self._downloaded = self._downloaded or refresh or not self.cache.folder
+        return self._listing
+
+    def list_pairs(self) -> list[ListedPair]:
+        return list(self._list().values())
+
+    def refresh_pairs(self) -> list[ListedPair]:
+        return list(self._list(refresh=True).values())
+
+    # -- prices -------------------------------------------------------------------------------------
+    def latest_prices(self, pairs: Sequence[str]) -> PriceBatch:
+        listing = self._list()
+        symbols = {listing[p].venue_symbol: p for p in pairs if p in listing}
+        if self.exchange.has.get("fetchTickers"):
+            tickers = self._call("fetch_tickers", lambda: self.exchange.fetch_tickers(list(symbols)))
+        else:  # one request per pair, within the rate limit
+            tickers = {}
+            for symbol, pair in symbols.items():
+                try:
+                    tickers[symbol] = self._call("fetch_ticker", self._ticker_of(symbol), pair)
+                except PairError:
+                    continue
+        batch = PriceBatch()
+        for pair in pairs:
+            listed = listing.get(pair)
+            ticker = tickers.get(listed.venue_symbol) if listed else None
+            last = ticker.get("last") if isinstance(ticker, dict) else None
+            last = ticker.get("close") if last is None and isinstance(ticker, dict) else last
+            if last is None:
+                batch.failures[pair] = PairError(pair, f"{self.venue} has no last price for this market")
+                continue
+            if last == 0:
+                batch.untraded[pair] = f"{pair}: {self.venue} shows no trade yet (a price of 0)"
+                continue
+            try:
+                batch.quotes[pair] = Quote(pair, parse_price(last))
+            except ValueError as exc:
+                batch.failures[pair] = PairError(pair, f"{self.venue} ticker: {exc}")
+        return batch
+
+    def candles(self, pair: str, since: datetime, interval: timedelta = HOUR) -> list[Candle]:
+        """Hourly candles closing after `since`, paged forward with `since` (candle open times) until now."""
+        symbol = self._list()[pair].venue_symbol
+        step = int(interval.total_seconds() * 1000)
+        cursor = int((since - interval).timestamp() * 1000)
+        rows: list[Any] = []
+        for _ in range(MAX_PAGES):
+            page = self._call("fetch_ohlcv", self._page_of(symbol, cursor), pair)
+            fresh = [r for r in page if isinstance(r, list) and r and isinstance(r[0], int | float) and r[0] >= cursor]
+            if not fresh:
+                break
+            rows += fresh
+            cursor = int(max(r[0] for r in fresh)) + step
+            if cursor + step > self.now().timestamp() * 1000:
+                break
+        candles = closed_candles(pair, (self._candle(pair, row, interval) for row in rows), since, self.now())
+        if candles and candles[0].close_time - since > 2 * interval and since < self.now() - 2 * interval:
+            log.warning("warning: %s: %s serves hourly candles from %s only (asked from %s)", pair, self.venue,
+                        candles[0].close_time.isoformat(), since.isoformat())
+        return candles
+
+    def _ticker_of(self, symbol: str) -> Callable[[], Any]:
+        return lambda: self.exchange.fetch_ticker(symbol)
+
+    def _page_of(self, symbol: str, since_ms: int) -> Callable[[], Any]:
+        return lambda: self.exchange.fetch_ohlcv(symbol, "1h", since=since_ms)
+
+    def _candle(self, pair: str, row: list[Any], interval: timedelta) -> Candle:
+        try:
+            if len(row) < 6:
+                raise ValueError(f"row {str(row)[:60]} is not [time, open, high, low, close, volume]")
+            start = datetime.fromtimestamp(row[0] / 1000, UTC)
+            volume = parse_volume(row[5]) if row[5] is not None else None
+            return Candle(pair, start + interval, parse_price(row[1]), parse_price(row[2]), parse_price(row[3]),
+                          parse_price(row[4]), volume)
+        except (ValueError, TypeError, OverflowError, OSError) as exc:
+            raise PairError(pair, f"{self.venue} OHLCV: {exc}") from None
+
+
+def _listing(markets: dict[str, Any]) -> dict[str, ListedPair]:
+    """Spot markets by mcdata name; two markets with one name are both refused."""
+    by_name: dict[str, list[Any]] = {}
+    for market in markets.values():
+        if not isinstance(market, dict) or market.get("spot") is False or market.get("type") not in (None, "spot"):
+            continue
+        base, quote = market.get("base"), market.get("quote")
+        if not isinstance(base, str) or not isinstance(quote, str):
+            continue
+        name = (base + quote).lower()
+        if PAIR_PATTERN.match(name):
+            by_name.setdefault(name, []).append(market)
+    listing = {}
+    for name, found in sorted(by_name.items()):
+        if len(found) > 1:
+            symbols = " and ".join(sorted(str(m.get("symbol")) for m in found))
+            listing[name] = ListedPair(name, symbols, False, "ambiguous")
+            log.warning("warning: %s is the name of %s: neither is fetched", name, symbols)
+            continue
+        market = found[0]
+        active = market.get("active") is not False
+        listing[name] = ListedPair(name, str(market["symbol"]), active, "online" if active else "inactive")
+    if not listing:
+        raise SourceError("ccxt: the venue lists no spot market that mcdata can name")
+    return listing
+
+
+def _http_date(headers: Any) -> datetime | None:
+    value = headers.get("Date") if hasattr(headers, "get") else None
+    try:
+        moment = parsedate_to_datetime(value) if value else None
+    except (TypeError, ValueError):
+        return None
+    return moment.astimezone(UTC) if moment and moment.tzinfo else None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else error.__class__.__name__
