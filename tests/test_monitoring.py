@@ -19,7 +19,7 @@ from mcdata.db import make_engine, writer_lock
 from mcdata.migrations import head_revision
 from mcdata.schema import markets, metrics, runs
 from tests.conftest import unstamped
-from tests.helpers import query
+from tests.helpers import execute, query
 from tests.receiver import Receiver
 
 PING_TOKEN = "5f1e-check-uuid"  # part of the ping URL: a secret, never printed
@@ -229,6 +229,21 @@ def test_status_only_reads_and_works_while_a_run_holds_the_lock(env: str, runner
         assert runner.invoke(app, ["status"]).exit_code == 0  # the table too
     engine.dispose()
     assert query(env, sa.select(sa.func.count()).select_from(runs)) == before
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_status_works_for_a_user_who_may_only_read(env: str, runner: CliRunner,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run(runner)[0] == 0
+    execute(env, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mcdata_reader') THEN "
+                 "CREATE ROLE mcdata_reader LOGIN; END IF; END $$")
+    execute(env, "GRANT USAGE ON SCHEMA public TO mcdata_reader")
+    execute(env, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO mcdata_reader")
+    monkeypatch.setenv("MCDATA_DATABASE_URL", sa.make_url(env).set(username="mcdata_reader")
+                       .render_as_string(hide_password=False))
+    code, view, stderr = status(runner)
+    assert code == 0, stderr
+    assert view["healthy"] is True
 
 
 # -- config -----------------------------------------------------------------------------------------

@@ -249,13 +249,13 @@ def test_debug_shows_the_traceback_of_a_source_error(exchange_env: dict[str, str
     assert "Traceback" not in runner.invoke(app, ["run"]).stderr
 
 
-def test_show_and_check_only_read(after_run: str, runner: CliRunner) -> None:
+def test_show_check_status_and_alerts_only_read(after_run: str, runner: CliRunner) -> None:
     """On SQLite the file is opened read-only: not a byte of it changes (runs rows included)."""
     sqlite = after_run.startswith("sqlite")
     path = after_run.removeprefix("sqlite:///")
     before = os.stat(path).st_mtime_ns if sqlite else None
     runs_before = len(query(after_run, sa.select(runs)))
-    for arguments in (["show"], ["show", "btceur"], ["check"]):
+    for arguments in (["show"], ["show", "btceur"], ["check"], ["status"], ["alerts"], ["alerts", "history"]):
         assert runner.invoke(app, arguments).exit_code == 0, arguments
     assert len(query(after_run, sa.select(runs))) == runs_before
     if sqlite:
