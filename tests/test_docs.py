@@ -12,10 +12,6 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
-def fenced_commands() -> list[str]:
-    return re.findall(r"```sh\n(.*?)\n```", README, re.DOTALL)
-
-
 def test_quick_start_is_two_commands_and_ci_runs_the_test_command() -> None:
     quick_start = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     commands = re.findall(r"```sh\n(.*?)\n```", quick_start, re.DOTALL)
