@@ -91,8 +91,10 @@ class CcxtSource:
             raise ConfigError(f"ccxt has no exchange {venue!r}",
                               f"did you mean {' or '.join(close)}?" if close else "`python -c 'import ccxt; "
                               "print(ccxt.exchanges)'` lists them")
-        exchange = getattr(ccxt, venue)({"enableRateLimit": True, "rateLimit": 1000 / settings.rate_limit,
-                                         "timeout": int(settings.http_timeout * 1000)})
+        options: dict[str, Any] = {"enableRateLimit": True, "timeout": int(settings.http_timeout * 1000)}
+        if settings.origins.get("rate_limit", "default") != "default":  # else ccxt's own pace for the venue
+            options["rateLimit"] = 1000 / settings.rate_limit
+        exchange = getattr(ccxt, venue)(options)
         if settings.api_url:
             exchange.urls["api"] = _pointed_at(exchange.urls["api"], settings.api_url)
         return cls(exchange, venue, settings, now)
