@@ -114,3 +114,11 @@ def test_an_unknown_venue_and_a_missing_extra_are_exit_2(ccxt_env: str, runner: 
     assert missing.exit_code == 2
     assert "--source ccxt needs ccxt, an optional extra of mcdata; install it: pip install 'mcdata[ccxt]'" in (
         missing.stderr)
+
+
+def test_a_venue_that_serves_less_history_says_so(ccxt_env: str, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["fetch", "--pairs", "btceur", "--backfill", "40d"])
+    assert result.exit_code == 0, result.stderr
+    assert "btceur: kraken serves hourly candles from" in result.stderr and "only (asked from" in result.stderr
+    candles = query(ccxt_env, sa.select(sa.func.count()).select_from(raw_prices).where(raw_prices.c.kind == "candle"))
+    assert candles[0][0] == 719  # Kraken's newest 720 rows, the one still forming left out
