@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mcdata import alerts, migrations, store
+from mcdata.alert_rules import AlertRule
 from mcdata.config import Settings
 from mcdata.db import connect
 from mcdata.errors import ConfigError
@@ -20,20 +21,21 @@ def alert_states(settings: Settings) -> list[dict[str, object]]:
     """Each rule, each of its markets: firing, ok or not judged yet, and when it last fired."""
     with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
         migrations.require_head(connection)
-        states = {(r.rule, r.pair): r for r in connection.execute(
-            sa.select(alert_state).where(alert_state.c.exchange == settings.venue))}
-        stored = sorted(pair for _, pair in store.newest_samples(connection, settings.venue))
+        states = {(r.rule, r.exchange, r.pair): r for r in connection.execute(sa.select(alert_state))}
+        stored = store.newest_samples(connection)
     rows: list[dict[str, object]] = []
     for rule in settings.alerts:
-        pairs = rule.pairs or (stored if settings.pairs == ("all",) else settings.pairs)
-        for pair in pairs:
-            state = states.get((rule.name, pair))
-            rows.append({"rule": rule.name, "kind": rule.kind, "condition": rule.describe(),
-                         "exchange": settings.venue, "pair": pair,
-                         "state": "not judged yet" if state is None else "firing" if state.firing else "ok",
-                         "last_fired_at": state.last_fired_at if state else None,
-                         "judged_at": state.judged_at if state else None})
+        for venue in settings.venues:
+            every = sorted(pair for exchange, pair in stored if exchange == venue)
+            pairs = rule.pairs or (every if settings.pairs == ("all",) else settings.pairs)
+            rows += [_state_row(rule, venue, pair, states.get((rule.name, venue, pair))) for pair in pairs]
     return rows
+
+
+def _state_row(rule: AlertRule, venue: str, pair: str, state: Any) -> dict[str, object]:
+    return {"rule": rule.name, "kind": rule.kind, "condition": rule.describe(), "exchange": venue, "pair": pair,
+            "state": "not judged yet" if state is None else "firing" if state.firing else "ok",
+            "last_fired_at": state.last_fired_at if state else None, "judged_at": state.judged_at if state else None}
 
 
 def alert_history(settings: Settings, since: timedelta) -> list[dict[str, object]]:

@@ -195,10 +195,11 @@ def _text(value: Any) -> str:
 
 
 def _exchange(value: Any) -> str:
-    text = str(value).strip().lower()
-    if not re.match(r"^[a-z0-9][a-z0-9-]{0,39}$", text):
-        raise ValueError("expected a venue name such as kraken or bitstamp")
-    return text
+    """One venue, or several separated by commas (each its own series): `kraken` or `kraken,bitstamp`."""
+    names = [name.strip() for name in (str(value).lower().split(",") if isinstance(value, str) else value)]
+    if not names or not all(re.match(r"^[a-z0-9][a-z0-9-]{0,39}$", name) for name in names):
+        raise ValueError("expected a venue name such as kraken or bitstamp, or several separated by commas")
+    return ",".join(dict.fromkeys(names))
 
 
 def _url_password(text: str) -> str | None:
@@ -324,8 +325,15 @@ class Settings:
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
+    def venues(self) -> tuple[str, ...]:
+        """The venues fetched: the source's only one, or those --exchange names."""
+        only = SOURCES[self.source].only_venue
+        return (only,) if only else tuple(self.exchange.split(","))
+
+    @property
     def venue(self) -> str:
-        return SOURCES[self.source].only_venue or self.exchange
+        """The first venue: the one commands that show one venue use when none is named."""
+        return self.venues[0]
 
     @property
     def pairs_explicit(self) -> bool:

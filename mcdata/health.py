@@ -31,13 +31,15 @@ def status(settings: Settings) -> StatusView:
             last_run=store.newest_run(connection, DATA_COMMANDS),
             last_success=store.newest_run(connection, DATA_COMMANDS, status=RunStatus.OK.value),
             running=store.newest_run(connection, DATA_COMMANDS, status=RunStatus.RUNNING.value, finished=False),
-            pairs=_freshness(settings, store.newest_samples(connection, settings.venue), now),
+            pairs=[row for venue in settings.venues
+                   for row in _freshness(settings, venue, store.newest_samples(connection, venue), now)],
         )
     view.problems = _problems(view)
     return view
 
 
-def _freshness(settings: Settings, samples: dict[tuple[str, str], datetime], now: datetime) -> list[PairFreshness]:
+def _freshness(settings: Settings, venue: str, samples: dict[tuple[str, str], datetime],
+               now: datetime) -> list[PairFreshness]:
     """The watched pairs: every stored one with `all`, the named ones when named, and of the default list
     the ones ever stored (a default pair the source does not list is skipped by fetch, not stale)."""
     stored = sorted(pair for _, pair in samples)
@@ -49,9 +51,9 @@ def _freshness(settings: Settings, samples: dict[tuple[str, str], datetime], now
         pairs = [pair for pair in settings.pairs if pair in stored]
     rows = []
     for pair in pairs:
-        last = samples.get((settings.venue, pair))
+        last = samples.get((venue, pair))
         age = None if last is None else max(now - last, timedelta(0))
-        rows.append(PairFreshness(settings.venue, pair, last, age, age is None or age > settings.max_age))
+        rows.append(PairFreshness(venue, pair, last, age, age is None or age > settings.max_age))
     return rows
 
 
@@ -71,7 +73,9 @@ def _problems(view: StatusView) -> list[str]:
                             + (f": {why[0][:300]}" if why else ""))
     stale = [p for p in view.pairs if p.stale]
     if stale:
-        names = ", ".join(p.pair for p in stale[:10]) + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
+        several = len({p.exchange for p in view.pairs}) > 1
+        names = ", ".join(f"{p.exchange}:{p.pair}" if several else p.pair for p in stale[:10])
+        names += f" and {len(stale) - 10} more" if len(stale) > 10 else ""
         problems.append(f"{len(stale)} of {len(view.pairs)} pairs have no sample newer than "
                         f"{duration_text(view.max_age)}: {names}")
     return problems

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -176,7 +176,28 @@ def _record_end(engine: Engine, run_id: int, **fields: object) -> None:
 # -- fetch --------------------------------------------------------------------------------------
 def fetch(settings: Settings, progress: Progress = no_progress, *, now: datetime | None = None) -> Report:
     return _locked_step(settings, "fetch", settings.source,
-                        lambda engine, still_held: _fetch(engine, settings, now or utc_now(), progress, still_held))
+                        lambda engine, still_held: _fetch_venues(engine, settings, now or utc_now(), progress,
+                                                                 still_held))
+
+
+def _fetch_venues(engine: Engine, settings: Settings, now: datetime, progress: Progress,
+                  still_held: Callable[[], None]) -> Report:
+    """Each venue its own fetch (its own source and transaction, its own series); with several, a venue that
+    fails while another stores is a partial result (exit 3), and every problem names its venue."""
+    if len(settings.venues) == 1:
+        return _fetch(engine, settings, now, progress, still_held)
+    report = Report("fetch")
+    stored = False
+    for venue in settings.venues:
+        part = _fetch(engine, replace(settings, exchange=venue), now, progress, still_held)
+        stored = stored or part.pairs_stored > 0
+        part.failures = {f"{venue}:{pair}": f"{venue}: {why}" for pair, why in part.failures.items()}
+        part.skipped = {f"{venue}:{pair}": f"{venue}: {why}" for pair, why in part.skipped.items()}
+        part.errors = [f"{venue}: {error}" for error in part.errors]
+        report.merge(part)
+    if report.exit_code == ExitCode.FAILED and stored:
+        report.exit_code = ExitCode.PARTIAL
+    return report
 
 
 @dataclass
@@ -374,6 +395,8 @@ def _collect_rows(
 # -- pairs --------------------------------------------------------------------------------------
 def list_pairs(settings: Settings) -> list[ListedPairRow]:
     """The source's pairs (canonical and venue symbol, trading or not), marking the configured ones."""
+    if len(settings.venues) > 1:
+        raise ConfigError("`mcdata pairs` lists one venue at a time", f"name one: --exchange {settings.venues[0]}")
     source = make_source(settings, utc_now)
     every = settings.pairs == ("all",)
     return [
@@ -415,7 +438,7 @@ def pair_view(settings: Settings, pair: str, exchange: str | None, history: int 
             close = difflib.get_close_matches(pair, known, n=3)
             raise ConfigError(f"no metrics for {pair}",
                               f"did you mean {' or '.join(close)}?" if close else "`mcdata show` lists the pairs")
-        venue = exchange or (exchanges[0] if len(exchanges) == 1 else settings.exchange)
+        venue = exchange or (exchanges[0] if len(exchanges) == 1 else settings.venue)
         if venue not in exchanges:
             raise ConfigError(f"no metrics for {pair} on {venue}", f"it has metrics on {', '.join(exchanges)}")
         rows = store.metric_history(connection, venue, pair, history, utc_now() + CLOCK_TOLERANCE)
@@ -452,7 +475,8 @@ def _compute(engine: Engine, as_of: datetime, still_held: Callable[[], None],
                 "which prune deleted", f"the earliest exact as-of time is {(pruned + metrics.WEEK).isoformat()}")
         report.metric_rows = metrics.compute(connection, as_of, computed_at=utc_now())
         if settings is not None and settings.alerts and report.metric_rows:
-            fired = alerts.evaluate(connection, settings.alerts, settings.venue, settings.pairs, as_of, utc_now())
+            fired = [event for venue in settings.venues for event in alerts.evaluate(
+                connection, settings.alerts, venue, settings.pairs, as_of, utc_now())]
             report.alerts_fired = [str(m) for m in connection.execute(
                 sa.select(alert_events.c.message).where(alert_events.c.id.in_(fired)).order_by(alert_events.c.id))
                 .scalars()]
@@ -574,7 +598,7 @@ def run(settings: Settings, progress: Progress = no_progress, *, now: datetime |
 
         def work() -> Report:
             report = Report("run")
-            report.merge(_fetch(engine, settings, now, progress, still_held))  # a failed fetch still computes
+            report.merge(_fetch_venues(engine, settings, now, progress, still_held))  # a failed fetch still computes
             report.merge(_compute(engine, now.replace(microsecond=0), still_held, settings))
             if settings.retention:
                 report.merge(_prune(engine, settings.retention, now, still_held))

@@ -97,6 +97,8 @@ class FakeExchange:
     cw_legacy_keys: bool = False  # serve the 2016 `<venue>:<pair>` keys instead of `market:<venue>:<pair>`
     synthetic_markets: int = 0  # extra Kraken markets a0001usd, a0002usd, ... (for scale benchmarks)
     ohlc_rows: Callable[[str, list[list[Any]]], list[list[Any]]] | None = None  # (pair, rows) -> rows served
+    # Cryptowatch venues besides kraken: venue -> factor on Kraken's prices (the same markets, their own series)
+    cw_other_venues: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -237,6 +239,11 @@ class FakeExchange:
                                                                            self._now())
             for key in [k for k in prices if k.startswith("market:kraken:") and k[14:] not in listed]:
                 del prices[key]
+            for venue, factor in self.cw_other_venues.items():
+                for key, value in list(prices.items()):
+                    if key.startswith("market:kraken:"):
+                        prices[f"market:{venue}:{key[14:]}"] = float(value) * factor if isinstance(
+                            value, int | float) else value
             if self.cw_legacy_keys:
                 prices = {k.removeprefix("market:"): v for k, v in prices.items()}
             keys = sorted(prices)
@@ -246,17 +253,19 @@ class FakeExchange:
             more = start + size < len(keys)
             return 200, {"result": {k: prices[k] for k in page},
                          "cursor": {"last": str(start + size), "hasMore": more}, **allowance}, {}
+        venues = {"kraken", *self.cw_other_venues}
         if len(parts) == 2:
-            if parts[1] != "kraken":
+            if parts[1] not in venues:
                 return 404, {"error": "Exchange not found", **allowance}, {}
             return 200, {"result": self.cw_listing, **allowance}, {}
         if len(parts) == 4 and parts[3] == "ohlc":
-            if parts[1] != "kraken":
+            if parts[1] not in venues:
                 return 404, {"error": "Exchange not found", **allowance}, {}
             if parts[2] not in listed:
                 return 404, {"error": "Instrument not found", **allowance}, {}
             level = self.markets[parts[2]].price if parts[2] in self.markets else \
                 self.cw_prices.get(f"market:kraken:{parts[2]}", 1.0) or 1.0
+            level *= self.cw_other_venues.get(parts[1], 1.0)
             now = int(self._now())
             after = int(query.get("after", "0"))
             rows = []

@@ -1,0 +1,64 @@
+"""Several venues in one run (issue 15): each its own series, one down is a partial result, metrics per
+market equal the reference, on both databases (through the Cryptowatch source, which serves any venue)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from mcdata.cli import app
+from mcdata.schema import metrics, raw_prices
+from tests.fake_exchange import FakeExchange
+from tests.helpers import assert_metrics_exact, query
+
+PAIRS = "btceur,etheur,dogeusd"
+
+
+@pytest.fixture
+def two_venues(env: str, fake_exchange: FakeExchange, monkeypatch: pytest.MonkeyPatch) -> str:
+    fake_exchange.cw_other_venues["bitstamp"] = 1.01
+    monkeypatch.setenv("MCDATA_SOURCE", "cryptowatch")
+    monkeypatch.setenv("MCDATA_EXCHANGE", "kraken,bitstamp")
+    monkeypatch.setenv("MCDATA_PAIRS", PAIRS)
+    return env
+
+
+def test_each_venue_is_its_own_series_and_the_metrics_are_exact(two_venues: str, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["run", "--backfill", "1d"])
+    assert result.exit_code == 0, result.stderr
+    assert "6 of 6 pairs stored" in result.stderr
+    tickers = {(r.exchange, r.pair): r.price for r in query(two_venues, sa.select(raw_prices)
+                                                             .where(raw_prices.c.kind == "ticker"))}
+    assert set(tickers) == {(venue, pair) for venue in ("kraken", "bitstamp") for pair in PAIRS.split(",")}
+    for pair in PAIRS.split(","):
+        assert tickers[("bitstamp", pair)] == pytest.approx(tickers[("kraken", pair)] * 1.01, rel=1e-6)
+    as_of = query(two_venues, sa.select(sa.func.max(metrics.c.timestamp)))[0][0]
+    assert_metrics_exact(two_venues, as_of)
+    shown = runner.invoke(app, ["show", "btceur", "json", "--exchange", "bitstamp"])
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["exchange"] == "bitstamp"
+    assert json.loads(runner.invoke(app, ["show", "btceur", "json"]).stdout)["exchange"] == "kraken"  # the first
+    status = json.loads(runner.invoke(app, ["status", "json"]).stdout)
+    assert {(p["exchange"], p["pair"]) for p in status["pairs"]} == set(tickers)
+
+
+def test_one_venue_down_is_exit_3_with_the_others_stored(two_venues: str, runner: CliRunner,
+                                                          fake_exchange: FakeExchange) -> None:
+    fake_exchange.fail("/markets/bitstamp", "status", times=99, status=503)
+    result = runner.invoke(app, ["run", "--backfill", "0"])
+    assert result.exit_code == 3, result.stderr
+    assert "bitstamp: cryptowatch: GET" in result.stderr
+    assert {r.exchange for r in query(two_venues, sa.select(raw_prices))} == {"kraken"}
+
+
+def test_pairs_lists_one_venue_at_a_time(two_venues: str, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["pairs"])
+    assert result.exit_code == 2 and "lists one venue at a time" in result.stderr
+    assert runner.invoke(app, ["pairs", "--exchange", "bitstamp"]).exit_code == 0
+
+
+def test_a_single_venue_source_refuses_several(env: str, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["fetch", "--exchange", "kraken,bitstamp"])
+    assert result.exit_code == 2 and "serves only the kraken venue" in result.stderr
