@@ -387,8 +387,10 @@ def _after_run(settings: Settings, began: datetime, code: int) -> None:
 
 
 @command
+@source_options("exchange")
 def status(
     ctx: typer.Context,
+    source_flags: dict[str, str | None],
     output_format: FormatArg = None,
     format_option: FormatOpt = None,
     max_age: MaxAge = None,
@@ -404,7 +406,7 @@ def status(
     from mcdata import health, render
 
     chosen = _output_format(output_format, format_option)
-    view = health.status(_state(ctx).settings(max_age=max_age))
+    view = health.status(_state(ctx).settings(max_age=max_age, **source_flags))
     render.emit(render.status_output(view), chosen, sys.stdout)
     for problem in view.problems:
         say(f"mcdata: unhealthy: {printable(problem)}")
