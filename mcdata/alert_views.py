@@ -12,7 +12,7 @@ from mcdata import alerts, migrations, store
 from mcdata.alert_rules import AlertRule
 from mcdata.config import Settings
 from mcdata.db import connect
-from mcdata.errors import ConfigError
+from mcdata.errors import ConfigError, masked_notify_url
 from mcdata.pipeline import engine_for, utc_now
 from mcdata.schema import alert_events, alert_state
 
@@ -65,5 +65,5 @@ def test_notifications(settings: Settings, rule: str | None) -> list[tuple[str, 
                           f"the rules: {', '.join(r.name for r in settings.alerts) or 'none'}")
     about = f" for the rule {rule!r}" if rule else ""
     body = f"A test of mcdata's notifications{about}, sent {utc_now():%Y-%m-%d %H:%M:%S} UTC."
-    return [(f"#{index} {url.split('://', 1)[0]}://***", alerts.send(url, alerts.TEST_TITLE, body))
+    return [(f"#{index} {masked_notify_url(url)}", alerts.send(url, alerts.TEST_TITLE, body))
             for index, url in enumerate(settings.notify, 1)]

@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mcdata.alert_rules import AlertRule
+from mcdata.errors import masked_notify_url
 from mcdata.schema import alert_events, alert_state, metrics, raw_prices
 
 log = logging.getLogger("mcdata")
@@ -42,6 +43,14 @@ class Judgement:
     value: float = math.nan
     baseline: float | None = None
     text: str = ""
+
+
+@dataclass(frozen=True)
+class Fired:
+    """An event a judgement wrote to the outbox."""
+
+    id: int
+    message: str
 
 
 @dataclass(frozen=True)
@@ -108,13 +117,13 @@ def _judge_volatility(rule: AlertRule, market: Market) -> Judgement:
 
 # -- evaluating after compute ---------------------------------------------------------------------------
 def evaluate(connection: sa.Connection, rules: Sequence[AlertRule], exchange: str, pairs: Sequence[str],
-             as_of: datetime, now: datetime) -> list[int]:
+             as_of: datetime, now: datetime) -> list[Fired]:
     """Judge every rule for its markets at `as_of` (the snapshot compute just wrote, in this transaction);
-    the ids of the events it fired."""
+    the events it fired."""
     if not rules:
         return []
     markets = _markets(connection, exchange, as_of)
-    fired: list[int] = []
+    fired: list[Fired] = []
     for rule in rules:
         wanted = [markets[p] for p in (rule.pairs or ([*markets] if tuple(pairs) == ("all",) else pairs))
                   if p in markets]
@@ -158,19 +167,19 @@ def _windows(connection: sa.Connection, rule: AlertRule,
 
 
 def _record(connection: sa.Connection, rule: AlertRule, market: Market, judgement: Judgement, state: Any,
-            as_of: datetime, now: datetime) -> int | None:
-    """Apply fire once / re-arm / cool down; the new event's id, if it fired."""
+            as_of: datetime, now: datetime) -> Fired | None:
+    """Apply fire once / re-arm / cool down; the new event, if it fired."""
     if judgement.holds is None:
         return None
     key = {"rule": rule.name, "exchange": market.exchange, "pair": market.pair}
     was_firing = bool(state and state.firing)
     last_fired = state.last_fired_at if state else None
-    event_id = None
+    event = None
     if judgement.holds and not was_firing and (last_fired is None or as_of - last_fired >= rule.cooldown):
         message = f"{rule.name}: {market.pair} on {market.exchange}: {judgement.text}"
-        event_id = int(connection.execute(alert_events.insert().values(
+        event = Fired(int(connection.execute(alert_events.insert().values(
             **key, as_of=as_of, value=judgement.value, baseline=judgement.baseline, message=message,
-            created_at=now, attempts=0).returning(alert_events.c.id)).scalar_one())
+            created_at=now, attempts=0).returning(alert_events.c.id)).scalar_one()), message)
         last_fired = as_of
     values = {"firing": judgement.holds, "last_fired_at": last_fired, "judged_at": now}
     if state is None:
@@ -179,7 +188,7 @@ def _record(connection: sa.Connection, rule: AlertRule, market: Market, judgemen
         connection.execute(alert_state.update().where(
             alert_state.c.rule == rule.name, alert_state.c.exchange == market.exchange,
             alert_state.c.pair == market.pair).values(**values))
-    return event_id
+    return event
 
 
 # -- delivering the outbox --------------------------------------------------------------------------
@@ -228,6 +237,7 @@ def deliver(write: Callable[[], Any], urls: Sequence[str], now: Callable[[], dat
     delivered = failed = 0
     with write() as connection:
         events = pending(connection, now())
+    marks = [fingerprint(url) for url in urls]
     deadline = time.monotonic() + DELIVERY_BUDGET.total_seconds()
     for index, event in enumerate(events):
         if time.monotonic() > deadline:
@@ -240,15 +250,15 @@ def deliver(write: Callable[[], Any], urls: Sequence[str], now: Callable[[], dat
             connection.execute(alert_events.update().where(alert_events.c.id == event.id)
                                .values(attempts=alert_events.c.attempts + 1))
         errors = []
-        for url in urls:
-            if fingerprint(url) in taken:
+        for index, (url, mark) in enumerate(zip(urls, marks, strict=True), 1):
+            if mark in taken:
                 continue
             error = send(url, f"mcdata alert: {event.rule}", event.message)
             if error is None:
-                taken.add(fingerprint(url))
+                taken.add(mark)
             else:
-                errors.append(f"notify URL #{urls.index(url) + 1} ({url.split('://', 1)[0]}): {error}")
-        done = all(fingerprint(url) in taken for url in urls)
+                errors.append(f"notify URL #{index} {masked_notify_url(url)}: {error}")
+        done = taken.issuperset(marks)
         with write() as connection:
             connection.execute(alert_events.update().where(alert_events.c.id == event.id).values(
                 delivered_to=" ".join(sorted(taken)) or None, delivered_at=now() if done else None,

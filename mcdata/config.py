@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-from mcdata.errors import ConfigError, masked_url, printable, register_secret
+from mcdata.errors import ConfigError, masked_notify_url, masked_url, printable, register_secret
 from mcdata.sources import SOURCES
 
 if TYPE_CHECKING:
@@ -463,7 +463,7 @@ def _shown(setting: Setting, value: Any) -> str | None:
     if setting.name == "database_url":  # the database in use, as given: a SQLite path as it is, a password masked
         return _masked(str(value))
     if setting.name == "notify":
-        return ", ".join(f"{url.split('://', 1)[0]}://***" for url in value) or None
+        return ", ".join(masked_notify_url(url) for url in value) or None
     if setting.name == "alerts":
         return ", ".join(rule.name for rule in value) or None
     if setting.secret:

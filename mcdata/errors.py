@@ -153,6 +153,11 @@ def redact(text: str) -> str:
     return text
 
 
+def masked_notify_url(url: str) -> str:
+    """A notification URL shown by its service alone (json://***): its tokens live anywhere in it."""
+    return f"{url.split('://', 1)[0]}://***"
+
+
 def masked_url(url: str) -> str:
     """The URL with its password (if any) replaced by ***, as the database URL is shown."""
     parts = urlsplit(url)

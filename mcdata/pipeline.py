@@ -29,7 +29,6 @@ from mcdata.errors import (
     exit_code_of,
     worst,
 )
-from mcdata.schema import alert_events
 from mcdata.sources import make_source
 from mcdata.sources.base import ListedPair, PriceBatch, Quote, Source
 from mcdata.views import ListedPairRow, Overview, PairView
@@ -282,8 +281,7 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
             _judge_answers(settings, source, batch, plan)
             with connect(engine) as connection:
                 spans = store.stored_spans(connection, source.venue, list(batch.quotes))
-            quotes = {pair: quote for pair, quote in batch.quotes.items() if pair in plan.chosen}
-            rows = _collect_rows(source, quotes, spans, settings.backfill, now, plan, progress,
+            rows = _collect_rows(source, batch.quotes, spans, settings.backfill, now, plan, progress,
                                  settings.backfill_workers)
         with _write(engine, still_held) as connection:
             report.rows_written = store.insert_prices(connection, rows)
@@ -475,11 +473,8 @@ def _compute(engine: Engine, as_of: datetime, still_held: Callable[[], None],
                 "which prune deleted", f"the earliest exact as-of time is {(pruned + metrics.WEEK).isoformat()}")
         report.metric_rows = metrics.compute(connection, as_of, computed_at=utc_now())
         if settings is not None and settings.alerts and report.metric_rows:
-            fired = [event for venue in settings.venues for event in alerts.evaluate(
+            report.alerts_fired = [event.message for venue in settings.venues for event in alerts.evaluate(
                 connection, settings.alerts, venue, settings.pairs, as_of, utc_now())]
-            report.alerts_fired = [str(m) for m in connection.execute(
-                sa.select(alert_events.c.message).where(alert_events.c.id.in_(fired)).order_by(alert_events.c.id))
-                .scalars()]
     if not report.metric_rows:
         report.errors.append(f"no prices at or before {as_of.isoformat()}: no metrics computed")
         report.exit_code = ExitCode.FAILED

@@ -44,7 +44,7 @@ def judge_at(engine: sa.Engine, rule: AlertRule, as_of: datetime = T, now: datet
     """Compute the metrics of `as_of`, judge the rule on them; the events it fired."""
     with engine.begin() as connection:
         metrics.compute(connection, as_of)
-        fired = alerts.evaluate(connection, [rule], "kraken", pairs, as_of, now or as_of)
+        fired = [event.id for event in alerts.evaluate(connection, [rule], "kraken", pairs, as_of, now or as_of)]
         return list(connection.execute(sa.select(alert_events).where(alert_events.c.id.in_(fired))))
 
 
