@@ -131,9 +131,8 @@ class CcxtSource:
                          attempt + 1, self.retries, wait)
                 self._cancelled.wait(wait)
             except ccxt.BaseError as exc:
-                where = PairError(pair, f"{self.venue}: {_first_line(exc)}") if pair else None
-                if where is not None:
-                    raise where from None
+                if pair is not None:
+                    raise PairError(pair, f"{self.venue}: {_first_line(exc)}") from None
                 raise SourceError(f"ccxt {self.venue}: {what}: {exc.__class__.__name__}: {_first_line(exc)}") from None
             except (ValueError, TypeError, KeyError, AttributeError) as exc:  # an answer ccxt could not read
                 raise SourceError(f"ccxt {self.venue}: {what}: an answer ccxt could not read "
@@ -147,6 +146,7 @@ class CcxtSource:
             if isinstance(cached, dict):
                 return cached
         markets = self._call("load_markets", lambda: self.exchange.load_markets(reload=True))
+        self._downloaded = True
         self.cache.save({"markets": markets})
         return dict(markets)
 
@@ -161,7 +161,6 @@ class CcxtSource:
     def _list(self, refresh: bool = False) -> dict[str, ListedPair]:
         if self._listing is None or (refresh and not self._downloaded):
             self._listing = _listing(self._markets(refresh))
-            self._downloaded = self._downloaded or refresh or not self.cache.folder
         return self._listing
 
     def list_pairs(self) -> list[ListedPair]:
