@@ -315,7 +315,9 @@ def show(
     output_format: FormatArg = None,
     format_option: FormatOpt = None,
     exchange: Annotated[
-        str | None, typer.Option("--exchange", help="The venue, when a pair has metrics on several.")
+        str | None, typer.Option("--exchange", metavar="VENUE",
+                                 help="Only this venue's pairs (ranks are among the pairs of one venue); "
+                                      "with PAIR: the venue, when the pair has metrics on several.")
     ] = None,
     history: Annotated[int, typer.Option("--history", min=1, max=10_000, help="Rows of metric history.")] = 24,
 ) -> None:
@@ -334,7 +336,7 @@ def show(
     chosen = _output_format(output_format, format_option)
     settings = _state(ctx).settings()
     if pair is None:
-        output = render.overview_output(pipeline.overview(settings))
+        output = render.overview_output(pipeline.overview(settings, exchange))
     else:
         output = render.pair_output(pipeline.pair_view(settings, canonical_pair(pair), exchange, history))
     render.emit(output, chosen, sys.stdout)

@@ -97,15 +97,17 @@ days AS MATERIALIZED ({_level("price_rollup_daily", "day", None)}
 )"""
 
 
-# Ranks compare values rounded to 12 significant digits, so that series with identical prices tie even
-# when floating-point sums in a different order differ in the last bit.
+# Ranks are among the pairs of the same venue (the `exchange` column): prices of one venue are one
+# market's view, and with one venue this is DESIGN §5's "all pairs of the as-of time". They compare values
+# rounded to 12 significant digits, so that series with identical prices tie even when floating-point sums
+# in a different order differ in the last bit.
 _RANKS = """
        CASE WHEN stddev_24h IS NULL THEN NULL
-            ELSE RANK() OVER (PARTITION BY stddev_24h IS NULL
+            ELSE RANK() OVER (PARTITION BY exchange, stddev_24h IS NULL
                               ORDER BY mcdata_round_sig(stddev_24h, 12) DESC) END,
        volatility_24h,
        CASE WHEN volatility_24h IS NULL THEN NULL
-            ELSE RANK() OVER (PARTITION BY volatility_24h IS NULL
+            ELSE RANK() OVER (PARTITION BY exchange, volatility_24h IS NULL
                               ORDER BY mcdata_round_sig(volatility_24h, 12) DESC) END"""
 
 _TIMES = ("as_of", "week_start", "day_start", "week_first_day", "computed_at")

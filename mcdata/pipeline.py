@@ -409,17 +409,21 @@ def _no_metrics(engine: Engine) -> McdataError:
     return McdataError(f"there are no metrics yet in {display_url(engine.url)}", "run `mcdata run` first")
 
 
-def overview(settings: Settings) -> Overview:
-    """The latest metrics of every pair, ranked, with each pair's last 24 hours of prices."""
+def overview(settings: Settings, exchange: str | None = None) -> Overview:
+    """The latest metrics of every pair (of one venue or all), ranked, with each pair's last 24 hours of
+    prices."""
     with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
         migrations.require_head(connection)
-        rows = store.latest_metrics(connection, utc_now() + CLOCK_TOLERANCE)
+        rows = store.latest_metrics(connection, utc_now() + CLOCK_TOLERANCE, exchange)
         if not rows:
+            venues = store.exchanges_with_metrics(connection)
+            if exchange is not None and venues:
+                raise ConfigError(f"no metrics for {exchange}", f"there are metrics for {', '.join(venues)}")
             raise _no_metrics(engine)
         as_of: datetime = rows[0]["timestamp"]
         markets = [(str(r["exchange"]), str(r["pair"])) for r in rows]
         series = store.price_series(connection, markets, as_of - metrics.DAY, as_of)
-        return Overview(as_of, store.ranked_count(connection, as_of), rows,
+        return Overview(as_of, store.ranked_counts(connection, as_of, exchange), rows,
                         {m: [price for _, price in points] for m, points in series.items()},
                         store.last_run(connection))
 
@@ -445,7 +449,7 @@ def pair_view(settings: Settings, pair: str, exchange: str | None, history: int 
         latest = rows[0]
         as_of: datetime = latest["timestamp"]
         prices = store.price_series(connection, [(venue, pair)], as_of - metrics.WEEK, as_of)[(venue, pair)]
-        return PairView(venue, pair, as_of, store.ranked_count(connection, as_of), latest, rows, prices,
+        return PairView(venue, pair, as_of, store.ranked_counts(connection, as_of, venue).get(venue, 0), latest, rows, prices,
                         store.last_run(connection))
 
 

@@ -199,7 +199,7 @@ def _metric_row(row: MetricRow, ranked: int) -> dict[str, Any]:
 
 
 def overview_output(view: Overview) -> Output:
-    pairs = [_metric_row(r, view.ranked_pairs) for r in view.pairs]
+    pairs = [_metric_row(r, view.ranked_pairs.get(r["exchange"], 0)) for r in view.pairs]
     document = {"as_of": view.as_of, "ranked_pairs": view.ranked_pairs, "pairs": pairs, "last_run": view.last_run}
     return Output(document, pairs, SHOWN_METRIC_COLUMNS, lambda out: overview_table(view, out))
 
@@ -245,7 +245,8 @@ def overview_table(view: Overview, out: TextIO) -> None:
 
     several_venues = len({r["exchange"] for r in view.pairs}) > 1
     rows = [_overview_cells(row, f"{row['exchange']}:{row['pair']}" if several_venues else row["pair"],
-                            view.ranked_pairs, view.sparklines.get((row["exchange"], row["pair"]), []))
+                            view.ranked_pairs.get(row["exchange"], 0),
+                            view.sparklines.get((row["exchange"], row["pair"]), []))
             for row in view.pairs]
     widths = {c: max([len(c), *(len(str(cells[c])) for cells in rows)]) for c in OVERVIEW_COLUMNS}
     terminal = console(out)

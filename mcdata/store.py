@@ -191,13 +191,15 @@ def _metric_dicts(result: sa.CursorResult[Any]) -> list[MetricRow]:
     return [cast(MetricRow, dict(row._mapping)) for row in result]
 
 
-def latest_metrics(connection: sa.Connection, now: datetime) -> list[MetricRow]:
-    """Every pair's metrics at the newest as-of time not after `now`, ranked (unranked pairs last)."""
-    newest = sa.select(sa.func.max(metrics.c.timestamp)).where(metrics.c.timestamp <= now).scalar_subquery()
+def latest_metrics(connection: sa.Connection, now: datetime, exchange: str | None = None) -> list[MetricRow]:
+    """Every pair's metrics (of one venue or all) at the newest as-of time not after `now`, ranked within
+    each venue (unranked pairs last)."""
+    venue = [] if exchange is None else [metrics.c.exchange == exchange]
+    newest = sa.select(sa.func.max(metrics.c.timestamp)).where(metrics.c.timestamp <= now, *venue).scalar_subquery()
     query = (
         sa.select(metrics)
-        .where(metrics.c.timestamp == newest)
-        .order_by(metrics.c.std_rank.is_(None), metrics.c.std_rank, metrics.c.exchange, metrics.c.pair)
+        .where(metrics.c.timestamp == newest, *venue)
+        .order_by(metrics.c.exchange, metrics.c.std_rank.is_(None), metrics.c.std_rank, metrics.c.pair)
     )
     return _metric_dicts(connection.execute(query))
 
@@ -219,15 +221,21 @@ def delete_metrics(connection: sa.Connection, as_of: datetime) -> int:
     return int(connection.execute(metrics.delete().where(metrics.c.timestamp == as_of)).rowcount)
 
 
-def ranked_count(connection: sa.Connection, as_of: datetime) -> int:
-    """How many pairs have a std_rank at that as-of time (the N of `k/N`)."""
-    query = sa.select(sa.func.count(metrics.c.std_rank)).where(metrics.c.timestamp == as_of)
-    return int(connection.execute(query).scalar_one())
+def ranked_counts(connection: sa.Connection, as_of: datetime, exchange: str | None = None) -> dict[str, int]:
+    """How many pairs of each venue (or of one) have a std_rank at that as-of time (the N of `k/N`)."""
+    venue = [] if exchange is None else [metrics.c.exchange == exchange]
+    query = (sa.select(metrics.c.exchange, sa.func.count(metrics.c.std_rank))
+             .where(metrics.c.timestamp == as_of, *venue).group_by(metrics.c.exchange))
+    return {exchange: int(count) for exchange, count in connection.execute(query)}
 
 
 def exchanges_with_pair(connection: sa.Connection, pair: str) -> list[str]:
     query = sa.select(metrics.c.exchange).where(metrics.c.pair == pair).distinct().order_by(metrics.c.exchange)
     return list(connection.execute(query).scalars())
+
+
+def exchanges_with_metrics(connection: sa.Connection) -> list[str]:
+    return list(connection.execute(sa.select(metrics.c.exchange).distinct().order_by(metrics.c.exchange)).scalars())
 
 
 def pairs_with_metrics(connection: sa.Connection) -> list[str]:

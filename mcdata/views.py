@@ -70,7 +70,7 @@ RUN_COLUMNS: tuple[str, ...] = tuple(column.name for column in runs.columns)
 @dataclass
 class Overview:
     as_of: datetime
-    ranked_pairs: int
+    ranked_pairs: dict[str, int]  # per venue: ranks are among the pairs of one venue
     pairs: list[MetricRow]
     sparklines: dict[tuple[str, str], list[float]]
     last_run: RunRow | None

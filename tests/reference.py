@@ -61,8 +61,9 @@ def reference_metrics(samples: Iterable[Sample], as_of: datetime) -> dict[tuple[
             "samples_24h": len(day),
             "samples_7d": len(week),
         }
-    for column, rank_column in (("stddev_24h", "std_rank"), ("volatility_24h", "volatility_rank")):
-        ranks = sql_rank({m: r[column] for m, r in result.items()})
-        for market, value in ranks.items():
-            result[market][rank_column] = value
+    for venue in {exchange for exchange, _ in result}:  # ranks are among the pairs of one venue
+        for column, rank_column in (("stddev_24h", "std_rank"), ("volatility_24h", "volatility_rank")):
+            ranks = sql_rank({m: r[column] for m, r in result.items() if m[0] == venue})
+            for market, value in ranks.items():
+                result[market][rank_column] = value
     return result

@@ -25,7 +25,7 @@ def overview() -> Overview:
                      "change_24h_pct": 1.5 - index / 3, "samples_24h": 25, "samples_7d": 169, "computed_at": AS_OF})
     sparks = {("kraken", pair): [float(i % 7) for i in range(24)] for pair in PAIRS}
     last_run = {"id": 12, "command": "run", "status": "ok", "started_at": AS_OF, "finished_at": AS_OF}
-    return Overview(AS_OF, len(PAIRS), rows, sparks, last_run)
+    return Overview(AS_OF, {"kraken": len(PAIRS)}, rows, sparks, last_run)
 
 
 class Terminal(io.StringIO):

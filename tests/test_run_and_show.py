@@ -116,7 +116,7 @@ def test_show_all_json_matches_the_database(after_run: str, runner: CliRunner) -
     data = json.loads(result.stdout)
     stored = latest_metric_rows(after_run)
     assert {row["pair"] for row in data["pairs"]} == set(stored) == PAIRS
-    assert data["ranked_pairs"] == 9
+    assert data["ranked_pairs"] == {"kraken": 9}
     assert [row["std_rank"] for row in data["pairs"]] == sorted(row["std_rank"] for row in data["pairs"])
     for row in data["pairs"]:
         db = stored[row["pair"]]

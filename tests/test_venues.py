@@ -47,6 +47,22 @@ def test_each_venue_is_its_own_series_and_the_metrics_are_exact(two_venues: str,
     assert {p["exchange"] for p in one["pairs"]} == {"bitstamp"}
 
 
+def test_ranks_are_among_the_pairs_of_one_venue(two_venues: str, runner: CliRunner) -> None:
+    assert runner.invoke(app, ["run", "--backfill", "1d"]).exit_code == 0
+    overview = json.loads(runner.invoke(app, ["show", "json"]).stdout)
+    assert overview["ranked_pairs"] == {"kraken": 3, "bitstamp": 3}
+    for venue in ("kraken", "bitstamp"):
+        rows = [r for r in overview["pairs"] if r["exchange"] == venue]
+        assert sorted(r["std_rank"] for r in rows) == [1, 2, 3]  # each venue ranks its own pairs from 1
+        assert {r["std_rank_of"] for r in rows} == {3}
+    only = json.loads(runner.invoke(app, ["show", "json", "--exchange", "bitstamp"]).stdout)
+    assert {r["exchange"] for r in only["pairs"]} == {"bitstamp"} and only["ranked_pairs"] == {"bitstamp": 3}
+    table = runner.invoke(app, ["show", "--exchange", "bitstamp"]).stdout
+    assert "1/3" in table and "kraken" not in table
+    missing = runner.invoke(app, ["show", "--exchange", "binance"])
+    assert missing.exit_code == 2 and "there are metrics for bitstamp, kraken" in missing.stderr
+
+
 def test_one_venue_down_is_exit_3_with_the_others_stored(two_venues: str, runner: CliRunner,
                                                           fake_exchange: FakeExchange) -> None:
     fake_exchange.fail("/markets/bitstamp", "status", times=99, status=503)
