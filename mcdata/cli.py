@@ -507,7 +507,7 @@ def prune(
     ctx: typer.Context,
     keep: Keep = None,
 ) -> None:
-    """Delete raw prices older than --keep (whole UTC days); hourly and daily rollups stay.
+    """Delete raw prices older than --keep (whole UTC days); the rollups (hourly, 6-hourly, daily) stay.
 
     The 7-day metrics are unchanged: they read whole hours from the rollups and only the window's edges
     from raw prices, so --keep must be at least 8d; `compute --as-of` refuses times whose windows need
@@ -528,7 +528,7 @@ def check(
     ctx: typer.Context,
     repair: Annotated[bool, typer.Option("--repair", help="Rebuild every rollup that disagrees.")] = False,
 ) -> None:
-    """Verify that the hourly and daily rollups and the markets list equal what the raw prices say.
+    """Verify that the hourly, 6-hourly and daily rollups and the markets list equal the raw prices.
 
     Exits 1 when some rows disagree (a restore that replayed rows through the triggers, a change made
     with the triggers disabled); --repair rebuilds them from the raw rows, under the writer lock.
@@ -539,8 +539,8 @@ def check(
 
     result = pipeline.check(_state(ctx).settings(), repair)
     found = result.mismatches
-    summary = (f"{found.hourly:,} hourly rollup rows, {found.daily:,} daily rollup rows and "
-               f"{found.markets:,} markets rows disagree with the raw prices")
+    summary = (f"{found.hourly:,} hourly, {found.quarterly:,} quarter-day and {found.daily:,} daily rollup rows "
+               f"and {found.markets:,} markets rows disagree with the raw prices")
     if not found.total:
         log.info("check: every rollup and markets row agrees with the raw prices")
     elif result.repaired:

@@ -1,17 +1,20 @@
 """The metrics of DESIGN §5, computed inside the database in one set-based statement.
 
 Windows are half-open: 7 days is `T - 7d < timestamp <= T`, 24 hours `T - 24h < timestamp <= T`.
-Each window is read at the coarsest level that fits it: a daily rollup whose samples (first_at ..
-last_at) all lie inside the window counts whole; a day that straddles an edge is read by its hours, and
-an hour that straddles an edge by its raw rows. A week is about seven daily rows per market, plus the
-hours and raw rows of the one or two hours that hold a window's edge, so the cost depends on the number
-of markets, not on how often prices were sampled. The parts are merged with Chan's parallel formula;
-the result equals the raw-table definition (`RAW_QUERY`, kept as the reference and the baseline).
+Each window is cut at the UTC days that hold its edges: whole daily rollups between them; in the day that
+holds the window's start, the quarter days (6 hours) after the start's quarter, the hours after its hour
+in that quarter, and the start's hour whole or, where it has samples on both sides, its raw rows; in T's
+day, its daily row when the market has no sample later than T (the hourly steady state), else its
+quarters, hours and raw rows up to T. Each of these is read for every market at once by a range scan of
+its level's time index, so a week costs about 16 rollup rows per market whatever the sampling rate.
+The parts are merged with Chan's parallel formula; the result equals the raw-table definition
+(`RAW_QUERY`, kept as the reference and the baseline).
 
-Deviations are taken from each pair's latest price (a shift changes no deviation, and removes the
-cancellation that ruins large prices with small moves); the rollups keep theirs about an anchor price
-for the same reason. SQLite gets `stddev_samp`, `sqrt` and `mcdata_round_sig` from mcdata.db, PostgreSQL
-`mcdata_round_sig` from mcdata.triggers; the statements are the same on both databases.
+The 24 hours' deviations are taken from each pair's latest price (a shift changes no deviation, and
+removes the cancellation that ruins large prices with small moves); the rollups keep theirs about an
+anchor price for the same reason. The week needs only counts, sums and extremes. SQLite gets
+`stddev_samp`, `sqrt` and `mcdata_round_sig` from mcdata.db; the statements differ between the databases
+only in how the rank key is rounded.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from mcdata.schema import UTCDateTime, metrics
 
 WEEK = timedelta(days=7)
 DAY = timedelta(hours=24)
+QUARTER = timedelta(hours=6)
 
 METRIC_COLUMNS = (
     "timestamp", "exchange", "pair", "latest_price", "latest_at", "weekly_average", "min_price", "max_price",
@@ -41,58 +45,95 @@ def stddev(expression: str) -> str:
     return f"CAST(stddev_samp(CAST({expression} AS NUMERIC)) AS DOUBLE PRECISION)"
 
 
-def _inside(window_start: str) -> str:
-    """The rollup row's samples all lie in the window (window_start, as_of]."""
-    return f"(b.first_at > :{window_start} AND b.last_at <= :as_of)"
+def _time_range(table: str, bucket: str, after: str, before: str) -> str:
+    return f"{table} b WHERE b.{bucket} > :{after} AND b.{bucket} < :{before}"
 
 
-def _straddles(window_start: str) -> str:
-    """The rollup row has samples on both sides of an edge of (window_start, as_of]."""
-    return f"(b.last_at > :{window_start} AND b.first_at <= :as_of AND NOT {_inside(window_start)})"
-
-
-def _level(table: str, bucket: str, parent: str | None) -> str:
-    """Rollup rows with flags: `in_*` the row counts whole for that window, `open_*` it must be read finer.
-    Without a parent: the daily rows of the week; with one: the rows inside the parent's open buckets.
-    `d` is the row's mean as a deviation from the market's latest price."""
-    if parent is None:
-        source = (f"{table} b JOIN latest l ON b.exchange = l.exchange AND b.pair = l.pair "
-                  f"AND b.{bucket} >= :week_first_day AND b.{bucket} <= :as_of")
-        week, day, up = "", "", "l"
-    else:
-        source = (f"{parent} p JOIN {table} b ON b.exchange = p.exchange AND b.pair = p.pair "
-                  f"AND b.{bucket} >= p.bucket AND b.{bucket} <= p.last_at WHERE p.open_week OR p.open_day")
-        week, day, up = "p.open_week AND ", "p.open_day AND ", "p"
+def _edge(edge: str, p0: bool) -> str:
+    """The part of the window after `edge` (a window's start, T - 7d or T - 24h) within the UTC day that
+    holds it: the quarters after the edge's quarter, the hours after its hour within that quarter, and the
+    edge's own hour whole when all its samples are later, else its raw rows after the edge. Each level is
+    read for every market at once through its time index. Rows: exchange, pair, n, the mean as ref + off
+    (kept apart: a deviation from another price is exact only when taken of ref first), m2, lo, hi; and
+    with `p0`, rows of n = 0 whose p0 is the price of the newest sample at or before the edge, where the
+    edge's hour holds it."""
+    p0_row = f" OR b.last_at <= :{edge}" if p0 else ""
     return f"""
-    SELECT {up}.market, b.exchange, b.pair, {up}.latest_price, b.{bucket} AS bucket, b.last_at,
-           b.samples AS n, (b.ref_price - {up}.latest_price) + b.mean_offset AS d, b.m2,
-           b.min_price AS lo, b.max_price AS hi,
-           {week}{_inside("week_start")} AS in_week, {day}{_inside("day_start")} AS in_day,
-           {week}{_straddles("week_start")} AS open_week, {day}{_straddles("day_start")} AS open_day
-    FROM {source}"""
-
-
-_PARTS = f"""
-days AS MATERIALIZED ({_level("price_rollup_daily", "day", None)}
-), hours AS MATERIALIZED ({_level("price_rollup_hourly", "hour", "days")}
-), parts AS (
-    SELECT market, in_week, in_day, n, d, m2, lo, hi FROM days WHERE in_week OR in_day
+    SELECT b.exchange, b.pair, b.samples AS n, b.ref_price AS ref, b.mean_offset AS off, b.m2,
+           b.min_price AS lo, b.max_price AS hi, CAST(NULL AS DOUBLE PRECISION) AS p0
+    FROM {_time_range("price_rollup_quarterly", "quarter", f"{edge}_quarter", f"{edge}_day_end")}
     UNION ALL
-    SELECT market, in_week, in_day, n, d, m2, lo, hi FROM hours WHERE in_week OR in_day
-    UNION ALL  -- an hour holding an edge: its raw rows inside the window(s) it straddles
-    SELECT h.market, h.open_week, h.open_day, 1, r.price - h.latest_price, 0.0, r.price, r.price
-    FROM hours h
-    JOIN {RAW} r ON r.exchange = h.exchange AND r.pair = h.pair AND r.timestamp <= :as_of
-     AND r.timestamp > CASE WHEN h.open_week THEN :week_start ELSE :day_start END
-     AND r.timestamp >= h.bucket AND r.timestamp <= h.last_at
-    WHERE h.open_week OR h.open_day
-), windows AS (  -- per market: count n, s1 = sum of deviations d, s2 = sum of squared deviations, min, max
-    SELECT market,
+    SELECT b.exchange, b.pair, CASE WHEN b.first_at > :{edge} THEN b.samples ELSE 0 END,
+           b.ref_price, b.mean_offset, b.m2, b.min_price, b.max_price,
+           CASE WHEN b.last_at <= :{edge} THEN b.last_price END
+    FROM price_rollup_hourly b
+    WHERE b.hour >= :{edge}_hour AND b.hour < :{edge}_quarter_end
+      AND (b.hour > :{edge}_hour OR b.first_at > :{edge}{p0_row})
+    UNION ALL  -- the edge's hour has samples on both sides of it: its raw rows after the edge
+    SELECT r.exchange, r.pair, 1, r.price, 0.0, 0.0, r.price, r.price, NULL
+    FROM price_rollup_hourly b
+    JOIN {RAW} r ON r.exchange = b.exchange AND r.pair = b.pair AND r.timestamp > :{edge}
+     AND r.timestamp <= b.last_at
+    WHERE b.hour = :{edge}_hour AND b.first_at <= :{edge} AND b.last_at > :{edge}"""
+
+
+def _as_of_side() -> str:
+    """The part of both windows in the UTC day that holds T: its daily row whole when the market has no
+    sample later than T (the hourly steady state), else its quarters and hours before T's quarter and hour,
+    and T's hour whole or by its raw rows at or before T. Rows: market, n, d (the mean as a deviation from
+    the latest price), m2, lo, hi."""
+    def row(alias: str) -> str:
+        return (f"l.market, {alias}.samples AS n, ({alias}.ref_price - l.latest_price) + {alias}.mean_offset AS d, "
+                f"{alias}.m2, {alias}.min_price AS lo, {alias}.max_price AS hi")
+    return f"""
+    SELECT {row("b")} FROM latest l
+    JOIN price_rollup_daily b ON b.exchange = l.exchange AND b.pair = l.pair AND b.day = :as_of_day
+    WHERE NOT l.later_samples
+    UNION ALL
+    SELECT {row("b")} FROM latest l
+    JOIN price_rollup_quarterly b ON b.exchange = l.exchange AND b.pair = l.pair
+     AND b.quarter >= :as_of_day AND b.quarter < :as_of_quarter
+    WHERE l.later_samples
+    UNION ALL
+    SELECT {row("b")} FROM latest l
+    JOIN price_rollup_hourly b ON b.exchange = l.exchange AND b.pair = l.pair
+     AND b.hour >= :as_of_quarter AND b.hour <= :as_of_hour AND (b.hour < :as_of_hour OR b.last_at <= :as_of)
+    WHERE l.later_samples
+    UNION ALL
+    SELECT l.market, 1, r.price - l.latest_price, 0.0, r.price, r.price FROM latest l
+    JOIN price_rollup_hourly b ON b.exchange = l.exchange AND b.pair = l.pair AND b.hour = :as_of_hour
+     AND b.first_at <= :as_of AND b.last_at > :as_of
+    JOIN {RAW} r ON r.exchange = b.exchange AND r.pair = b.pair AND r.timestamp >= b.hour AND r.timestamp <= :as_of
+    WHERE l.later_samples"""
+
+
+# The windows, each cut at the UTC days that hold its edges. The week: the whole days between the day of
+# T - 7d and the day of T, that first day after T - 7d (`_edge`), and T's day up to T (`_as_of_side`).
+# The 24 hours: the day of T - 24h after it, and T's day up to T. The week needs only counts, sums and
+# extremes, summed by market without the latest price; the 24 hours' deviations are taken from it.
+_PARTS = f"""
+week_only AS (
+    SELECT exchange, pair, SUM(n) AS n, SUM(n * x) AS sx, MIN(lo) AS lo, MAX(hi) AS hi
+    FROM (
+        SELECT b.exchange, b.pair, b.samples AS n, b.ref_price + b.mean_offset AS x, b.min_price AS lo,
+               b.max_price AS hi
+        FROM {_time_range("price_rollup_daily", "day", "week_start_day", "as_of_day")}
+        UNION ALL
+        SELECT exchange, pair, n, ref + off, lo, hi FROM ({_edge("week_start", p0=False)}) edge
+    ) parts
+    GROUP BY exchange, pair
+), day_parts AS (
+    SELECT l.market, FALSE AS in_week, e.n, (e.ref - l.latest_price) + e.off AS d, e.m2, e.lo, e.hi, e.p0
+    FROM ({_edge("day_start", p0=True)}) e
+    JOIN latest l ON l.exchange = e.exchange AND l.pair = e.pair
+    UNION ALL
+    SELECT market, TRUE, n, d, m2, lo, hi, NULL FROM ({_as_of_side()}) t
+), day_sums AS (  -- per market: count n, s1 = sum of deviations d, s2 = sum of squared deviations
+    SELECT market, SUM(n) AS day_n, SUM(n * d) FILTER (WHERE n > 0) AS day_s1,
+           SUM(m2 + n * d * d) FILTER (WHERE n > 0) AS day_s2, MAX(p0) AS p0,
            SUM(n) FILTER (WHERE in_week) AS week_n, SUM(n * d) FILTER (WHERE in_week) AS week_s1,
-           MIN(lo) FILTER (WHERE in_week) AS lo, MAX(hi) FILTER (WHERE in_week) AS hi,
-           SUM(n) FILTER (WHERE in_day) AS day_n, SUM(n * d) FILTER (WHERE in_day) AS day_s1,
-           SUM(m2 + n * d * d) FILTER (WHERE in_day) AS day_s2
-    FROM parts
+           MIN(lo) FILTER (WHERE in_week) AS lo, MAX(hi) FILTER (WHERE in_week) AS hi
+    FROM day_parts
     GROUP BY market
 )"""
 
@@ -100,17 +141,36 @@ days AS MATERIALIZED ({_level("price_rollup_daily", "day", None)}
 # Ranks are among the pairs of the same venue (the `exchange` column): prices of one venue are one
 # market's view, and with one venue this is DESIGN §5's "all pairs of the as-of time". They compare values
 # rounded to 12 significant digits, so that series with identical prices tie even when floating-point sums
-# in a different order differ in the last bit.
+# in a different order differ in the last bit. PostgreSQL gets the rounding written out: a call of the
+# (STRICT, so never inlined) SQL function mcdata_round_sig costs 2 µs, 80 ms over 20,000 markets.
+ROUND_SIG_12 = {
+    "postgresql": "CAST(round(CAST({x} AS NUMERIC), 11 - CAST(floor(log(abs({x}))) AS INTEGER)) AS DOUBLE PRECISION)",
+    "sqlite": "mcdata_round_sig({x}, 12)",
+}
 _RANKS = """
        CASE WHEN stddev_24h IS NULL THEN NULL
-            ELSE RANK() OVER (PARTITION BY exchange, stddev_24h IS NULL
-                              ORDER BY mcdata_round_sig(stddev_24h, 12) DESC) END,
+            ELSE RANK() OVER (PARTITION BY exchange, stddev_24h IS NULL ORDER BY {std_key} DESC) END,
        volatility_24h,
        CASE WHEN volatility_24h IS NULL THEN NULL
-            ELSE RANK() OVER (PARTITION BY exchange, volatility_24h IS NULL
-                              ORDER BY mcdata_round_sig(volatility_24h, 12) DESC) END"""
+            ELSE RANK() OVER (PARTITION BY exchange, volatility_24h IS NULL ORDER BY {volatility_key} DESC) END"""
 
-_TIMES = ("as_of", "week_start", "day_start", "week_first_day", "computed_at")
+
+def _per_dialect(sql: str, times: tuple[str, ...]) -> dict[str, sa.TextClause]:
+    """The statement for each database: the rank keys written in its SQL, the times bound as UTC."""
+    def key(dialect: str, column: str) -> str:
+        # zero has no logarithm; a NULL value is never ranked
+        return f"CASE WHEN {column} > 0 THEN {ROUND_SIG_12[dialect].format(x=column)} ELSE 0 END"
+    return {dialect: sa.text(sql.replace("{RANKS}", _RANKS.format(std_key=key(dialect, "stddev_24h"),
+                                                                  volatility_key=key(dialect, "volatility_24h"))))
+            .bindparams(*(sa.bindparam(name, type_=UTCDateTime()) for name in times))
+            for dialect in ROUND_SIG_12}
+
+
+_TIMES = ("as_of", "week_start", "day_start", "computed_at")
+# The UTC day, quarter and hour that hold each edge, and the ends of the edge's day and quarter.
+_EDGE_TIMES = ("week_start_day", *(f"{edge}_{part}" for edge in ("week_start", "day_start")
+                                   for part in ("day_end", "quarter", "quarter_end", "hour")))
+_AS_OF_TIMES = ("as_of_day", "as_of_quarter", "as_of_hour")
 
 
 def _newest(column: str, at_most: str) -> str:
@@ -124,41 +184,49 @@ def _newest(column: str, at_most: str) -> str:
             "ORDER BY h.hour DESC LIMIT 1))")
 
 
-QUERY = sa.text(f"""
+def _smaller(a: str, b: str, op: str) -> str:
+    """The smaller (op `<`) or larger (`>`) of two values that may be NULL (SQLite's min(a, b) is NULL then)."""
+    return f"CASE WHEN {b} IS NULL OR {a} {op} {b} THEN {a} ELSE {b} END"
+
+
+QUERY = _per_dialect(f"""
 INSERT INTO crypto_pair_metrics ({", ".join(METRIC_COLUMNS)})
 WITH latest AS MATERIALIZED (  -- markets holds each series' newest sample; an earlier as-of time looks it up
     SELECT * FROM (
-        SELECT row_number() OVER () AS market, m.exchange, m.pair,
+        SELECT row_number() OVER () AS market, m.exchange, m.pair, m.last_at > :as_of AS later_samples,
                CASE WHEN m.last_at <= :as_of THEN m.last_at ELSE {_newest("timestamp", "as_of")} END AS latest_at,
-               CASE WHEN m.last_at <= :as_of THEN m.last_price ELSE {_newest("price", "as_of")} END AS latest_price,
-               {_newest("price", "day_start")} AS p0
+               CASE WHEN m.last_at <= :as_of THEN m.last_price ELSE {_newest("price", "as_of")} END AS latest_price
         FROM markets m
         WHERE m.first_at <= :as_of
     ) newest
     WHERE latest_at IS NOT NULL
 ),{_PARTS},
 joined AS (
-    SELECT l.exchange, l.pair, l.latest_price, l.latest_at,
-           l.latest_price + w.week_s1 / w.week_n AS weekly_average,
-           w.lo AS min_price, w.hi AS max_price, COALESCE(w.week_n, 0) AS samples_7d,
-           CASE WHEN w.day_n >= 2 THEN sqrt(CASE WHEN w.day_s2 - w.day_s1 * w.day_s1 / w.day_n > 0
-                                                 THEN (w.day_s2 - w.day_s1 * w.day_s1 / w.day_n) / (w.day_n - 1)
+    SELECT m.exchange, m.pair, m.latest_price, m.latest_at,
+           COALESCE(w.n, 0) + COALESCE(s.week_n, 0) AS samples_7d,
+           (COALESCE(w.sx, 0) + COALESCE(s.week_n * m.latest_price + s.week_s1, 0))
+               / NULLIF(COALESCE(w.n, 0) + COALESCE(s.week_n, 0), 0) AS weekly_average,
+           {_smaller("s.lo", "w.lo", "<")} AS min_price, {_smaller("s.hi", "w.hi", ">")} AS max_price,
+           CASE WHEN s.day_n >= 2 THEN sqrt(CASE WHEN s.day_s2 - s.day_s1 * s.day_s1 / s.day_n > 0
+                                                 THEN (s.day_s2 - s.day_s1 * s.day_s1 / s.day_n) / (s.day_n - 1)
                                                  ELSE 0.0 END) END AS stddev_24h,
-           l.latest_price + w.day_s1 / w.day_n AS mean_24h,
-           COALESCE(w.day_n, 0) AS samples_24h,
-           (l.latest_price / l.p0 - 1) * 100 AS change_24h_pct
-    FROM latest l
-    LEFT JOIN windows w ON w.market = l.market
+           m.latest_price + s.day_s1 / NULLIF(s.day_n, 0) AS mean_24h,
+           COALESCE(s.day_n, 0) AS samples_24h,
+           -- p0 is most often the last sample of the hour that holds T - 24h: looked up only where it is not
+           (m.latest_price / COALESCE(s.p0, {_newest("price", "day_start")}) - 1) * 100 AS change_24h_pct
+    FROM latest m
+    LEFT JOIN day_sums s ON s.market = m.market
+    LEFT JOIN week_only w ON w.exchange = m.exchange AND w.pair = m.pair
 ), measured AS (
     SELECT joined.*, stddev_24h / mean_24h * 100 AS volatility_24h FROM joined
 )
-SELECT :as_of, exchange, pair, latest_price, latest_at, weekly_average, min_price, max_price, stddev_24h,{_RANKS},
+SELECT :as_of, exchange, pair, latest_price, latest_at, weekly_average, min_price, max_price, stddev_24h,{{RANKS}},
        change_24h_pct, samples_24h, samples_7d, :computed_at
 FROM measured
-""").bindparams(*(sa.bindparam(name, type_=UTCDateTime()) for name in _TIMES))
+""", (*_TIMES, *_EDGE_TIMES, *_AS_OF_TIMES))
 
 # The same metrics straight from the raw table: the definition, read row by row (reference and baseline).
-RAW_QUERY = sa.text(f"""
+RAW_QUERY = _per_dialect(f"""
 INSERT INTO crypto_pair_metrics ({", ".join(METRIC_COLUMNS)})
 WITH newest AS (
     SELECT exchange, pair, MAX(timestamp) AS latest_at FROM {RAW} WHERE timestamp <= :as_of GROUP BY exchange, pair
@@ -191,11 +259,10 @@ WITH newest AS (
     LEFT JOIN day d ON d.exchange = l.exchange AND d.pair = l.pair
     LEFT JOIN reference p ON p.exchange = l.exchange AND p.pair = l.pair
 )
-SELECT :as_of, exchange, pair, latest_price, latest_at, weekly_average, min_price, max_price, stddev_24h,{_RANKS},
+SELECT :as_of, exchange, pair, latest_price, latest_at, weekly_average, min_price, max_price, stddev_24h,{{RANKS}},
        change_24h_pct, samples_24h, samples_7d, :computed_at
 FROM measured
-""").bindparams(*(sa.bindparam(name, type_=UTCDateTime()) for name in ("as_of", "week_start", "day_start",
-                                                                       "computed_at")))
+""", _TIMES)
 
 
 # The planner cannot estimate the size of the CTEs: it would sort the window's parts to group them (half
@@ -204,11 +271,21 @@ PLANNER_SETTINGS = sa.text("SELECT set_config('jit', 'off', true), set_config('e
                            "set_config('work_mem', '64MB', true)")
 
 
+def _cuts(moment: datetime) -> tuple[datetime, datetime, datetime]:
+    """The UTC day, quarter day (6 hours) and hour that hold `moment`."""
+    hour = moment.replace(minute=0, second=0, microsecond=0)
+    return hour.replace(hour=0), hour.replace(hour=hour.hour // 6 * 6), hour
+
+
 def window_bounds(as_of: datetime) -> dict[str, datetime]:
-    """T, the window starts, and the UTC day that holds the start of the week."""
-    week_start = as_of - WEEK
-    return {"as_of": as_of, "week_start": week_start, "day_start": as_of - DAY,
-            "week_first_day": week_start.replace(hour=0, minute=0, second=0, microsecond=0)}
+    """T, the window starts, and the UTC days, quarters and hours that hold them."""
+    bounds = {"as_of": as_of, "week_start": as_of - WEEK, "day_start": as_of - DAY}
+    for edge in ("week_start", "day_start"):
+        day, quarter, hour = _cuts(bounds[edge])
+        bounds |= {f"{edge}_day": day, f"{edge}_day_end": day + DAY, f"{edge}_quarter": quarter,
+                   f"{edge}_quarter_end": quarter + QUARTER, f"{edge}_hour": hour}
+    bounds["as_of_day"], bounds["as_of_quarter"], bounds["as_of_hour"] = _cuts(as_of)
+    return bounds
 
 
 def compute(connection: sa.Connection, as_of: datetime, computed_at: datetime | None = None,
@@ -220,7 +297,8 @@ def compute(connection: sa.Connection, as_of: datetime, computed_at: datetime | 
     connection.execute(metrics.delete().where(metrics.c.timestamp == as_of))
     if connection.dialect.name == "postgresql":
         connection.execute(PLANNER_SETTINGS)
-    connection.execute(RAW_QUERY if from_raw else QUERY, {**window_bounds(as_of), "computed_at": computed_at or as_of})
+    statement = (RAW_QUERY if from_raw else QUERY)[connection.dialect.name]
+    connection.execute(statement, {**window_bounds(as_of), "computed_at": computed_at or as_of})
     count = connection.execute(
         sa.select(sa.func.count()).select_from(metrics).where(metrics.c.timestamp == as_of)
     ).scalar_one()

@@ -15,7 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from mcdata.schema import UTCDateTime, retention
-from mcdata.triggers import COLUMNS, DAY, PG_ORIGIN, RAW, days_from_hours
+from mcdata.triggers import COARSER, COLUMNS, LEVELS, PG_ORIGIN, RAW, from_hours
 
 HOUR = {"postgresql": f"date_bin('1 hour', timestamp, {PG_ORIGIN})",
         "sqlite": "strftime('%Y-%m-%d %H:00:00.000000', timestamp)"}
@@ -61,9 +61,10 @@ def hours_from_raw(dialect: str, market: bool) -> str:
              s.first_at, s.last_at, s.last_price"""
 
 
-def days_from(hours: str, dialect: str) -> str:
-    """The daily rows of the hourly rollup rows that the query `hours` selects, as the trigger merges them."""
-    return f"WITH hourly AS ({hours}) {days_from_hours('hourly', DAY[dialect])}"
+def coarser_from(hours: str, dialect: str, bucket: str) -> str:
+    """The quarter or daily rows of the hourly rollup rows that the query `hours` selects, as the trigger
+    merges them."""
+    return f"WITH hourly AS ({hours}) {from_hours('hourly', bucket, COARSER[dialect][bucket])}"
 
 
 def markets_from_hours(market: bool) -> str:
@@ -100,17 +101,18 @@ def rebuild(connection: sa.Connection, market: tuple[str, str] | None = None) ->
     """Recompute every rollup at or after the prune mark (of one market, or all) and the markets list."""
     dialect = connection.dialect.name
     values = _parameters(connection, market)
-    scope_h, scope_m = _scope("price_rollup_hourly", bool(market)), _scope("markets", bool(market))
-    scope_d = _scope("price_rollup_daily", bool(market))
-    connection.execute(_text(f"DELETE FROM price_rollup_hourly WHERE {scope_h}hour >= :since"), values)
-    connection.execute(_text(f"DELETE FROM price_rollup_daily WHERE {scope_d}day >= :since"), values)
+    for table, bucket in LEVELS:
+        connection.execute(_text(f"DELETE FROM {table} WHERE {_scope(table, bool(market))}{bucket} >= :since"),
+                           values)
     expected_hours = hours_from_raw(dialect, bool(market))
     connection.execute(_text(f"INSERT INTO price_rollup_hourly (exchange, pair, hour, {COLUMNS}) "
                              f"SELECT exchange, pair, hour, {COLUMNS} FROM ({expected_hours}) x"), values)
     hours = f"SELECT * FROM price_rollup_hourly h WHERE {_scope('h', bool(market))}h.hour >= :since"
-    connection.execute(_text(f"INSERT INTO price_rollup_daily (exchange, pair, day, {COLUMNS}) "
-                             f"SELECT exchange, pair, day, {COLUMNS} FROM ({days_from(hours, dialect)}) x"),
-                       values)
+    for table, bucket in LEVELS[1:]:
+        connection.execute(_text(f"INSERT INTO {table} (exchange, pair, {bucket}, {COLUMNS}) "
+                                 f"SELECT exchange, pair, {bucket}, {COLUMNS} "
+                                 f"FROM ({coarser_from(hours, dialect, bucket)}) x"), values)
+    scope_m = _scope("markets", bool(market))
     connection.execute(sa.text(f"DELETE FROM markets WHERE {scope_m}1 = 1"), values)
     connection.execute(sa.text("INSERT INTO markets (exchange, pair, first_at, last_at, last_price) "
                                f"SELECT exchange, pair, first_at, last_at, last_price "
@@ -120,12 +122,13 @@ def rebuild(connection: sa.Connection, market: tuple[str, str] | None = None) ->
 @dataclass(frozen=True)
 class Mismatches:
     hourly: int
+    quarterly: int
     daily: int
     markets: int
 
     @property
     def total(self) -> int:
-        return self.hourly + self.daily + self.markets
+        return self.hourly + self.quarterly + self.daily + self.markets
 
 
 def _differs(a: str, b: str) -> str:
@@ -157,8 +160,8 @@ def verify(connection: sa.Connection) -> Mismatches:
     values = _parameters(connection, None)
     expected_hours = hours_from_raw(dialect, False)
     hourly = _count_mismatches(connection, "price_rollup_hourly", "hour", expected_hours, values)
-    daily = _count_mismatches(connection, "price_rollup_daily", "day", days_from(expected_hours, dialect),
-                              values)
+    quarterly, daily = (_count_mismatches(connection, table, bucket, coarser_from(expected_hours, dialect, bucket),
+                                          values) for table, bucket in LEVELS[1:])
     key = "e.exchange = a.exchange AND e.pair = a.pair"
     wrong = "e.first_at <> a.first_at OR e.last_at <> a.last_at OR e.last_price <> a.last_price"
     markets = int(connection.execute(sa.text(
@@ -166,4 +169,4 @@ def verify(connection: sa.Connection) -> Mismatches:
         f"WHERE a.exchange IS NULL OR {wrong}")).scalar_one()) + int(connection.execute(sa.text(
             f"SELECT COUNT(*) FROM markets a LEFT JOIN ({markets_from_hours(False)}) e ON {key} "
             "WHERE e.exchange IS NULL")).scalar_one())
-    return Mismatches(hourly, daily, markets)
+    return Mismatches(hourly, quarterly, daily, markets)

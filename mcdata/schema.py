@@ -113,18 +113,19 @@ metrics = sa.Table(
     sa.Index(None, "timestamp"),
 )
 
-# Per market per UTC hour and per UTC day, maintained by database triggers on every insert into the raw
+# Per market per UTC hour, quarter day (6 hours) and day, maintained by database triggers on every insert into the raw
 # table (mcdata.triggers), so rows written by anyone, mcdata or SQL, are counted once. Pruning raw
 # rows keeps them. `mean_offset` and `m2` are taken of `price - ref_price` (a price of the bucket): Chan's
 # merge stays exact to the last digits even for large prices that move little.
-def _rollup(name: str, bucket: str, span: str) -> sa.Table:
+def _rollup(name: str, bucket: str, span: str, length: str) -> sa.Table:
+    """A rollup level; its time index lets compute read one bucket time of every market in one range scan."""
     return sa.Table(
         name,
         metadata,
         sa.Column("exchange", sa.String(40), nullable=False),
         sa.Column("pair", sa.String(40), nullable=False),
         sa.Column(bucket, UTCDateTime(), nullable=False,
-                  comment=f"start of the UTC {span} [{bucket}, {bucket} + 1{span[0]})"),
+                  comment=f"start of the UTC {span} [{bucket}, {bucket} + {length})"),
         sa.Column("samples", sa.Integer(), nullable=False),
         sa.Column("ref_price", sa.Double(), nullable=False, comment="the anchor of mean_offset"),
         sa.Column("mean_offset", sa.Double(), nullable=False, comment="mean of price - ref_price"),
@@ -136,11 +137,13 @@ def _rollup(name: str, bucket: str, span: str) -> sa.Table:
         sa.Column("last_at", UTCDateTime(), nullable=False),
         sa.Column("last_price", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("exchange", "pair", bucket),
+        sa.Index(None, bucket),
     )
 
 
-price_rollup_hourly = _rollup("price_rollup_hourly", "hour", "hour")
-price_rollup_daily = _rollup("price_rollup_daily", "day", "day")
+price_rollup_hourly = _rollup("price_rollup_hourly", "hour", "hour", "1h")
+price_rollup_quarterly = _rollup("price_rollup_quarterly", "quarter", "quarter day", "6h")
+price_rollup_daily = _rollup("price_rollup_daily", "day", "day", "1d")
 
 # One row per series ever stored (trigger-maintained): the set compute iterates over, and each series'
 # newest sample (time and price) for compute and for fetch's gap repair, without scanning the raw table.

@@ -22,35 +22,50 @@ RAW = "raw_crypto_pair_price_history"
 COLUMNS = "samples, ref_price, mean_offset, m2, min_price, max_price, first_at, first_price, last_at, last_price"
 PG_ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
 DAY = {"postgresql": f"date_bin('1 day', hour, {PG_ORIGIN})", "sqlite": "strftime('%Y-%m-%d 00:00:00.000000', hour)"}
+
+
+def sqlite_quarter(timestamp: str) -> str:
+    """The start of the 6-hour quarter of the UTC day that holds a SQLite timestamp."""
+    return (f"strftime('%Y-%m-%d ', {timestamp}) || printf('%02d', CAST(strftime('%H', {timestamp}) AS INTEGER) / 6 * 6)"
+            " || ':00:00.000000'")
+
+
+# The rollup levels above the hour: a quarter (6 hours) of a UTC day and the day, each as an expression of
+# an hourly rollup row's `hour`.
+COARSER = {
+    "postgresql": {"quarter": f"date_bin('6 hours', hour, {PG_ORIGIN})", "day": DAY["postgresql"]},
+    "sqlite": {"quarter": sqlite_quarter("hour"), "day": DAY["sqlite"]},
+}
+LEVELS = (("price_rollup_hourly", "hour"), ("price_rollup_quarterly", "quarter"), ("price_rollup_daily", "day"))
 # Samples may be this far ahead of the database's clock (the source's clock may be a little ahead).
 FUTURE = "5 minutes"
 REFUSED = ("mcdata: raw prices are append-only (rollups, markets and metrics are derived from them); "
            "change them with `mcdata prices delete` or `mcdata prices set`, delete old ones with `mcdata prune`")
 
 
-def days_from_hours(source: str, day: str) -> str:
-    """Hourly rollup rows of the table or CTE `source` merged into days (Chan's formula about each day's
-    first anchor)."""
+def from_hours(source: str, bucket: str, expression: str) -> str:
+    """Hourly rollup rows of the table or CTE `source` merged into coarser buckets named `bucket`, each
+    hour's bucket being `expression` of its `hour` (Chan's formula about each bucket's first anchor)."""
     return f"""
-    SELECT exchange, pair, day, SUM(samples) AS samples, MIN(day_ref) AS ref_price, MIN(day_mean) AS mean_offset,
-           SUM(m2 + samples * (d - day_mean) * (d - day_mean)) AS m2, MIN(min_price) AS min_price,
-           MAX(max_price) AS max_price, MIN(first_at) AS first_at, MIN(day_first_price) AS first_price,
-           MAX(last_at) AS last_at, MIN(day_last_price) AS last_price
+    SELECT exchange, pair, {bucket}, SUM(samples) AS samples, MIN(bucket_ref) AS ref_price,
+           MIN(bucket_mean) AS mean_offset, SUM(m2 + samples * (d - bucket_mean) * (d - bucket_mean)) AS m2,
+           MIN(min_price) AS min_price, MAX(max_price) AS max_price, MIN(first_at) AS first_at,
+           MIN(bucket_first_price) AS first_price, MAX(last_at) AS last_at, MIN(bucket_last_price) AS last_price
     FROM (
-        SELECT offsets.*, SUM(samples * d) OVER whole_day / SUM(samples) OVER whole_day AS day_mean
+        SELECT offsets.*, SUM(samples * d) OVER whole_bucket / SUM(samples) OVER whole_bucket AS bucket_mean
         FROM (
             SELECT hours.*, (ref_price - first_value(ref_price) OVER by_hour) + mean_offset AS d,
-                   first_value(ref_price) OVER by_hour AS day_ref,
-                   first_value(first_price) OVER by_hour AS day_first_price,
-                   last_value(last_price) OVER every_hour AS day_last_price
-            FROM (SELECT {source}.*, {day} AS day FROM {source}) hours
-            WINDOW by_hour AS (PARTITION BY exchange, pair, day ORDER BY hour),
-                   every_hour AS (PARTITION BY exchange, pair, day ORDER BY hour
+                   first_value(ref_price) OVER by_hour AS bucket_ref,
+                   first_value(first_price) OVER by_hour AS bucket_first_price,
+                   last_value(last_price) OVER every_hour AS bucket_last_price
+            FROM (SELECT {source}.*, {expression} AS {bucket} FROM {source}) hours
+            WINDOW by_hour AS (PARTITION BY exchange, pair, {bucket} ORDER BY hour),
+                   every_hour AS (PARTITION BY exchange, pair, {bucket} ORDER BY hour
                                   ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
         ) offsets
-        WINDOW whole_day AS (PARTITION BY exchange, pair, day)
+        WINDOW whole_bucket AS (PARTITION BY exchange, pair, {bucket})
     ) merged
-    GROUP BY exchange, pair, day"""
+    GROUP BY exchange, pair, {bucket}"""
 
 
 def _merge(source: str, table: str, bucket: str) -> str:
@@ -104,8 +119,10 @@ BEGIN
             WINDOW by_time AS (PARTITION BY exchange, pair, hour ORDER BY timestamp)
         ) ordered
         GROUP BY exchange, pair, hour
-    ), daily AS MATERIALIZED ({days_from_hours("hourly", DAY["postgresql"])}
+    ), quarterly AS MATERIALIZED ({from_hours("hourly", "quarter", COARSER["postgresql"]["quarter"])}
+    ), daily AS MATERIALIZED ({from_hours("hourly", "day", DAY["postgresql"])}
     ), hours_merged AS ({_merge("hourly", "price_rollup_hourly", "hour")}
+    ), quarters_merged AS ({_merge("quarterly", "price_rollup_quarterly", "quarter")}
     ), days_merged AS ({_merge("daily", "price_rollup_daily", "day")}
     )
     INSERT INTO markets AS m (exchange, pair, first_at, last_at, last_price)
@@ -174,12 +191,12 @@ def postgres_search_path(connection: sa.Connection) -> str:
 
 
 # -- SQLite ------------------------------------------------------------------------------------------
-def _sqlite_row_upsert(table: str, bucket: str, bucket_format: str) -> str:
+def _sqlite_row_upsert(table: str, bucket: str, bucket_of_new: str) -> str:
     """One Welford step per inserted row (SQLite has no statement-level triggers)."""
     offset = "(NEW.price - ref_price)"
     return f"""
     INSERT INTO {table} (exchange, pair, {bucket}, {COLUMNS})
-    VALUES (NEW.exchange, NEW.pair, strftime('{bucket_format}', NEW.timestamp), 1, NEW.price, 0.0, 0.0,
+    VALUES (NEW.exchange, NEW.pair, {bucket_of_new}, 1, NEW.price, 0.0, 0.0,
             NEW.price, NEW.price, NEW.timestamp, NEW.price, NEW.timestamp, NEW.price)
     ON CONFLICT (exchange, pair, {bucket}) DO UPDATE SET
         samples = samples + 1,
@@ -197,8 +214,9 @@ def _sqlite_row_upsert(table: str, bucket: str, bucket_format: str) -> str:
 SQLITE_TRIGGERS = [
     f"""
 CREATE TRIGGER raw_prices_rollup AFTER INSERT ON {RAW} FOR EACH ROW BEGIN
-    {_sqlite_row_upsert("price_rollup_hourly", "hour", "%Y-%m-%d %H:00:00.000000")}
-    {_sqlite_row_upsert("price_rollup_daily", "day", "%Y-%m-%d 00:00:00.000000")}
+    {_sqlite_row_upsert("price_rollup_hourly", "hour", "strftime('%Y-%m-%d %H:00:00.000000', NEW.timestamp)")}
+    {_sqlite_row_upsert("price_rollup_quarterly", "quarter", sqlite_quarter("NEW.timestamp"))}
+    {_sqlite_row_upsert("price_rollup_daily", "day", "strftime('%Y-%m-%d 00:00:00.000000', NEW.timestamp)")}
     INSERT INTO markets (exchange, pair, first_at, last_at, last_price)
     VALUES (NEW.exchange, NEW.pair, NEW.timestamp, NEW.timestamp, NEW.price)
     ON CONFLICT (exchange, pair) DO UPDATE SET
