@@ -449,8 +449,8 @@ def pair_view(settings: Settings, pair: str, exchange: str | None, history: int 
         latest = rows[0]
         as_of: datetime = latest["timestamp"]
         prices = store.price_series(connection, [(venue, pair)], as_of - metrics.WEEK, as_of)[(venue, pair)]
-        return PairView(venue, pair, as_of, store.ranked_counts(connection, as_of, venue).get(venue, 0), latest, rows, prices,
-                        store.last_run(connection))
+        ranked = store.ranked_counts(connection, as_of, venue).get(venue, 0)
+        return PairView(venue, pair, as_of, ranked, latest, rows, prices, store.last_run(connection))
 
 
 # -- compute ------------------------------------------------------------------------------------

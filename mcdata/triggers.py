@@ -26,8 +26,8 @@ DAY = {"postgresql": f"date_bin('1 day', hour, {PG_ORIGIN})", "sqlite": "strftim
 
 def sqlite_quarter(timestamp: str) -> str:
     """The start of the 6-hour quarter of the UTC day that holds a SQLite timestamp."""
-    return (f"strftime('%Y-%m-%d ', {timestamp}) || printf('%02d', CAST(strftime('%H', {timestamp}) AS INTEGER) / 6 * 6)"
-            " || ':00:00.000000'")
+    hour = f"CAST(strftime('%H', {timestamp}) AS INTEGER)"
+    return f"strftime('%Y-%m-%d ', {timestamp}) || printf('%02d', {hour} / 6 * 6) || ':00:00.000000'"
 
 
 # The rollup levels above the hour: a quarter (6 hours) of a UTC day and the day, each as an expression of
