@@ -334,9 +334,9 @@ def _judge_answers(settings: Settings, source: Source, batch: PriceBatch, plan: 
         if pair in listed:
             plan.fail(pair, str(error))
         elif named:
-            plan.fail(pair, f"{pair}: no longer listed by {source.name}")
+            plan.fail(pair, f"{pair}: no longer listed by {source.venue}")
         else:
-            plan.skip(pair, f"{pair}: no longer listed by {source.name}")
+            plan.skip(pair, f"{pair}: no longer listed by {source.venue}")
 
 
 def _collect_rows(

@@ -1,4 +1,5 @@
-"""A fake exchange on 127.0.0.1 that speaks Kraken's and Cryptowatch's documented REST shapes.
+"""A fake exchange on 127.0.0.1 that speaks Kraken's and Cryptowatch's documented REST shapes (and
+Binance's and Bitstamp's recorded ones, tests/fake_venues.py, for the ccxt source).
 
 It serves a deterministic hourly price series per market, counts every request, and misbehaves on
 request (5xx, 429 with Retry-After, Kraken's HTTP-200 throttling, HTML pages, truncated JSON, hangs,
@@ -23,6 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fake_venues import Venues
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cryptowatch"
 HOUR = 3600
@@ -113,6 +116,7 @@ class FakeExchange:
         recorded = json.loads((FIXTURES / "markets_prices.json").read_text())["body"]
         self.cw_prices: dict[str, float] = recorded["result"]
         self.cw_allowance = recorded["allowance"]
+        self.venues = Venues(series_price, self._now)  # Binance and Bitstamp, for the ccxt source
         self._server: ThreadingHTTPServer | None = None
 
     # -- control --------------------------------------------------------------------------------
@@ -161,7 +165,7 @@ class FakeExchange:
             return self._kraken(path.removeprefix("/0/public/"), query)
         if path.startswith("/markets"):
             return self._cryptowatch(path, query)
-        return 404, {"error": "Route not found"}, {}
+        return self.venues.route(path, query) or (404, {"error": "Route not found"}, {})
 
     def _now(self) -> float:
         return self.clock()

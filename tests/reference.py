@@ -9,6 +9,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -28,10 +29,18 @@ def exact_stdev(values: list[float]) -> float | None:
     return math.sqrt(variance)
 
 
+def significant(value: float, digits: int = 12) -> Decimal:
+    """`value` at `digits` significant digits, exactly (decimal rounding half-even of the double)."""
+    exact = Decimal(value)
+    return exact if exact == 0 else round(exact, digits - 1 - exact.adjusted())
+
+
 def sql_rank(values: dict[Any, float | None]) -> dict[Any, int | None]:
-    """RANK() with the largest first and ties sharing a rank; None stays None."""
-    ranked = sorted((v for v in values.values() if v is not None), reverse=True)
-    return {key: None if v is None else 1 + sum(1 for other in ranked if other > v) for key, v in values.items()}
+    """RANK() with the largest first and ties sharing a rank; None stays None. Values compare at 12
+    significant digits (DESIGN §5's ties, README: float noise in the last digits never splits a tie)."""
+    keys = {key: None if v is None else significant(v) for key, v in values.items()}
+    ranked = sorted((k for k in keys.values() if k is not None), reverse=True)
+    return {key: None if k is None else 1 + sum(1 for other in ranked if other > k) for key, k in keys.items()}
 
 
 def reference_metrics(samples: Iterable[Sample], as_of: datetime) -> dict[tuple[str, str], dict[str, Any]]:

@@ -95,6 +95,12 @@ class CcxtSource:
         if settings.origins.get("rate_limit", "default") != "default":  # else ccxt's own pace for the venue
             options["rateLimit"] = 1000 / settings.rate_limit
         exchange = getattr(ccxt, venue)(options)
+        # mcdata reads spot markets only: no currency list, no derivative market lists (Binance's futures
+        # lists are two more requests, and two more ways for the market list to fail)
+        exchange.has["fetchCurrencies"] = False
+        listing_options = exchange.options.get("fetchMarkets")
+        if isinstance(listing_options, dict) and "types" in listing_options:
+            listing_options["types"] = ["spot"]
         if settings.api_url:
             exchange.urls["api"] = _pointed_at(exchange.urls["api"], settings.api_url)
         return cls(exchange, venue, settings, now)
@@ -107,9 +113,9 @@ class CcxtSource:
         self._cancelled.set()
 
     # -- calls --------------------------------------------------------------------------------------
-    def _call(self, what: str, call: Callable[[], Any], pair: str | None = None) -> Any:
+    def _call(self, what: str, call: Callable[[], Any], pair: str | None = None, *, batch: bool = False) -> Any:
         """One ccxt call with mcdata's retries: network trouble, throttling and outages are retried, then a
-        SourceError; a symbol the venue does not know is that pair's PairError."""
+        SourceError; a symbol the venue does not know is that pair's PairError (in a `batch`, _Refused)."""
         import ccxt
 
         for attempt in range(self.retries + 1):
@@ -118,6 +124,8 @@ class CcxtSource:
             try:
                 return call()
             except ccxt.BadSymbol as exc:
+                if batch:
+                    raise _Refused(_first_line(exc)) from None
                 if pair is None:
                     raise SourceError(f"ccxt {self.venue}: {what}: {_first_line(exc)}") from None
                 raise PairError(pair, f"{self.venue} does not know this market ({_first_line(exc)})") from None
@@ -172,20 +180,28 @@ class CcxtSource:
     # -- prices -------------------------------------------------------------------------------------
     def latest_prices(self, pairs: Sequence[str]) -> PriceBatch:
         listing = self._list()
-        symbols = {listing[p].venue_symbol: p for p in pairs if p in listing}
+        tickers: dict[str, Any] = {}
         if self.exchange.has.get("fetchTickers"):
-            tickers = self._call("fetch_tickers", lambda: self.exchange.fetch_tickers(list(symbols)))
-        else:  # one request per pair, within the rate limit
-            tickers = {}
-            for symbol, pair in symbols.items():
+            try:
+                tickers = self._tickers(listing, pairs)
+            except _Refused:  # a market delisted since the list was cached fails the whole request on some venues
+                listing = self._list(refresh=True)
                 try:
-                    tickers[symbol] = self._call("fetch_ticker", self._ticker_of(symbol), pair)
-                except PairError:
-                    continue
+                    tickers = self._tickers(listing, pairs)
+                except _Refused:
+                    tickers = self._each_ticker(listing, pairs)
+        else:
+            tickers = self._each_ticker(listing, pairs)
         batch = PriceBatch()
         for pair in pairs:
             listed = listing.get(pair)
-            ticker = tickers.get(listed.venue_symbol) if listed else None
+            if listed is None:
+                batch.failures[pair] = PairError(pair, f"{self.venue} no longer lists this market")
+                continue
+            ticker = tickers.get(listed.venue_symbol)
+            if isinstance(ticker, PairError):
+                batch.failures[pair] = ticker
+                continue
             last = ticker.get("last") if isinstance(ticker, dict) else None
             last = ticker.get("close") if last is None and isinstance(ticker, dict) else last
             if last is None:
@@ -199,6 +215,23 @@ class CcxtSource:
             except ValueError as exc:
                 batch.failures[pair] = PairError(pair, f"{self.venue} ticker: {exc}")
         return batch
+
+    def _tickers(self, listing: dict[str, ListedPair], pairs: Sequence[str]) -> dict[str, Any]:
+        """Every asked market's ticker in one request."""
+        symbols = [listing[p].venue_symbol for p in pairs if p in listing]
+        return dict(self._call("fetch_tickers", lambda: self.exchange.fetch_tickers(symbols), batch=True))
+
+    def _each_ticker(self, listing: dict[str, ListedPair], pairs: Sequence[str]) -> dict[str, Any]:
+        """One request per market, within the rate limit (a venue without fetchTickers, or a refused batch)."""
+        tickers = {}
+        for pair in pairs:
+            if pair in listing:
+                symbol = listing[pair].venue_symbol
+                try:
+                    tickers[symbol] = self._call("fetch_ticker", self._ticker_of(symbol), pair)
+                except PairError as refused:
+                    tickers[symbol] = refused
+        return tickers
 
     def candles(self, pair: str, since: datetime, interval: timedelta = HOUR) -> list[Candle]:
         """Hourly candles closing after `since`, paged forward with `since` (candle open times) until now."""
@@ -237,6 +270,10 @@ class CcxtSource:
                           parse_price(row[4]), volume)
         except (ValueError, TypeError, OverflowError, OSError) as exc:
             raise PairError(pair, f"{self.venue} OHLCV: {exc}") from None
+
+
+class _Refused(Exception):
+    """The venue refused a symbol of a batched request."""
 
 
 def _listing(markets: dict[str, Any]) -> dict[str, ListedPair]:

@@ -199,7 +199,8 @@ def fill_hours(engine: sa.Engine, venues: int, pairs: int, days: int, end: datet
                        100 + p + 5 * sin(extract(epoch FROM ts) / 3600 + p + v), 'candle', ts
                 FROM generate_series(CAST(:start AS timestamptz) + interval '1 hour', CAST(:end AS timestamptz),
                                      interval '1 hour') ts,
-                     generate_series(0, CAST(:venues AS integer) - 1) v, generate_series(0, CAST(:pairs AS integer) - 1) p
+                     generate_series(0, CAST(:venues AS integer) - 1) v,
+                     generate_series(0, CAST(:pairs AS integer) - 1) p
                 ORDER BY ts, v, p"""), {"start": hour, "end": upto, "venues": venues, "pairs": pairs})
         hour = upto
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:

@@ -1,0 +1,117 @@
+"""The ccxt source against Binance's and Bitstamp's recorded answers (tests/fake_venues.py), with Kraken
+beside them, on both databases: markets, tickers in one request per venue, deep OHLCV history in
+pages, throttling, an outage, a delisted market, and metrics per venue equal to the reference."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from mcdata.cli import app
+from mcdata.schema import metrics, raw_prices
+from tests.fake_exchange import FakeExchange
+from tests.helpers import assert_metrics_exact, query
+
+
+@pytest.fixture
+def ccxt_env(env: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("MCDATA_SOURCE", "ccxt")
+    monkeypatch.setenv("MCDATA_PAIRS", "all")
+    return env
+
+
+def paths(exchange: FakeExchange, since: int = 0) -> list[str]:
+    return [urlsplit(r).path for r in exchange.requests[since:]]
+
+
+def stored(url: str, venue: str) -> dict[str, int]:
+    rows = query(url, sa.select(raw_prices.c.pair, sa.func.count()).where(raw_prices.c.exchange == venue)
+                 .group_by(raw_prices.c.pair))
+    return {pair: count for pair, count in rows}
+
+
+@pytest.mark.parametrize(("venue", "listed"), [
+    ("binance", {"btcusdt": "BTC/USDT", "ethusdt": "ETH/USDT", "adausdt": "ADA/USDT"}),
+    ("bitstamp", {"btcusd": "BTC/USD", "btceur": "BTC/EUR", "ltcusd": "LTC/USD", "ethusd": "ETH/USD"}),
+])
+def test_pairs_lists_the_venues_markets(ccxt_env: str, runner: CliRunner, fake_exchange: FakeExchange,
+                                        venue: str, listed: dict[str, str]) -> None:
+    result = runner.invoke(app, ["pairs", "json", "--exchange", venue])
+    assert result.exit_code == 0, result.stderr
+    shown = {row["pair"]: row["venue_symbol"] for row in json.loads(result.stdout)}
+    assert shown == listed
+    assert len(fake_exchange.requests) == 1  # the spot market list only: no currencies, no futures lists
+
+
+def test_two_venues_and_kraken_in_one_run_then_one_request_per_venue(
+        ccxt_env: str, runner: CliRunner, fake_exchange: FakeExchange) -> None:
+    result = runner.invoke(app, ["run", "--exchange", "binance,bitstamp,kraken", "--backfill", "2d"])
+    assert result.exit_code == 0, result.stderr
+    assert set(stored(ccxt_env, "binance")) == {"btcusdt", "ethusdt", "adausdt"}
+    assert set(stored(ccxt_env, "bitstamp")) == {"btcusd", "btceur", "ltcusd", "ethusd"}
+    assert "btceur" in stored(ccxt_env, "kraken")
+    for venue in ("binance", "bitstamp"):  # 48 closed hourly candles and the ticker, per market
+        assert set(stored(ccxt_env, venue).values()) == {49}
+    as_of = query(ccxt_env, sa.select(sa.func.max(metrics.c.timestamp)))[0][0]
+    assert_metrics_exact(ccxt_env, as_of)
+    overview = json.loads(runner.invoke(app, ["show", "json"]).stdout)
+    assert overview["ranked_pairs"]["binance"] == 3 and overview["ranked_pairs"]["bitstamp"] == 4
+
+    before = len(fake_exchange.requests)
+    again = runner.invoke(app, ["run", "--exchange", "binance,bitstamp,kraken", "--backfill", "2d"])
+    assert again.exit_code == 0, again.stderr
+    assert sorted(paths(fake_exchange, before)) == ["/0/public/Ticker", "/api/v2/ticker/", "/api/v3/ticker/24hr"]
+
+
+def test_a_year_of_history_comes_in_pages(ccxt_env: str, runner: CliRunner, fake_exchange: FakeExchange) -> None:
+    result = runner.invoke(app, ["fetch", "--exchange", "binance", "--pairs", "btcusdt", "--backfill", "365d"])
+    assert result.exit_code == 0, result.stderr
+    pages = paths(fake_exchange).count("/api/v3/klines")
+    candles = query(ccxt_env, sa.select(raw_prices.c.timestamp).where(raw_prices.c.kind == "candle")
+                    .order_by(raw_prices.c.timestamp))
+    times = [row[0] for row in candles]
+    assert len(times) >= 365 * 24 - 1 and pages == math.ceil((len(times) + 1) / 500)  # Binance's 500 a page
+    assert all(later - earlier == timedelta(hours=1) for earlier, later in itertools.pairwise(times))
+    assert times[-1] <= datetime.now(UTC) and "serves hourly candles from" not in result.stderr
+    # the candles are the venue's: each close equals the replayed series at the candle's close time
+    venues = fake_exchange.venues
+    for close_time, price in query(ccxt_env, sa.select(raw_prices.c.timestamp, raw_prices.c.price)
+                                   .where(raw_prices.c.kind == "candle").limit(5)):
+        assert price == pytest.approx(venues.series_price("binance", "BTC", "USDT", close_time.timestamp()),
+                                      rel=1e-8)
+
+
+def test_throttling_is_retried_and_an_outage_fails_that_venue_only(
+        ccxt_env: str, runner: CliRunner, fake_exchange: FakeExchange) -> None:
+    assert runner.invoke(app, ["pairs", "--exchange", "binance"]).exit_code == 0  # markets cached
+    fake_exchange.fail("/api/v3/ticker/24hr", "status", times=1, status=429, retry_after="0")
+    throttled = runner.invoke(app, ["fetch", "--exchange", "binance", "--backfill", "0"])
+    assert throttled.exit_code == 0, throttled.stderr
+    assert paths(fake_exchange).count("/api/v3/ticker/24hr") == 2
+
+    fake_exchange.fail("/api/v3/", "status", times=99, status=503)
+    down = runner.invoke(app, ["fetch", "--exchange", "binance,bitstamp", "--backfill", "0"])
+    assert down.exit_code == 3
+    assert "binance: ccxt binance: fetch_tickers failed after 3 attempts" in down.stderr
+    assert len(stored(ccxt_env, "bitstamp")) == 4
+
+
+def test_a_delisted_market_fails_alone(ccxt_env: str, runner: CliRunner, fake_exchange: FakeExchange) -> None:
+    assert runner.invoke(app, ["fetch", "--exchange", "binance", "--backfill", "0"]).exit_code == 0
+    fake_exchange.venues.delisted.add("ADAUSDT")  # Binance refuses the whole batched request for it
+    named = runner.invoke(app, ["fetch", "--exchange", "binance", "--backfill", "0",
+                                "--pairs", "btcusdt,ethusdt,adausdt"])
+    assert named.exit_code == 3, named.stderr
+    assert "adausdt: no longer listed by binance" in named.stderr and "2 of 3 pairs stored" in named.stderr
+    assert paths(fake_exchange).count("/api/v3/exchangeInfo") == 2  # the list was asked again, once
+    assert paths(fake_exchange)[-1] == "/api/v3/ticker/24hr"  # the others' prices, asked again without it
+    every = runner.invoke(app, ["fetch", "--exchange", "binance", "--backfill", "0"])  # `all`: it is gone
+    assert every.exit_code == 0, every.stderr
+    assert "2 of 2 pairs stored" in every.stderr and stored(ccxt_env, "binance")["adausdt"] == 1
