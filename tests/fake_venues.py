@@ -1,9 +1,9 @@
-"""Binance's and Bitstamp's public REST answers, served by the fake exchange for the ccxt source.
+"""Binance's, Bitstamp's and Coinbase's public REST answers, served by the fake exchange for the ccxt source.
 
 The shapes are recorded ones (tests/fixtures/ccxt, each file names its source): the market lists are
 the raw entries ccxt keeps of the real APIs, tickers and candles follow the recorded answers field for
 field. Prices are the fake's deterministic series (each venue a little apart, its own series), so any
-hour of any day can be asked for: Binance and Bitstamp both serve deep hourly history, in pages.
+hour of any day can be asked for: the venues serve deep hourly history, in pages (Coinbase 350 a page).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "ccxt"
 HOUR = 3600
 # the series' level by base asset, and each venue's factor on it
 LEVELS = {"BTC": 26115.1, "ETH": 1680.5, "ADA": 0.26, "LTC": 64.1, "EUR": 0.92}
-FACTORS = {"binance": 1.002, "bitstamp": 0.998}
+FACTORS = {"binance": 1.002, "bitstamp": 0.998, "coinbase": 1.001}
+COINBASE_PAGE = 350
 Answer = tuple[int, Any, dict[str, str]]
 
 
@@ -34,6 +35,7 @@ class Venues:
         self.now = now
         self.binance = json.loads((FIXTURES / "binance.json").read_text())
         self.bitstamp = json.loads((FIXTURES / "bitstamp.json").read_text())
+        self.coinbase = json.loads((FIXTURES / "coinbase.json").read_text())
         self.delisted: set[str] = set()  # venue symbols (BTCUSDT, btcusd) the venues refuse now
 
     def series_price(self, venue: str, base: str, quote: str, t: float) -> float:
@@ -41,6 +43,8 @@ class Venues:
         return self.series(level, f"{venue}:{base}/{quote}@{level}".lower(), t)  # each market its own phase
 
     def route(self, path: str, query: dict[str, str]) -> Answer | None:
+        if path.startswith("/api/v3/brokerage/market/"):
+            return self._coinbase(path.removeprefix("/api/v3/brokerage/market/"), query)
         if path.startswith("/api/v3/"):
             return self._binance(path.removeprefix("/api/v3/"), query)
         if path.startswith("/api/v2/"):
@@ -126,4 +130,39 @@ class Venues:
         o, c = (self.series_price("bitstamp", base, quote, t) for t in (start, start + step))
         recorded = self.bitstamp["ohlc"]["data"]["ohlc"][0]
         return {**recorded, "timestamp": str(start), "open": _text(o), "high": _text(max(o, c)),
+                "low": _text(min(o, c)), "close": _text(c)}
+
+    # -- Coinbase (Advanced Trade, public market data) ----------------------------------------------
+    def _coinbase(self, endpoint: str, query: dict[str, str]) -> Answer:
+        products = {p["product_id"]: p for p in self.coinbase["products"] if p["product_id"] not in self.delisted}
+        now = self.now()
+        if endpoint == "products":  # the market list and, with each product's price, the tickers
+            listed = [] if query.get("product_type") == "FUTURE" else list(products.values())
+            return 200, {"products": [self._coinbase_product(p, now) for p in listed],
+                         "num_products": len(listed)}, {}
+        if endpoint.startswith("products/") and endpoint.endswith("/candles"):
+            product = products.get(endpoint.split("/")[1])
+            if product is None:
+                return 404, {"error": "NOT_FOUND", "error_details": "ProductID is invalid",
+                             "message": "ProductID is invalid"}, {}
+            if query.get("granularity") != "ONE_HOUR":
+                return 400, {"error": "INVALID_ARGUMENT", "message": "granularity"}, {}
+            start = -(-int(query.get("start", "0")) // HOUR) * HOUR
+            end = min(int(query.get("end", str(int(now)))), int(now))
+            opens = range(max(start, int(now) // HOUR * HOUR - 1000 * 24 * HOUR), end + 1, HOUR)
+            if len(opens) > COINBASE_PAGE:
+                return 400, {"error": "INVALID_ARGUMENT", "message": "number of candles requested should be less "
+                             f"than {COINBASE_PAGE}"}, {}
+            return 200, {"candles": [self._coinbase_candle(product, t) for t in reversed(opens)]}, {}  # newest first
+        return 404, {"error": "NOT_FOUND", "message": "Not Found"}, {}
+
+    def _coinbase_product(self, product: dict[str, Any], now: float) -> dict[str, Any]:
+        base, quote = product["base_currency_id"], product["quote_currency_id"]
+        last, open_ = (self.series_price("coinbase", base, quote, t) for t in (now, now - 24 * HOUR))
+        return {**product, "price": _text(last), "price_percentage_change_24h": f"{(last / open_ - 1) * 100:.14f}"}
+
+    def _coinbase_candle(self, product: dict[str, Any], start: int) -> dict[str, str]:
+        base, quote = product["base_currency_id"], product["quote_currency_id"]
+        o, c = (self.series_price("coinbase", base, quote, t) for t in (start, start + HOUR))
+        return {**self.coinbase["candle"], "start": str(start), "open": _text(o), "high": _text(max(o, c)),
                 "low": _text(min(o, c)), "close": _text(c)}

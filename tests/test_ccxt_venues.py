@@ -1,4 +1,4 @@
-"""The ccxt source against Binance's and Bitstamp's recorded answers (tests/fake_venues.py), with Kraken
+"""The ccxt source against Binance's, Bitstamp's and Coinbase's recorded answers (tests/fake_venues.py), with Kraken
 beside them, on both databases: markets, tickers in one request per venue, deep OHLCV history in
 pages, throttling, an outage, a delisted market, and metrics per venue equal to the reference."""
 
@@ -37,27 +37,30 @@ def stored(url: str, venue: str) -> dict[str, int]:
     return {pair: count for pair, count in rows}
 
 
-@pytest.mark.parametrize(("venue", "listed"), [
-    ("binance", {"btcusdt": "BTC/USDT", "ethusdt": "ETH/USDT", "adausdt": "ADA/USDT"}),
-    ("bitstamp", {"btcusd": "BTC/USD", "btceur": "BTC/EUR", "ltcusd": "LTC/USD", "ethusd": "ETH/USD"}),
+@pytest.mark.parametrize(("venue", "listed", "requests"), [
+    ("binance", {"btcusdt": "BTC/USDT", "ethusdt": "ETH/USDT", "adausdt": "ADA/USDT"}, 1),
+    ("bitstamp", {"btcusd": "BTC/USD", "btceur": "BTC/EUR", "ltcusd": "LTC/USD", "ethusd": "ETH/USD"}, 1),
+    ("coinbase", {"btcusdc": "BTC/USDC", "btcusdt": "BTC/USDT", "ethusdt": "ETH/USDT"}, 2),  # spot, futures
 ])
 def test_pairs_lists_the_venues_markets(ccxt_env: str, runner: CliRunner, fake_exchange: FakeExchange,
-                                        venue: str, listed: dict[str, str]) -> None:
+                                        venue: str, listed: dict[str, str], requests: int) -> None:
     result = runner.invoke(app, ["pairs", "json", "--exchange", venue])
     assert result.exit_code == 0, result.stderr
     shown = {row["pair"]: row["venue_symbol"] for row in json.loads(result.stdout)}
     assert shown == listed
-    assert len(fake_exchange.requests) == 1  # the spot market list only: no currencies, no futures lists
+    assert len(fake_exchange.requests) == requests  # the market lists only: no currencies
 
 
-def test_two_venues_and_kraken_in_one_run_then_one_request_per_venue(
+def test_three_venues_and_kraken_in_one_run_then_one_request_per_venue(
         ccxt_env: str, runner: CliRunner, fake_exchange: FakeExchange) -> None:
-    result = runner.invoke(app, ["run", "--exchange", "binance,bitstamp,kraken", "--backfill", "2d"])
+    venues = "binance,bitstamp,coinbase,kraken"
+    result = runner.invoke(app, ["run", "--exchange", venues, "--backfill", "2d"])
     assert result.exit_code == 0, result.stderr
     assert set(stored(ccxt_env, "binance")) == {"btcusdt", "ethusdt", "adausdt"}
     assert set(stored(ccxt_env, "bitstamp")) == {"btcusd", "btceur", "ltcusd", "ethusd"}
+    assert set(stored(ccxt_env, "coinbase")) == {"btcusdc", "btcusdt", "ethusdt"}
     assert "btceur" in stored(ccxt_env, "kraken")
-    for venue in ("binance", "bitstamp"):  # 48 closed hourly candles and the ticker, per market
+    for venue in ("binance", "bitstamp", "coinbase"):  # 48 closed hourly candles and the ticker, per market
         assert set(stored(ccxt_env, venue).values()) == {49}
     as_of = query(ccxt_env, sa.select(sa.func.max(metrics.c.timestamp)))[0][0]
     assert_metrics_exact(ccxt_env, as_of)
@@ -65,27 +68,30 @@ def test_two_venues_and_kraken_in_one_run_then_one_request_per_venue(
     assert overview["ranked_pairs"]["binance"] == 3 and overview["ranked_pairs"]["bitstamp"] == 4
 
     before = len(fake_exchange.requests)
-    again = runner.invoke(app, ["run", "--exchange", "binance,bitstamp,kraken", "--backfill", "2d"])
+    again = runner.invoke(app, ["run", "--exchange", venues, "--backfill", "2d"])
     assert again.exit_code == 0, again.stderr
-    assert sorted(paths(fake_exchange, before)) == ["/0/public/Ticker", "/api/v2/ticker/", "/api/v3/ticker/24hr"]
+    assert sorted(paths(fake_exchange, before)) == ["/0/public/Ticker", "/api/v2/ticker/",
+                                                     "/api/v3/brokerage/market/products", "/api/v3/ticker/24hr"]
 
 
-def test_a_year_of_history_comes_in_pages(ccxt_env: str, runner: CliRunner, fake_exchange: FakeExchange) -> None:
-    result = runner.invoke(app, ["fetch", "--exchange", "binance", "--pairs", "btcusdt", "--backfill", "365d"])
+@pytest.mark.parametrize(("venue", "pair", "symbol", "per_page"), [
+    ("binance", "btcusdt", ("BTC", "USDT"), 500), ("coinbase", "btcusdt", ("BTC", "USDT"), 300)])
+def test_a_year_of_history_comes_in_pages(ccxt_env: str, runner: CliRunner, fake_exchange: FakeExchange,
+                                          venue: str, pair: str, symbol: tuple[str, str], per_page: int) -> None:
+    result = runner.invoke(app, ["fetch", "--exchange", venue, "--pairs", pair, "--backfill", "365d"])
     assert result.exit_code == 0, result.stderr
-    pages = paths(fake_exchange).count("/api/v3/klines")
+    pages = sum(1 for path in paths(fake_exchange) if path.endswith(("/klines", "/candles")))
     candles = query(ccxt_env, sa.select(raw_prices.c.timestamp).where(raw_prices.c.kind == "candle")
                     .order_by(raw_prices.c.timestamp))
     times = [row[0] for row in candles]
-    assert len(times) >= 365 * 24 - 1 and pages == math.ceil((len(times) + 1) / 500)  # Binance's 500 a page
+    assert len(times) >= 365 * 24 - 1 and pages == math.ceil((len(times) + 1) / per_page)
     assert all(later - earlier == timedelta(hours=1) for earlier, later in itertools.pairwise(times))
     assert times[-1] <= datetime.now(UTC) and "serves hourly candles from" not in result.stderr
     # the candles are the venue's: each close equals the replayed series at the candle's close time
     venues = fake_exchange.venues
     for close_time, price in query(ccxt_env, sa.select(raw_prices.c.timestamp, raw_prices.c.price)
                                    .where(raw_prices.c.kind == "candle").limit(5)):
-        assert price == pytest.approx(venues.series_price("binance", "BTC", "USDT", close_time.timestamp()),
-                                      rel=1e-8)
+        assert price == pytest.approx(venues.series_price(venue, *symbol, close_time.timestamp()), rel=1e-8)
 
 
 def test_throttling_is_retried_and_an_outage_fails_that_venue_only(
