@@ -98,7 +98,7 @@ class FakeExchange:
     requests: list[str] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)  # of each request, in order
     cw_legacy_keys: bool = False  # serve the 2016 `<venue>:<pair>` keys instead of `market:<venue>:<pair>`
-    synthetic_markets: int = 0  # extra Kraken markets a0001usd, a0002usd, ... (for scale benchmarks)
+    synthetic_markets: int = 0  # extra markets a0001usd, ... on Kraken and each ccxt venue (scale benchmarks)
     ohlc_rows: Callable[[str, list[list[Any]]], list[list[Any]]] | None = None  # (pair, rows) -> rows served
     # Cryptowatch venues besides kraken: venue -> factor on Kraken's prices (the same markets, their own series)
     cw_other_venues: dict[str, float] = field(default_factory=dict)
@@ -116,7 +116,7 @@ class FakeExchange:
         recorded = json.loads((FIXTURES / "markets_prices.json").read_text())["body"]
         self.cw_prices: dict[str, float] = recorded["result"]
         self.cw_allowance = recorded["allowance"]
-        self.venues = Venues(series_price, self._now)  # Binance and Bitstamp, for the ccxt source
+        self.venues = Venues(series_price, self._now, self.synthetic_markets)  # ccxt venues: tests/fake_venues.py
         self._server: ThreadingHTTPServer | None = None
 
     # -- control --------------------------------------------------------------------------------

@@ -30,12 +30,21 @@ class Venues:
     """The routes of the venues besides Kraken and Cryptowatch. `series(level, name, t)` is the fake's price
     series."""
 
-    def __init__(self, series: Callable[[float, str, float], float], now: Callable[[], float]) -> None:
+    def __init__(self, series: Callable[[float, str, float], float], now: Callable[[], float],
+                 synthetic: int = 0) -> None:
         self.series = series
         self.now = now
         self.binance = json.loads((FIXTURES / "binance.json").read_text())
         self.bitstamp = json.loads((FIXTURES / "bitstamp.json").read_text())
         self.coinbase = json.loads((FIXTURES / "coinbase.json").read_text())
+        for index in range(1, synthetic + 1):  # scale benchmarks: the recorded first entry, renamed
+            base = f"A{index:04d}"
+            self.binance["symbols"].append({**self.binance["symbols"][0], "symbol": f"{base}USDT", "baseAsset": base})
+            self.bitstamp["markets"].append({**self.bitstamp["markets"][0], "name": f"{base}/USD",
+                                             "market_symbol": f"{base.lower()}usd", "base_currency": base})
+            self.coinbase["products"].append({**self.coinbase["products"][1], "product_id": f"{base}-USDT",
+                                              "display_name": f"{base}-USDT", "base_currency_id": base,
+                                              "base_display_symbol": base})
         self.delisted: set[str] = set()  # venue symbols (BTCUSDT, btcusd) the venues refuse now
 
     def series_price(self, venue: str, base: str, quote: str, t: float) -> float:

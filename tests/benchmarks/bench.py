@@ -309,6 +309,27 @@ def bench_steady_state(server_url: str, pairs: int, tmp: Path) -> None:
         return_rss(url, env, rss_run, "small database")
 
 
+def bench_steady_state_venues(server_url: str, pairs: int, tmp: Path) -> None:
+    """The hourly run over three ccxt venues (Binance, Bitstamp, Coinbase replayed) of `pairs` markets each,
+    50 ms per request: one ticker request per venue once the market lists are cached."""
+    venues = "binance,bitstamp,coinbase"
+    with FakeExchange(latency=0.05, synthetic_markets=pairs) as exchange, Scratch(server_url) as url:
+        env = {**os.environ, "MCDATA_DATABASE_URL": url, "MCDATA_API_URL": exchange.url, "MCDATA_SOURCE": "ccxt",
+               "MCDATA_EXCHANGE": venues, "MCDATA_CACHE_DIR": str(tmp / "cache-venues"), "MCDATA_PAIRS": "all"}
+        code, _, _ = mcdata(["--quiet", "run", "--backfill", "0"], env)  # the first run: schema, market lists
+        assert code == 0, code
+        time.sleep(1)
+        before = len(exchange.requests)
+        code, wall, rss = mcdata(["--quiet", "run", "--backfill", "0"], env)
+        requests = len(exchange.requests) - before
+    markets = sum(len(v) for v in (exchange.venues.binance["symbols"], exchange.venues.bitstamp["markets"],
+                                   exchange.venues.coinbase["products"]))
+    report(f"steady-state `mcdata run --source ccxt`, 3 venues, {markets:,} markets, 50 ms per request",
+           f"{wall:.2f} s (exit {code})", "<= 5 s", wall <= 5 and code == 0)
+    report("HTTP requests of that run", str(requests), "3 (one per venue)", requests == 3)
+    report("peak RSS of that run (ccxt loaded)", f"{rss / 1024:.0f} MB", "<= 200 MB", rss / 1024 <= 200)
+
+
 def return_rss(url: str, env: dict[str, str], rss_run: int, label: str) -> None:
     _, _, rss_compute = mcdata(["compute"], env)
     report(f"peak RSS of run (fetch + compute), {label}", f"{rss_run / 1024:.0f} MB", "<= 200 MB",
@@ -353,6 +374,7 @@ def main() -> None:
             bench_compute_hourly(url, venues, venue_pairs, tmp)
         print("3. steady state", flush=True)
         bench_steady_state(server, 2000, tmp)
+        bench_steady_state_venues(server, 1000, tmp)
     width = max(len(r[0]) for r in RESULTS)
     print("\n| measurement | figure | target | |\n|---|---|---|---|")
     for what, figure, target, verdict in RESULTS:
