@@ -1,5 +1,5 @@
-"""The derived tables (hourly and daily rollups, markets) recomputed from the raw rows: to verify them
-and to rebuild them (`mcdata check`, and every correction of raw prices).
+"""The derived tables (hourly, quarter-day and daily rollups, markets) recomputed from the raw rows: to
+verify them and to rebuild them (`mcdata check`, and every correction of raw prices).
 
 The triggers (mcdata.triggers) keep the rollups as prices are inserted; the raw table refuses
 every other change (0004) except prune's and mcdata's own corrections, which call `rebuild` in the same

@@ -6,8 +6,8 @@ migration must create what it created the day it was written); tests/test_databa
 schema from this module and `schema.metadata` and compares it with a database migrated to head, object
 by object, on both databases, so the two cannot drift apart.
 
-Every insert into the raw table, by mcdata or by hand, merges its rows into the hourly and daily
-rollups (count, mean and M2 about an anchor price with Chan's parallel formula, min, max, first, last)
+Every insert into the raw table, by mcdata or by hand, merges its rows into the hourly, quarter-day (6
+hours) and daily rollups (count, mean and M2 about an anchor price with Chan's parallel formula, min, max, first, last)
 and the markets list, in the same transaction. PostgreSQL uses statement-level triggers (one merge per
 INSERT, however many rows); SQLite row-level ones (a Welford step per row). The raw table refuses every
 other change, except prune's (rows before the pruned mark) and mcdata's own corrections (see
