@@ -179,23 +179,46 @@ def fetch(settings: Settings, progress: Progress = no_progress, *, now: datetime
                                                                  still_held))
 
 
+NOT_LISTED = "not listed by"
+DELISTED = "no longer listed by"
+NONE_LISTED = "none of the configured pairs is listed by the source"
+
+
 def _fetch_venues(engine: Engine, settings: Settings, now: datetime, progress: Progress,
                   still_held: Callable[[], None]) -> Report:
     """Each venue its own fetch (its own source and transaction, its own series); with several, a venue that
-    fails while another stores is a partial result (exit 3), and every problem names its venue."""
+    fails while another stores is a partial result (exit 3), and every problem names its venue. Venues list
+    different markets (Binance quotes in USDT, Kraken in USD): a named pair is fetched from every venue
+    that lists it, and fails only when none does."""
     if len(settings.venues) == 1:
         return _fetch(engine, settings, now, progress, still_held)
+    named = _named(settings, one_of_several=False)
     report = Report("fetch")
     stored = False
     for venue in settings.venues:
-        part = _fetch(engine, replace(settings, exchange=venue), now, progress, still_held)
+        part = _fetch(engine, replace(settings, exchange=venue), now, progress, still_held,
+                      one_of_several=True)
         stored = stored or part.pairs_stored > 0
+        if named and part.errors == [NONE_LISTED]:  # its pairs are another venue's: nothing to do here
+            part.errors, part.exit_code = [], ExitCode.OK
         part.failures = {f"{venue}:{pair}": f"{venue}: {why}" for pair, why in part.failures.items()}
         part.skipped = {f"{venue}:{pair}": f"{venue}: {why}" for pair, why in part.skipped.items()}
         part.errors = [f"{venue}: {error}" for error in part.errors]
         report.merge(part)
+    if named:
+        for pair in settings.pairs:
+            nowhere = [f"{venue}:{pair}" for venue in settings.venues
+                       if any(why in report.skipped.get(f"{venue}:{pair}", "") for why in (NOT_LISTED, DELISTED))]
+            if len(nowhere) == len(settings.venues):
+                for key in nowhere:
+                    del report.skipped[key]
+                report.failures[pair] = f"{pair}: listed by none of {', '.join(settings.venues)}"
+                report.pairs_requested += 1
+                report.exit_code = worst(report.exit_code, ExitCode.PARTIAL)
     if report.exit_code == ExitCode.FAILED and stored:
         report.exit_code = ExitCode.PARTIAL
+    elif report.failures and not stored:
+        report.exit_code = ExitCode.FAILED
     return report
 
 
@@ -229,9 +252,15 @@ class PairPlan:
         report.skipped.update(self.skipped)
 
 
-def _plan(settings: Settings, source: Source) -> PairPlan:
+def _named(settings: Settings, one_of_several: bool) -> bool:
+    """A pair the venue does not list fails (named on purpose, for this venue alone), or is skipped (a
+    default pair, or a venue among several: another may list it, _fetch_venues judges)."""
+    return settings.pairs_explicit and settings.pairs != ("all",) and not one_of_several
+
+
+def _plan(settings: Settings, source: Source, one_of_several: bool) -> PairPlan:
     """The configured pairs against the source's list: a pair named on purpose that is not listed fails,
-    a default one is skipped."""
+    a default one is skipped (see _named)."""
     plan = PairPlan()
     listing = {p.symbol: p for p in source.list_pairs()}
     if settings.pairs == ("all",):
@@ -243,7 +272,7 @@ def _plan(settings: Settings, source: Source) -> PairPlan:
         problem = _unavailable(pair, listing, source)
         if problem is None:
             plan.chosen.append(pair)
-        elif settings.pairs_explicit:
+        elif _named(settings, one_of_several):
             plan.fail(pair, problem)
         else:
             plan.skip(pair, problem)
@@ -255,15 +284,14 @@ def _unavailable(pair: str, listing: dict[str, ListedPair], source: Source) -> s
     if listed is None:
         close = difflib.get_close_matches(pair, [p for p, info in listing.items() if info.active], n=3)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-        where = source.name if source.venue == source.name else f"{source.name} for {source.venue}"
-        return f"{pair}: not listed by {where}{hint}"
+        return f"{pair}: {NOT_LISTED} {source.venue}{hint}"
     if not listed.active:
-        return f"{pair}: listed by {source.name} but not trading"
+        return f"{pair}: listed by {source.venue} but not trading"
     return None
 
 
 def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress,
-           still_held: Callable[[], None]) -> Report:
+           still_held: Callable[[], None], one_of_several: bool = False) -> Report:
     """Fetch and store in one transaction; a source that fails as a whole is a failed report."""
     report = Report("fetch")
     source = make_source(settings, lambda: now)
@@ -273,12 +301,12 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
                           f"use --backfill {source.max_history.days}d or less")
     plan = PairPlan()
     try:
-        plan = _plan(settings, source)
+        plan = _plan(settings, source, one_of_several)
         rows: list[store.PriceRow] = []
         if plan.chosen:
             batch = source.latest_prices(list(plan.chosen))
             _check_clock(source, now)
-            _judge_answers(settings, source, batch, plan)
+            _judge_answers(source, batch, plan, _named(settings, one_of_several))
             with connect(engine) as connection:
                 spans = store.stored_spans(connection, source.venue, list(batch.quotes))
             rows = _collect_rows(source, batch.quotes, spans, settings.backfill, now, plan, progress,
@@ -300,7 +328,7 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
         report.exit_code = ExitCode.PARTIAL if report.pairs_stored else ExitCode.FAILED
     elif not plan.chosen:
         report.exit_code = ExitCode.FAILED
-        report.errors.append("none of the configured pairs is listed by the source")
+        report.errors.append(NONE_LISTED)
     return report
 
 
@@ -320,7 +348,7 @@ def _check_clock(source: Source, now: datetime) -> None:
     log.warning("warning: %s; set the clock right (NTP)", text)
 
 
-def _judge_answers(settings: Settings, source: Source, batch: PriceBatch, plan: PairPlan) -> None:
+def _judge_answers(source: Source, batch: PriceBatch, plan: PairPlan, named: bool) -> None:
     """The pairs the price answer left out: never traded (skipped), or failed. A failed pair may have been
     delisted since the pair list was cached: the list is asked again, and a delisted default pair is
     skipped, like one the list never had."""
@@ -329,14 +357,13 @@ def _judge_answers(settings: Settings, source: Source, batch: PriceBatch, plan: 
     if not batch.failures:
         return
     listed = {p.symbol for p in source.refresh_pairs() if p.active}
-    named = settings.pairs_explicit and settings.pairs != ("all",)
     for pair, error in batch.failures.items():
         if pair in listed:
             plan.fail(pair, str(error))
         elif named:
-            plan.fail(pair, f"{pair}: no longer listed by {source.venue}")
+            plan.fail(pair, f"{pair}: {DELISTED} {source.venue}")
         else:
-            plan.skip(pair, f"{pair}: no longer listed by {source.venue}")
+            plan.skip(pair, f"{pair}: {DELISTED} {source.venue}")
 
 
 def _collect_rows(

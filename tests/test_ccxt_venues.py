@@ -121,3 +121,15 @@ def test_a_delisted_market_fails_alone(ccxt_env: str, runner: CliRunner, fake_ex
     every = runner.invoke(app, ["fetch", "--exchange", "binance", "--backfill", "0"])  # `all`: it is gone
     assert every.exit_code == 0, every.stderr
     assert "2 of 2 pairs stored" in every.stderr and stored(ccxt_env, "binance")["adausdt"] == 1
+
+
+def test_a_named_pair_comes_from_every_venue_that_lists_it(ccxt_env: str, runner: CliRunner) -> None:
+    """Binance quotes in USDT, Kraken in USD and EUR: each venue fetches the named pairs it lists."""
+    both = runner.invoke(app, ["run", "--exchange", "binance,kraken", "--pairs", "btceur,btcusdt", "--backfill", "0"])
+    assert both.exit_code == 0, both.stderr
+    assert set(stored(ccxt_env, "binance")) == {"btcusdt"} and set(stored(ccxt_env, "kraken")) == {"btceur"}
+    nowhere = runner.invoke(app, ["fetch", "--exchange", "binance,kraken", "--pairs", "btceur,btcusdx",
+                                  "--backfill", "0"])
+    assert nowhere.exit_code == 3
+    assert "btcusdx: listed by none of binance, kraken" in nowhere.stderr
+    assert "btcusdx: not listed by binance (did you mean btcusdt?)" in nowhere.stderr
