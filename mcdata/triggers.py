@@ -1,5 +1,5 @@
-"""The code that runs inside the database, as the head revision installs it: the rollup triggers, the raw
-table's guards and `mcdata_round_sig`.
+"""The code that runs inside the database, as the head revision installs it: the rollup triggers and the
+raw table's guards.
 
 This module is the one readable home of today's definitions. The migrations keep frozen copies (a
 migration must create what it created the day it was written); tests/test_database_code.py builds a
@@ -161,15 +161,6 @@ BEGIN
 END $$"""
 
 
-# The rank key of compute: a value rounded to `digits` significant digits (SQLite: mcdata.db registers it).
-POSTGRES_ROUND_SIG = """
-CREATE FUNCTION mcdata_round_sig(value float8, digits integer) RETURNS float8
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT CASE WHEN value = 0 OR value IN ('Infinity', '-Infinity', 'NaN') THEN value
-                ELSE round(value::numeric, digits - 1 - floor(log(abs(value)))::integer)::float8 END
-$$
-"""
-
 POSTGRES_TRIGGERS = [
     f"""
 CREATE TRIGGER raw_prices_rollup AFTER INSERT ON {RAW}
@@ -251,8 +242,7 @@ def install(connection: sa.Connection) -> None:
     """Create every function and trigger on tables made from `schema.metadata` (what head has)."""
     if connection.dialect.name == "postgresql":
         path = postgres_search_path(connection)
-        for statement in (postgres_rollup_function(path), postgres_guard_function(path), POSTGRES_ROUND_SIG,
-                          *POSTGRES_TRIGGERS):
+        for statement in (postgres_rollup_function(path), postgres_guard_function(path), *POSTGRES_TRIGGERS):
             connection.execute(sa.text(statement))
     else:
         for statement in SQLITE_TRIGGERS:

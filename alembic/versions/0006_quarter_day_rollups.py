@@ -8,7 +8,8 @@ compute reads the day that holds a window's start by its quarters and hours afte
 rows per market instead of 24 hourly ones), and reads each bucket time of every market in one range
 scan of a level's time index instead of one index scan per market. Existing quarter rows are built
 from the hourly rollups, so history whose raw rows were pruned is kept. The functions and triggers are
-frozen copies of mcdata.triggers as of this revision.
+frozen copies of mcdata.triggers as of this revision. PostgreSQL's mcdata_round_sig goes: compute now
+rounds its rank keys in floating point (the function, never inlined, cost 80 ms over 20,000 markets).
 """
 
 from __future__ import annotations
@@ -188,6 +189,7 @@ def upgrade() -> None:
     if dialect == "postgresql":
         schema = op.get_bind().execute(sa.text("SELECT quote_ident(current_schema())")).scalar_one()
         op.execute(postgres_rollup_function(f"pg_catalog, {schema}, pg_temp"))
+        op.execute("DROP FUNCTION mcdata_round_sig(float8, integer)")
     else:
         op.execute("DROP TRIGGER raw_prices_rollup")
         op.execute(SQLITE_TRIGGER)
@@ -197,6 +199,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         schema = op.get_bind().execute(sa.text("SELECT quote_ident(current_schema())")).scalar_one()
         op.execute(context.script.get_revision("0004").module.postgres_rollup_function(f"pg_catalog, {schema}, pg_temp"))
+        op.execute(context.script.get_revision("0002").module.POSTGRES_ROUND_SIG)
     else:
         op.execute("DROP TRIGGER raw_prices_rollup")
         op.execute(context.script.get_revision("0003").module.SQLITE_TRIGGER)

@@ -53,8 +53,8 @@ def test_a_database_error_mid_run_is_reported_without_the_password(harness: Harn
     assert harness.invoke("migrate")[0] == 0
     engine = sa.create_engine(sa.make_url(harness.db_url).set(drivername="postgresql+psycopg"))
     with engine.begin() as connection:  # make the compute step fail inside the database
-        connection.execute(sa.text("DROP FUNCTION mcdata_round_sig(float8, integer)"))
+        connection.execute(sa.text("ALTER TABLE crypto_pair_metrics RENAME COLUMN std_rank TO rank_gone"))
     engine.dispose()
     code, _out, err = harness.invoke("--debug", "run")
     assert code == 1
-    assert "mcdata_round_sig" in err
+    assert "std_rank" in err
