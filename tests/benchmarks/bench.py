@@ -291,17 +291,23 @@ def mcdata(args: list[str], env: dict[str, str]) -> tuple[int, float, int]:
     return int(code or 0), wall, int(rss)
 
 
+def second_run(exchange: FakeExchange, env: dict[str, str]) -> tuple[int, float, int, int]:
+    """The hourly run after a first one (schema, pair or market lists cached): exit code, wall seconds,
+    peak RSS in KiB, HTTP requests."""
+    code, _, _ = mcdata(["--quiet", "run", "--backfill", "0"], env)
+    assert code == 0, code
+    time.sleep(1)
+    before = len(exchange.requests)
+    # the same --backfill as the first run: a longer one would (rightly) backfill every pair now
+    code, wall, rss = mcdata(["--quiet", "run", "--backfill", "0"], env)
+    return code, wall, rss, len(exchange.requests) - before
+
+
 def bench_steady_state(server_url: str, pairs: int, tmp: Path) -> None:
     with FakeExchange(latency=0.05, synthetic_markets=pairs) as exchange, Scratch(server_url) as url:
         env = {**os.environ, "MCDATA_DATABASE_URL": url, "MCDATA_API_URL": exchange.url,
                "MCDATA_CACHE_DIR": str(tmp / "cache"), "MCDATA_PAIRS": "all"}
-        code, wall, _ = mcdata(["--quiet", "run", "--backfill", "0"], env)  # the first run: schema, pair list
-        assert code == 0, code
-        time.sleep(1)
-        before = len(exchange.requests)
-        # the same --backfill as the first run: a longer one would (rightly) backfill every pair now
-        code, wall, rss_run = mcdata(["--quiet", "run", "--backfill", "0"], env)
-        requests = len(exchange.requests) - before
+        code, wall, rss_run, requests = second_run(exchange, env)
         listed = sum(1 for m in exchange.markets.values() if m.status == "online" and "." not in m.pair)
         report(f"steady-state `mcdata run`, {listed:,} pairs, 50 ms per request", f"{wall:.2f} s (exit {code})",
                "<= 3 s", wall <= 3 and code == 0)
@@ -316,12 +322,7 @@ def bench_steady_state_venues(server_url: str, pairs: int, tmp: Path) -> None:
     with FakeExchange(latency=0.05, synthetic_markets=pairs) as exchange, Scratch(server_url) as url:
         env = {**os.environ, "MCDATA_DATABASE_URL": url, "MCDATA_API_URL": exchange.url, "MCDATA_SOURCE": "ccxt",
                "MCDATA_EXCHANGE": venues, "MCDATA_CACHE_DIR": str(tmp / "cache-venues"), "MCDATA_PAIRS": "all"}
-        code, _, _ = mcdata(["--quiet", "run", "--backfill", "0"], env)  # the first run: schema, market lists
-        assert code == 0, code
-        time.sleep(1)
-        before = len(exchange.requests)
-        code, wall, rss = mcdata(["--quiet", "run", "--backfill", "0"], env)
-        requests = len(exchange.requests) - before
+        code, wall, rss, requests = second_run(exchange, env)
     markets = sum(len(v) for v in (exchange.venues.binance["symbols"], exchange.venues.bitstamp["markets"],
                                    exchange.venues.coinbase["products"]))
     report(f"steady-state `mcdata run --source ccxt`, 3 venues, {markets:,} markets, 50 ms per request",
