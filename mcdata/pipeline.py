@@ -199,7 +199,7 @@ def _fetch_venues(engine: Engine, settings: Settings, now: datetime, progress: P
         part = _fetch(engine, replace(settings, exchange=venue), now, progress, still_held,
                       one_of_several=True)
         stored = stored or part.pairs_stored > 0
-        if named and part.errors == [NONE_LISTED]:  # its pairs are another venue's: nothing to do here
+        if named and len(part.errors) == 1 and part.errors[0].startswith(NONE_LISTED):  # another venue's pairs
             part.errors, part.exit_code = [], ExitCode.OK
         part.failures = {f"{venue}:{pair}": f"{venue}: {why}" for pair, why in part.failures.items()}
         part.skipped = {f"{venue}:{pair}": f"{venue}: {why}" for pair, why in part.skipped.items()}
@@ -328,7 +328,8 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
         report.exit_code = ExitCode.PARTIAL if report.pairs_stored else ExitCode.FAILED
     elif not plan.chosen:
         report.exit_code = ExitCode.FAILED
-        report.errors.append(NONE_LISTED)
+        report.errors.append(f"{NONE_LISTED} ({source.venue}'s own: `mcdata pairs --source {settings.source} "
+                             f"--exchange {source.venue}`; name them with --pairs)")
     return report
 
 
