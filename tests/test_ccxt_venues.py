@@ -94,33 +94,51 @@ def test_a_year_of_history_comes_in_pages(ccxt_env: str, runner: CliRunner, fake
         assert price == pytest.approx(venues.series_price(venue, *symbol, close_time.timestamp()), rel=1e-8)
 
 
+# per venue: its ticker path, its market-list path, a market to delist (venue symbol, mcdata name), the rest
+VENUES = {
+    "binance": ("/api/v3/ticker/24hr", "/api/v3/exchangeInfo", ("ADAUSDT", "adausdt"), {"btcusdt", "ethusdt"}),
+    "bitstamp": ("/api/v2/ticker/", "/api/v2/markets/", ("ltcusd", "ltcusd"), {"btcusd", "btceur", "ethusd"}),
+    "coinbase": ("/api/v3/brokerage/market/products", "/api/v3/brokerage/market/products",
+                 ("ETH-USDT", "ethusdt"), {"btcusdc", "btcusdt"}),
+}
+OTHER = {"binance": "bitstamp", "bitstamp": "coinbase", "coinbase": "binance"}
+
+
+@pytest.mark.parametrize("venue", sorted(VENUES))
 def test_throttling_is_retried_and_an_outage_fails_that_venue_only(
-        ccxt_env: str, runner: CliRunner, fake_exchange: FakeExchange) -> None:
-    assert runner.invoke(app, ["pairs", "--exchange", "binance"]).exit_code == 0  # markets cached
-    fake_exchange.fail("/api/v3/ticker/24hr", "status", times=1, status=429, retry_after="0")
-    throttled = runner.invoke(app, ["fetch", "--exchange", "binance", "--backfill", "0"])
+        ccxt_env: str, runner: CliRunner, fake_exchange: FakeExchange, venue: str) -> None:
+    tickers = VENUES[venue][0]
+    assert runner.invoke(app, ["pairs", "--exchange", venue]).exit_code == 0  # markets cached
+    before = len(fake_exchange.requests)
+    fake_exchange.fail(tickers, "status", times=1, status=429, retry_after="1")
+    throttled = runner.invoke(app, ["fetch", "--exchange", venue, "--backfill", "0"])
     assert throttled.exit_code == 0, throttled.stderr
-    assert paths(fake_exchange).count("/api/v3/ticker/24hr") == 2
+    assert paths(fake_exchange, before) == [tickers, tickers]  # throttled, then answered
+    assert "(HTTP 429); retry 1/2 in 1.0s" in throttled.stderr  # the venue's Retry-After, not the backoff
 
-    fake_exchange.fail("/api/v3/", "status", times=99, status=503)
-    down = runner.invoke(app, ["fetch", "--exchange", "binance,bitstamp", "--backfill", "0"])
+    fake_exchange.fail(tickers, "status", times=99, status=503)
+    other = OTHER[venue]
+    down = runner.invoke(app, ["fetch", "--exchange", f"{venue},{other}", "--backfill", "0"])
     assert down.exit_code == 3
-    assert "binance: ccxt binance: fetch_tickers failed after 3 attempts" in down.stderr
-    assert len(stored(ccxt_env, "bitstamp")) == 4
+    assert f"{venue}: ccxt {venue}: fetch_tickers failed after 3 attempts" in down.stderr
+    assert set(stored(ccxt_env, other)) == VENUES[other][3] | {VENUES[other][2][1]}
 
 
-def test_a_delisted_market_fails_alone(ccxt_env: str, runner: CliRunner, fake_exchange: FakeExchange) -> None:
-    assert runner.invoke(app, ["fetch", "--exchange", "binance", "--backfill", "0"]).exit_code == 0
-    fake_exchange.venues.delisted.add("ADAUSDT")  # Binance refuses the whole batched request for it
-    named = runner.invoke(app, ["fetch", "--exchange", "binance", "--backfill", "0",
-                                "--pairs", "btcusdt,ethusdt,adausdt"])
+@pytest.mark.parametrize("venue", sorted(VENUES))
+def test_a_delisted_market_fails_alone(ccxt_env: str, runner: CliRunner, fake_exchange: FakeExchange,
+                                       venue: str) -> None:
+    _, listing, (symbol, pair), rest = VENUES[venue]
+    assert runner.invoke(app, ["fetch", "--exchange", venue, "--backfill", "0"]).exit_code == 0
+    lists_before = paths(fake_exchange).count(listing)
+    fake_exchange.venues.delisted.add(symbol)  # Binance refuses the whole batched request for it
+    named = runner.invoke(app, ["fetch", "--exchange", venue, "--backfill", "0", "--pairs", ",".join([*rest, pair])])
     assert named.exit_code == 3, named.stderr
-    assert "adausdt: no longer listed by binance" in named.stderr and "2 of 3 pairs stored" in named.stderr
-    assert paths(fake_exchange).count("/api/v3/exchangeInfo") == 2  # the list was asked again, once
-    assert paths(fake_exchange)[-1] == "/api/v3/ticker/24hr"  # the others' prices, asked again without it
-    every = runner.invoke(app, ["fetch", "--exchange", "binance", "--backfill", "0"])  # `all`: it is gone
+    assert f"{pair}: no longer listed by {venue}" in named.stderr
+    assert f"{len(rest)} of {len(rest) + 1} pairs stored" in named.stderr
+    assert paths(fake_exchange).count(listing) > lists_before  # the market list was asked again
+    every = runner.invoke(app, ["fetch", "--exchange", venue, "--backfill", "0"])  # `all`: it is gone
     assert every.exit_code == 0, every.stderr
-    assert "2 of 2 pairs stored" in every.stderr and stored(ccxt_env, "binance")["adausdt"] == 1
+    assert f"{len(rest)} of {len(rest)} pairs stored" in every.stderr and stored(ccxt_env, venue)[pair] == 1
 
 
 def test_a_named_pair_comes_from_every_venue_that_lists_it(ccxt_env: str, runner: CliRunner) -> None:

@@ -25,6 +25,7 @@ from mcdata.config import PAIR_PATTERN, Settings
 from mcdata.errors import ConfigError, PairError, SourceError, masked_url
 from mcdata.sources.base import HOUR, Candle, ListedPair, PriceBatch, Quote, closed_candles, parse_price, parse_volume
 from mcdata.sources.cache import PairListCache
+from mcdata.sources.http import retry_after_seconds
 
 log = logging.getLogger("mcdata.ccxt")
 
@@ -64,6 +65,7 @@ class CcxtSource:
         self.now = now
         self.retries = settings.http_retries
         self.backoff = settings.http_backoff
+        self.retry_after_max = settings.retry_after_max.total_seconds()
         self.requests = 0
         self.server_time: datetime | None = None
         self._cancelled = threading.Event()
@@ -129,19 +131,24 @@ class CcxtSource:
                 if pair is None:
                     raise SourceError(f"ccxt {self.venue}: {what}: {_first_line(exc)}") from None
                 raise PairError(pair, f"{self.venue} does not know this market ({_first_line(exc)})") from None
-            except ccxt.NetworkError as exc:  # timeouts, outages, throttling (RateLimitExceeded, DDoSProtection)
+            except ccxt.BaseError as exc:
+                # timeouts, outages and throttling: ccxt's NetworkError family, or an HTTP 429 or 5xx that a
+                # venue's own error parsing turned into another class (Bitstamp's and Coinbase's do)
+                status, retry_after = _http_answer(exc, self.retry_after_max)
+                if not (isinstance(exc, ccxt.NetworkError) or status == 429 or (status or 0) >= 500):
+                    if pair is not None:
+                        raise PairError(pair, f"{self.venue}: {_first_line(exc)}") from None
+                    raise SourceError(f"ccxt {self.venue}: {what}: {exc.__class__.__name__}: "
+                                      f"{_first_line(exc)}") from None
+                answered = f" (HTTP {status})" if status else ""
                 if attempt == self.retries:
                     raise SourceError(f"ccxt {self.venue}: {what} failed after {attempt + 1} attempts: "
-                                      f"{exc.__class__.__name__}: {_first_line(exc)}",
+                                      f"{exc.__class__.__name__}{answered}: {_first_line(exc)}",
                                       "the venue may be down or throttling; the next run will try again") from None
-                wait = min(self.backoff * 2**attempt, MAX_BACKOFF_S)
-                log.info("ccxt %s: %s: %s; retry %d/%d in %.1fs", self.venue, what, exc.__class__.__name__,
-                         attempt + 1, self.retries, wait)
+                wait = retry_after if retry_after is not None else min(self.backoff * 2**attempt, MAX_BACKOFF_S)
+                log.info("ccxt %s: %s: %s%s; retry %d/%d in %.1fs", self.venue, what, exc.__class__.__name__,
+                         answered, attempt + 1, self.retries, wait)
                 self._cancelled.wait(wait)
-            except ccxt.BaseError as exc:
-                if pair is not None:
-                    raise PairError(pair, f"{self.venue}: {_first_line(exc)}") from None
-                raise SourceError(f"ccxt {self.venue}: {what}: {exc.__class__.__name__}: {_first_line(exc)}") from None
             except (ValueError, TypeError, KeyError, AttributeError) as exc:  # an answer ccxt could not read
                 raise SourceError(f"ccxt {self.venue}: {what}: an answer ccxt could not read "
                                   f"({exc.__class__.__name__})") from None
@@ -310,6 +317,19 @@ def _http_date(headers: Any) -> datetime | None:
     except (TypeError, ValueError):
         return None
     return moment.astimezone(UTC) if moment and moment.tzinfo else None
+
+
+def _http_answer(error: BaseException, cap: float) -> tuple[int | None, float | None]:
+    """The HTTP status and Retry-After (seconds) of the answer behind a ccxt error, if one is behind it:
+    ccxt raises its errors while handling the HTTP library's, which keeps the answer."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        seen = seen.__cause__ or seen.__context__ if seen is not None else None
+        answer = getattr(seen, "response", None)
+        status = getattr(answer, "status_code", None)
+        if answer is not None and isinstance(status, int):
+            return status, retry_after_seconds(answer.headers.get("Retry-After"), cap)
+    return None, None
 
 
 def _first_line(error: BaseException) -> str:

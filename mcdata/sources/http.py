@@ -222,17 +222,21 @@ class HttpClient:
             raise SourceError(f"{self.source}: GET {url} answered {what} (HTTP {status})") from None
 
     def _retry_after(self, answer: requests.Response) -> float | None:
-        value = answer.headers.get("Retry-After")
-        if not value:
-            return None
+        return retry_after_seconds(answer.headers.get("Retry-After"), self.retry_after_max)
+
+
+def retry_after_seconds(value: str | None, cap: float) -> float | None:
+    """A Retry-After header (seconds or an HTTP date) as seconds to wait, at most `cap`."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
         try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                seconds = parsedate_to_datetime(value).timestamp() - time.time()
-            except (TypeError, ValueError):
-                return None
-        return max(0.0, min(seconds, self.retry_after_max))
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return max(0.0, min(seconds, cap))
 
 
 def _http_date(value: str | None) -> datetime | None:
