@@ -151,3 +151,14 @@ def test_a_named_pair_comes_from_every_venue_that_lists_it(ccxt_env: str, runner
     assert nowhere.exit_code == 3
     assert "btcusdx: listed by none of binance, kraken" in nowhere.stderr
     assert "btcusdx: not listed by binance (did you mean btcusdt?)" in nowhere.stderr
+
+
+@pytest.mark.parametrize(("kind", "said"), [("html", "an HTML page"), ("truncated", "JSON ccxt could not read")])
+def test_an_answer_ccxt_cannot_read_is_one_line(ccxt_env: str, runner: CliRunner, fake_exchange: FakeExchange,
+                                                kind: str, said: str) -> None:
+    assert runner.invoke(app, ["pairs", "--exchange", "binance"]).exit_code == 0
+    fake_exchange.fail("/api/v3/ticker/24hr", kind, times=9)
+    result = runner.invoke(app, ["fetch", "--exchange", "binance", "--backfill", "0"])
+    assert result.exit_code == 1
+    assert f"error: ccxt binance: fetch_tickers: the venue answered {said}" in result.stderr
+    assert "Traceback" not in result.stderr and "AttributeError" not in result.stderr

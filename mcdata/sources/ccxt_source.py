@@ -149,9 +149,10 @@ class CcxtSource:
                 log.info("ccxt %s: %s: %s%s; retry %d/%d in %.1fs", self.venue, what, exc.__class__.__name__,
                          answered, attempt + 1, self.retries, wait)
                 self._cancelled.wait(wait)
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:  # an answer ccxt could not read
-                raise SourceError(f"ccxt {self.venue}: {what}: an answer ccxt could not read "
-                                  f"({exc.__class__.__name__})") from None
+            except (ValueError, TypeError, KeyError, AttributeError):  # an answer ccxt could not read
+                raise SourceError(f"ccxt {self.venue}: {what}: the venue answered "
+                                  f"{_unreadable(getattr(self.exchange, 'last_http_response', None))}",
+                                  "the next run will try again") from None
         raise AssertionError("unreachable")
 
     # -- pairs --------------------------------------------------------------------------------------
@@ -330,6 +331,14 @@ def _http_answer(error: BaseException, cap: float) -> tuple[int | None, float | 
         if answer is not None and isinstance(status, int):
             return status, retry_after_seconds(answer.headers.get("Retry-After"), cap)
     return None, None
+
+
+def _unreadable(body: object) -> str:
+    """What an answer ccxt could not read looked like (a gateway's page, a cut or odd JSON document)."""
+    text = body.lstrip()[:1] if isinstance(body, str) else ""
+    if not text:
+        return "nothing ccxt could read"
+    return "an HTML page" if text == "<" else "JSON ccxt could not read (truncated, or not the venue's shape)"
 
 
 def _first_line(error: BaseException) -> str:
