@@ -179,11 +179,14 @@ def newest_run(connection: sa.Connection, commands: Sequence[str], *, status: st
     return cast(RunRow, dict(row._mapping)) if row else None
 
 
+def _of_venue(table: sa.Table, exchange: str | None) -> list[sa.ColumnElement[bool]]:
+    """The condition that keeps one venue's rows, or none for every venue."""
+    return [] if exchange is None else [table.c.exchange == exchange]
+
+
 def newest_samples(connection: sa.Connection, exchange: str | None = None) -> dict[tuple[str, str], datetime]:
     """Each series' newest sample time (from `markets`, which the triggers keep), of one venue or all."""
-    query = sa.select(markets.c.exchange, markets.c.pair, markets.c.last_at)
-    if exchange is not None:
-        query = query.where(markets.c.exchange == exchange)
+    query = sa.select(markets.c.exchange, markets.c.pair, markets.c.last_at).where(*_of_venue(markets, exchange))
     return {(r.exchange, r.pair): r.last_at for r in connection.execute(query)}
 
 
@@ -194,7 +197,7 @@ def _metric_dicts(result: sa.CursorResult[Any]) -> list[MetricRow]:
 def latest_metrics(connection: sa.Connection, now: datetime, exchange: str | None = None) -> list[MetricRow]:
     """Every pair's metrics (of one venue or all) at the newest as-of time not after `now`, ranked within
     each venue (unranked pairs last)."""
-    venue = [] if exchange is None else [metrics.c.exchange == exchange]
+    venue = _of_venue(metrics, exchange)
     newest = sa.select(sa.func.max(metrics.c.timestamp)).where(metrics.c.timestamp <= now, *venue).scalar_subquery()
     query = (
         sa.select(metrics)
@@ -223,7 +226,7 @@ def delete_metrics(connection: sa.Connection, as_of: datetime) -> int:
 
 def ranked_counts(connection: sa.Connection, as_of: datetime, exchange: str | None = None) -> dict[str, int]:
     """How many pairs of each venue (or of one) have a std_rank at that as-of time (the N of `k/N`)."""
-    venue = [] if exchange is None else [metrics.c.exchange == exchange]
+    venue = _of_venue(metrics, exchange)
     query = (sa.select(metrics.c.exchange, sa.func.count(metrics.c.std_rank))
              .where(metrics.c.timestamp == as_of, *venue).group_by(metrics.c.exchange))
     return {exchange: int(count) for exchange, count in connection.execute(query)}
