@@ -199,8 +199,6 @@ def _fetch_venues(engine: Engine, settings: Settings, now: datetime, progress: P
         part = _fetch(engine, replace(settings, exchange=venue), now, progress, still_held,
                       one_of_several=True)
         stored = stored or part.pairs_stored > 0
-        if named and len(part.errors) == 1 and part.errors[0].startswith(NONE_LISTED):  # another venue's pairs
-            part.errors, part.exit_code = [], ExitCode.OK
         part.failures = {f"{venue}:{pair}": f"{venue}: {why}" for pair, why in part.failures.items()}
         part.skipped = {f"{venue}:{pair}": f"{venue}: {why}" for pair, why in part.skipped.items()}
         part.errors = [f"{venue}: {error}" for error in part.errors]
@@ -326,7 +324,8 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
         log.info("%s; skipped", problem)
     if report.failures:
         report.exit_code = ExitCode.PARTIAL if report.pairs_stored else ExitCode.FAILED
-    elif not plan.chosen:
+    elif not plan.chosen and not (one_of_several and _named(settings, one_of_several=False)):
+        # (named pairs a venue among several does not list are another venue's: _fetch_venues judges them)
         report.exit_code = ExitCode.FAILED
         report.errors.append(f"{NONE_LISTED} ({source.venue}'s own: `mcdata pairs --source {settings.source} "
                              f"--exchange {source.venue}`; name them with --pairs)")
