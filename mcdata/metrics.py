@@ -149,19 +149,19 @@ ROUND_SIG_12 = {
                   "/ power(CAST(10 AS DOUBLE PRECISION), 11 - floor(log({x})))",
     "sqlite": "mcdata_round_sig({x}, 12)",
 }
+# A value that is NULL sorts after every other of its venue, so it moves no rank, and gets none.
 _RANKS = """
-       CASE WHEN stddev_24h IS NULL THEN NULL
-            ELSE RANK() OVER (PARTITION BY exchange, stddev_24h IS NULL ORDER BY {std_key} DESC) END,
+       CASE WHEN stddev_24h IS NOT NULL THEN RANK() OVER (PARTITION BY exchange ORDER BY {std_key} DESC NULLS LAST) END,
        volatility_24h,
-       CASE WHEN volatility_24h IS NULL THEN NULL
-            ELSE RANK() OVER (PARTITION BY exchange, volatility_24h IS NULL ORDER BY {volatility_key} DESC) END"""
+       CASE WHEN volatility_24h IS NOT NULL
+            THEN RANK() OVER (PARTITION BY exchange ORDER BY {volatility_key} DESC NULLS LAST) END"""
 
 
 def _per_dialect(sql: str, times: tuple[str, ...]) -> dict[str, sa.TextClause]:
     """The statement for each database: the rank keys written in its SQL, the times bound as UTC."""
     def key(dialect: str, column: str) -> str:
-        # zero has no logarithm; a NULL value is never ranked
-        return f"CASE WHEN {column} > 0 THEN {ROUND_SIG_12[dialect].format(x=column)} ELSE 0 END"
+        # zero has no logarithm; NULL stays NULL
+        return f"CASE WHEN {column} > 0 THEN {ROUND_SIG_12[dialect].format(x=column)} WHEN {column} = 0 THEN 0 END"
     return {dialect: sa.text(sql.replace("{RANKS}", _RANKS.format(std_key=key(dialect, "stddev_24h"),
                                                                   volatility_key=key(dialect, "volatility_24h"))))
             .bindparams(*(sa.bindparam(name, type_=UTCDateTime()) for name in times))

@@ -209,10 +209,19 @@ def latest_metrics(connection: sa.Connection, now: datetime, exchange: str | Non
 
 def metric_history(connection: sa.Connection, exchange: str, pair: str, limit: int,
                    now: datetime) -> list[MetricRow]:
-    """A pair's metric rows not after `now`, newest first."""
+    """A pair's metric rows not after `now`, newest first.
+
+    The table is keyed by time: this walks the snapshot times from the newest down, each found by the key
+    (a recursive query), and looks the pair up in each, so it costs one lookup per snapshot however many
+    markets each holds."""
+    snapshots = sa.select(sa.func.max(metrics.c.timestamp).label("at")).where(metrics.c.timestamp <= now) \
+        .cte("snapshots", recursive=True)
+    earlier = sa.select(sa.func.max(metrics.c.timestamp)).where(metrics.c.timestamp < snapshots.c.at)
+    snapshots = snapshots.union_all(sa.select(earlier.scalar_subquery()).where(snapshots.c.at.is_not(None)))
     query = (
         sa.select(metrics)
-        .where(metrics.c.exchange == exchange, metrics.c.pair == pair, metrics.c.timestamp <= now)
+        .join(snapshots, metrics.c.timestamp == snapshots.c.at)
+        .where(metrics.c.exchange == exchange, metrics.c.pair == pair)
         .order_by(metrics.c.timestamp.desc())
         .limit(limit)
     )

@@ -26,6 +26,8 @@ POSTGRES_QUERIES = {
     "constraints": """SELECT c.relname || '.' || k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k
                       JOIN pg_class c ON c.oid = k.conrelid WHERE c.relnamespace = CAST(:schema AS regnamespace)""",
     "indexes": "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = :schema",
+    "storage": """SELECT relname, array_to_string(reloptions, ',') FROM pg_class
+                  WHERE relnamespace = CAST(:schema AS regnamespace) AND reloptions IS NOT NULL""",
     "columns": """SELECT table_name || '.' || column_name,
                          concat_ws(' ', data_type, is_nullable, column_default, is_identity, identity_generation,
                                    col_description(CAST(quote_ident(table_schema) || '.' || quote_ident(table_name)

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from mcdata.schema import markets, price_rollup_daily, price_rollup_hourly, raw_prices
-from mcdata.store import PriceRow, insert_prices
+from mcdata.schema import markets, metrics, price_rollup_daily, price_rollup_hourly, raw_prices
+from mcdata.store import PriceRow, insert_prices, metric_history
 
 START = datetime(2026, 11, 20, 22, 50, tzinfo=UTC)
 
@@ -79,3 +79,26 @@ def test_a_bad_row_writes_nothing(migrated_engine: sa.Engine) -> None:
     assert stored(migrated_engine) == []
     with migrated_engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM price_rollup_hourly")).scalar_one() == 0
+
+
+def test_a_pairs_history_skips_the_snapshots_without_it(migrated_engine: sa.Engine) -> None:
+    """metric_history walks the snapshots from the newest: a pair missing from the newest ones (delisted,
+    or in another venue) still gets its older rows, newest first, none later than `now`."""
+    snapshots = [START + timedelta(hours=h) for h in range(5)]
+    present = {("kraken", "btceur"): snapshots, ("kraken", "ltceur"): snapshots[:2] + snapshots[3:4],
+               ("binance", "ltceur"): snapshots}
+    with migrated_engine.begin() as connection:
+        connection.execute(metrics.insert(), [
+            {"timestamp": at, "exchange": exchange, "pair": pair, "latest_price": 100.0 + hour, "latest_at": at,
+             "samples_24h": 1, "samples_7d": 1, "computed_at": at}
+            for (exchange, pair), times in present.items() for hour, at in enumerate(times)])
+    with migrated_engine.connect() as connection:
+        def history(exchange: str, pair: str, limit: int, now: datetime) -> list[datetime]:
+            return [row["timestamp"] for row in metric_history(connection, exchange, pair, limit, now)]
+
+        assert history("kraken", "ltceur", 10, snapshots[-1]) == [snapshots[3], snapshots[1], snapshots[0]]
+        assert history("kraken", "ltceur", 2, snapshots[2]) == [snapshots[1], snapshots[0]]
+        assert history("kraken", "btceur", 2, snapshots[-1]) == [snapshots[4], snapshots[3]]
+        assert history("kraken", "btceur", 10, START - timedelta(seconds=1)) == []
+        assert history("kraken", "ethbtc", 10, snapshots[-1]) == []
+        assert [row["latest_price"] for row in metric_history(connection, "binance", "ltceur", 1, snapshots[-1])] == [104.0]

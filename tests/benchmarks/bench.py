@@ -191,7 +191,7 @@ def fill_hours(engine: sa.Engine, venues: int, pairs: int, days: int, end: datet
     `end`, inserted through the rollup trigger hour by hour as hourly fetches write them."""
     hour = end - timedelta(days=days)
     while hour < end:
-        upto = min(end, hour + timedelta(hours=12))
+        upto = min(end, hour + timedelta(hours=1))
         with engine.begin() as connection:
             connection.execute(sa.text("""
                 INSERT INTO raw_crypto_pair_price_history (exchange, pair, timestamp, price, kind, fetched_at)
