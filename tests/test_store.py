@@ -101,4 +101,5 @@ def test_a_pairs_history_skips_the_snapshots_without_it(migrated_engine: sa.Engi
         assert history("kraken", "btceur", 2, snapshots[-1]) == [snapshots[4], snapshots[3]]
         assert history("kraken", "btceur", 10, START - timedelta(seconds=1)) == []
         assert history("kraken", "ethbtc", 10, snapshots[-1]) == []
-        assert [row["latest_price"] for row in metric_history(connection, "binance", "ltceur", 1, snapshots[-1])] == [104.0]
+        newest = metric_history(connection, "binance", "ltceur", 1, snapshots[-1])
+        assert [row["latest_price"] for row in newest] == [104.0]
