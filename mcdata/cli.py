@@ -528,7 +528,7 @@ def check(
     ctx: typer.Context,
     repair: Annotated[bool, typer.Option("--repair", help="Rebuild every rollup that disagrees.")] = False,
 ) -> None:
-    """Verify that the hourly, 6-hourly and daily rollups and the markets list equal the raw prices.
+    """Verify that the hourly, 2-hourly, 6-hourly and daily rollups and the markets list equal the raw prices.
 
     Exits 1 when some rows disagree (a restore that replayed rows through the triggers, a change made
     with the triggers disabled); --repair rebuilds them from the raw rows, under the writer lock.
@@ -539,8 +539,8 @@ def check(
 
     result = pipeline.check(_state(ctx).settings(), repair)
     found = result.mismatches
-    summary = (f"{found.hourly:,} hourly, {found.quarterly:,} quarter-day and {found.daily:,} daily rollup rows "
-               f"and {found.markets:,} markets rows disagree with the raw prices")
+    summary = (f"{found.hourly:,} hourly, {found.two_hourly:,} two-hour, {found.quarterly:,} quarter-day and "
+               f"{found.daily:,} daily rollup rows and {found.markets:,} markets rows disagree with the raw prices")
     if not found.total:
         log.info("check: every rollup and markets row agrees with the raw prices")
     elif result.repaired:

@@ -2,8 +2,9 @@
 
 Windows are half-open: 7 days is `T - 7d < timestamp <= T`, 24 hours `T - 24h < timestamp <= T`.
 Each window is cut at the UTC days that hold its edges: whole daily rollups between them; in the day that
-holds the window's start, the quarter days (6 hours) after the start's quarter, the hours after its hour
-in that quarter, and the start's hour whole or, where it has samples on both sides, its raw rows; in T's
+holds the window's start, the quarter days (6 hours) after the start's quarter, the two-hour blocks after
+its block in that quarter, the hour after its hour in that block, and the start's hour whole or, where it
+has samples on both sides, its raw rows; in T's
 day, its daily row when the market has no sample later than T (the hourly steady state), else its
 quarters, hours and raw rows up to T. Each of these is read for every market at once by a range scan of
 its level's time index, so a week costs about 16 rollup rows per market whatever the sampling rate.
@@ -28,6 +29,7 @@ from mcdata.schema import UTCDateTime, metrics
 WEEK = timedelta(days=7)
 DAY = timedelta(hours=24)
 QUARTER = timedelta(hours=6)
+TWO_HOURS = timedelta(hours=2)
 
 METRIC_COLUMNS = (
     "timestamp", "exchange", "pair", "latest_price", "latest_at", "weekly_average", "min_price", "max_price",
@@ -51,8 +53,9 @@ def _time_range(table: str, bucket: str, after: str, before: str) -> str:
 
 def _edge(edge: str, p0: bool) -> str:
     """The part of the window after `edge` (a window's start, T - 7d or T - 24h) within the UTC day that
-    holds it: the quarters after the edge's quarter, the hours after its hour within that quarter, and the
-    edge's own hour whole when all its samples are later, else its raw rows after the edge. Each level is
+    holds it: the quarters after the edge's quarter, the two-hour blocks after its block within that
+    quarter, the hour after the edge's hour within that block, and the edge's own hour whole when all its
+    samples are later, else its raw rows after the edge. Each level is
     read for every market at once through its time index. Rows: exchange, pair, n, the mean as ref + off
     (kept apart: a deviation from another price is exact only when taken of ref first), m2, lo, hi; and
     with `p0`, rows of n = 0 whose p0 is the price of the newest sample at or before the edge, where the
@@ -63,11 +66,14 @@ def _edge(edge: str, p0: bool) -> str:
            b.min_price AS lo, b.max_price AS hi, CAST(NULL AS DOUBLE PRECISION) AS p0
     FROM {_time_range("price_rollup_quarterly", "quarter", f"{edge}_quarter", f"{edge}_day_end")}
     UNION ALL
+    SELECT b.exchange, b.pair, b.samples, b.ref_price, b.mean_offset, b.m2, b.min_price, b.max_price, NULL
+    FROM price_rollup_two_hourly b WHERE b.two_hour >= :{edge}_two_hour_end AND b.two_hour < :{edge}_quarter_end
+    UNION ALL
     SELECT b.exchange, b.pair, CASE WHEN b.first_at > :{edge} THEN b.samples ELSE 0 END,
            b.ref_price, b.mean_offset, b.m2, b.min_price, b.max_price,
            CASE WHEN b.last_at <= :{edge} THEN b.last_price END
     FROM price_rollup_hourly b
-    WHERE b.hour >= :{edge}_hour AND b.hour < :{edge}_quarter_end
+    WHERE b.hour >= :{edge}_hour AND b.hour < :{edge}_two_hour_end
       AND (b.hour > :{edge}_hour OR b.first_at > :{edge}{p0_row})
     UNION ALL  -- the edge's hour has samples on both sides of it: its raw rows after the edge
     SELECT r.exchange, r.pair, 1, r.price, 0.0, 0.0, r.price, r.price, NULL
@@ -171,7 +177,7 @@ def _per_dialect(sql: str, times: tuple[str, ...]) -> dict[str, sa.TextClause]:
 _TIMES = ("as_of", "week_start", "day_start", "computed_at")
 # The UTC day, quarter and hour that hold each edge, and the ends of the edge's day and quarter.
 _EDGE_TIMES = ("week_start_day", *(f"{edge}_{part}" for edge in ("week_start", "day_start")
-                                   for part in ("day_end", "quarter", "quarter_end", "hour")))
+                                   for part in ("day_end", "quarter", "quarter_end", "two_hour_end", "hour")))
 _AS_OF_TIMES = ("as_of_day", "as_of_quarter", "as_of_hour")
 
 
@@ -219,7 +225,7 @@ joined AS (
     FROM latest m
     LEFT JOIN day_sums s ON s.market = m.market
     LEFT JOIN week_only w ON w.exchange = m.exchange AND w.pair = m.pair
-), measured AS (
+), measured AS MATERIALIZED (  -- once per market: the rank keys repeat each value several times
     SELECT joined.*, stddev_24h / mean_24h * 100 AS volatility_24h FROM joined
 )
 SELECT :as_of, exchange, pair, latest_price, latest_at, weekly_average, min_price, max_price, stddev_24h,{{RANKS}},
@@ -280,12 +286,13 @@ def _cuts(moment: datetime) -> tuple[datetime, datetime, datetime]:
 
 
 def window_bounds(as_of: datetime) -> dict[str, datetime]:
-    """T, the window starts, and the UTC days, quarters and hours that hold them."""
+    """T, the window starts, and the UTC days, quarters, two-hour blocks and hours that hold them."""
     bounds = {"as_of": as_of, "week_start": as_of - WEEK, "day_start": as_of - DAY}
     for edge in ("week_start", "day_start"):
         day, quarter, hour = _cuts(bounds[edge])
         bounds |= {f"{edge}_day": day, f"{edge}_day_end": day + DAY, f"{edge}_quarter": quarter,
-                   f"{edge}_quarter_end": quarter + QUARTER, f"{edge}_hour": hour}
+                   f"{edge}_quarter_end": quarter + QUARTER, f"{edge}_hour": hour,
+                   f"{edge}_two_hour_end": hour.replace(hour=hour.hour // 2 * 2) + TWO_HOURS}
     bounds["as_of_day"], bounds["as_of_quarter"], bounds["as_of_hour"] = _cuts(as_of)
     return bounds
 

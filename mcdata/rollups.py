@@ -1,4 +1,4 @@
-"""The derived tables (hourly, quarter-day and daily rollups, markets) recomputed from the raw rows: to
+"""The derived tables (hourly, two-hour, quarter-day and daily rollups, markets) recomputed from the raw rows: to
 verify them and to rebuild them (`mcdata check`, and every correction of raw prices).
 
 The triggers (mcdata.triggers) keep the rollups as prices are inserted; the raw table refuses
@@ -62,7 +62,7 @@ def hours_from_raw(dialect: str, market: bool) -> str:
 
 
 def coarser_from(hours: str, dialect: str, bucket: str) -> str:
-    """The quarter or daily rows of the hourly rollup rows that the query `hours` selects, as the trigger
+    """The two-hour, quarter or daily rows of the hourly rollup rows that the query `hours` selects, as the trigger
     merges them."""
     return f"WITH hourly AS ({hours}) {from_hours('hourly', bucket, COARSER[dialect][bucket])}"
 
@@ -122,13 +122,14 @@ def rebuild(connection: sa.Connection, market: tuple[str, str] | None = None) ->
 @dataclass(frozen=True)
 class Mismatches:
     hourly: int
+    two_hourly: int
     quarterly: int
     daily: int
     markets: int
 
     @property
     def total(self) -> int:
-        return self.hourly + self.quarterly + self.daily + self.markets
+        return self.hourly + self.two_hourly + self.quarterly + self.daily + self.markets
 
 
 def _differs(a: str, b: str) -> str:
@@ -160,8 +161,9 @@ def verify(connection: sa.Connection) -> Mismatches:
     values = _parameters(connection, None)
     expected_hours = hours_from_raw(dialect, False)
     hourly = _count_mismatches(connection, "price_rollup_hourly", "hour", expected_hours, values)
-    quarterly, daily = (_count_mismatches(connection, table, bucket, coarser_from(expected_hours, dialect, bucket),
-                                          values) for table, bucket in LEVELS[1:])
+    two_hourly, quarterly, daily = (
+        _count_mismatches(connection, table, bucket, coarser_from(expected_hours, dialect, bucket), values)
+        for table, bucket in LEVELS[1:])
     key = "e.exchange = a.exchange AND e.pair = a.pair"
     wrong = "e.first_at <> a.first_at OR e.last_at <> a.last_at OR e.last_price <> a.last_price"
     markets = int(connection.execute(sa.text(
@@ -169,4 +171,4 @@ def verify(connection: sa.Connection) -> Mismatches:
         f"WHERE a.exchange IS NULL OR {wrong}")).scalar_one()) + int(connection.execute(sa.text(
             f"SELECT COUNT(*) FROM markets a LEFT JOIN ({markets_from_hours(False)}) e ON {key} "
             "WHERE e.exchange IS NULL")).scalar_one())
-    return Mismatches(hourly, quarterly, daily, markets)
+    return Mismatches(hourly, two_hourly, quarterly, daily, markets)

@@ -115,10 +115,10 @@ metrics = sa.Table(
     sa.PrimaryKeyConstraint("timestamp", "exchange", "pair"),
 )
 
-# Per market per UTC hour, quarter day (6 hours) and day, maintained by database triggers on every insert into the raw
-# table (mcdata.triggers), so rows written by anyone, mcdata or SQL, are counted once. Pruning raw
-# rows keeps them. `mean_offset` and `m2` are taken of `price - ref_price` (a price of the bucket): Chan's
-# merge stays exact to the last digits even for large prices that move little.
+# Per market per UTC hour, two hours, quarter day (6 hours) and day, maintained by database triggers on
+# every insert into the raw table (mcdata.triggers), so rows written by anyone, mcdata or SQL, are
+# counted once. Pruning raw rows keeps them. `mean_offset` and `m2` are taken of `price - ref_price` (a
+# price of the bucket): Chan's merge stays exact to the last digits even for large prices that move little.
 def _rollup(name: str, bucket: str, span: str, length: str, fillfactor: int) -> sa.Table:
     """A rollup level; its time index lets compute read one bucket time of every market in one range scan.
     Room left in each page (`fillfactor`, PostgreSQL) lets the triggers rewrite a bucket's row in place
@@ -146,11 +146,13 @@ def _rollup(name: str, bucket: str, span: str, length: str, fillfactor: int) -> 
     )
 
 
-# A quarter's and a day's rows, like markets', are rewritten by every fetch, all of them in one statement:
-# only half-full pages have room for a new version of each row. An hour's row is rewritten only by later
-# samples of the same hour (never when sampled hourly): its pages stay full.
-FILLFACTOR = {"hourly": 100, "quarterly": 50, "daily": 50, "markets": 50}
+# Two hours', a quarter's and a day's rows, like markets', are rewritten by the fetches of their later
+# hours, all of them in one statement: only half-full pages have room for a new version of each row. An
+# hour's row is rewritten only by later samples of the same hour (never when sampled hourly): its pages
+# stay full.
+FILLFACTOR = {"hourly": 100, "two_hourly": 50, "quarterly": 50, "daily": 50, "markets": 50}
 price_rollup_hourly = _rollup("price_rollup_hourly", "hour", "hour", "1h", FILLFACTOR["hourly"])
+price_rollup_two_hourly = _rollup("price_rollup_two_hourly", "two_hour", "two hours", "2h", FILLFACTOR["two_hourly"])
 price_rollup_quarterly = _rollup("price_rollup_quarterly", "quarter", "quarter day", "6h", FILLFACTOR["quarterly"])
 price_rollup_daily = _rollup("price_rollup_daily", "day", "day", "1d", FILLFACTOR["daily"])
 

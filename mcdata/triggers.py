@@ -6,11 +6,12 @@ migration must create what it created the day it was written); tests/test_databa
 schema from this module and `schema.metadata` and compares it with a database migrated to head, object
 by object, on both databases, so the two cannot drift apart.
 
-Every insert into the raw table, by mcdata or by hand, merges its rows into the hourly, quarter-day (6
-hours) and daily rollups (count, mean and M2 about an anchor price with Chan's parallel formula, min, max, first, last)
-and the markets list, in the same transaction. PostgreSQL uses statement-level triggers (one merge per
-INSERT, however many rows); SQLite row-level ones (a Welford step per row). The raw table refuses every
-other change, except prune's (rows before the pruned mark) and mcdata's own corrections (see
+Every insert into the raw table, by mcdata or by hand, merges its rows into the hourly, two-hour,
+quarter-day (6 hours) and daily rollups (count, mean and M2 about an anchor price with Chan's parallel
+formula, min, max, first, last) and the markets list, in the same transaction. PostgreSQL uses
+statement-level triggers (one merge per INSERT, however many rows); SQLite row-level ones (a Welford
+step per row). The raw table refuses every other change, except prune's (rows before the pruned mark)
+and mcdata's own corrections (see
 `raw_price_edits`), which rebuild the rollups in the same transaction (mcdata.rollups).
 """
 
@@ -24,19 +25,21 @@ PG_ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
 DAY = {"postgresql": f"date_bin('1 day', hour, {PG_ORIGIN})", "sqlite": "strftime('%Y-%m-%d 00:00:00.000000', hour)"}
 
 
-def sqlite_quarter(timestamp: str) -> str:
-    """The start of the 6-hour quarter of the UTC day that holds a SQLite timestamp."""
+def sqlite_block(timestamp: str, hours: int) -> str:
+    """The start of the block of `hours` hours (2 or 6) of the UTC day that holds a SQLite timestamp."""
     hour = f"CAST(strftime('%H', {timestamp}) AS INTEGER)"
-    return f"strftime('%Y-%m-%d ', {timestamp}) || printf('%02d', {hour} / 6 * 6) || ':00:00.000000'"
+    return f"strftime('%Y-%m-%d ', {timestamp}) || printf('%02d', {hour} / {hours} * {hours}) || ':00:00.000000'"
 
 
-# The rollup levels above the hour: a quarter (6 hours) of a UTC day and the day, each as an expression of
-# an hourly rollup row's `hour`.
+# The rollup levels above the hour: two hours, a quarter (6 hours) of a UTC day and the day, each as an
+# expression of an hourly rollup row's `hour`.
 COARSER = {
-    "postgresql": {"quarter": f"date_bin('6 hours', hour, {PG_ORIGIN})", "day": DAY["postgresql"]},
-    "sqlite": {"quarter": sqlite_quarter("hour"), "day": DAY["sqlite"]},
+    "postgresql": {"two_hour": f"date_bin('2 hours', hour, {PG_ORIGIN})",
+                   "quarter": f"date_bin('6 hours', hour, {PG_ORIGIN})", "day": DAY["postgresql"]},
+    "sqlite": {"two_hour": sqlite_block("hour", 2), "quarter": sqlite_block("hour", 6), "day": DAY["sqlite"]},
 }
-LEVELS = (("price_rollup_hourly", "hour"), ("price_rollup_quarterly", "quarter"), ("price_rollup_daily", "day"))
+LEVELS = (("price_rollup_hourly", "hour"), ("price_rollup_two_hourly", "two_hour"),
+          ("price_rollup_quarterly", "quarter"), ("price_rollup_daily", "day"))
 # Samples may be this far ahead of the database's clock (the source's clock may be a little ahead).
 FUTURE = "5 minutes"
 REFUSED = ("mcdata: raw prices are append-only (rollups, markets and metrics are derived from them); "
@@ -119,9 +122,11 @@ BEGIN
             WINDOW by_time AS (PARTITION BY exchange, pair, hour ORDER BY timestamp)
         ) ordered
         GROUP BY exchange, pair, hour
+    ), two_hourly AS MATERIALIZED ({from_hours("hourly", "two_hour", COARSER["postgresql"]["two_hour"])}
     ), quarterly AS MATERIALIZED ({from_hours("hourly", "quarter", COARSER["postgresql"]["quarter"])}
     ), daily AS MATERIALIZED ({from_hours("hourly", "day", DAY["postgresql"])}
     ), hours_merged AS ({_merge("hourly", "price_rollup_hourly", "hour")}
+    ), two_hours_merged AS ({_merge("two_hourly", "price_rollup_two_hourly", "two_hour")}
     ), quarters_merged AS ({_merge("quarterly", "price_rollup_quarterly", "quarter")}
     ), days_merged AS ({_merge("daily", "price_rollup_daily", "day")}
     )
@@ -206,7 +211,8 @@ SQLITE_TRIGGERS = [
     f"""
 CREATE TRIGGER raw_prices_rollup AFTER INSERT ON {RAW} FOR EACH ROW BEGIN
     {_sqlite_row_upsert("price_rollup_hourly", "hour", "strftime('%Y-%m-%d %H:00:00.000000', NEW.timestamp)")}
-    {_sqlite_row_upsert("price_rollup_quarterly", "quarter", sqlite_quarter("NEW.timestamp"))}
+    {_sqlite_row_upsert("price_rollup_two_hourly", "two_hour", sqlite_block("NEW.timestamp", 2))}
+    {_sqlite_row_upsert("price_rollup_quarterly", "quarter", sqlite_block("NEW.timestamp", 6))}
     {_sqlite_row_upsert("price_rollup_daily", "day", "strftime('%Y-%m-%d 00:00:00.000000', NEW.timestamp)")}
     INSERT INTO markets (exchange, pair, first_at, last_at, last_price)
     VALUES (NEW.exchange, NEW.pair, NEW.timestamp, NEW.timestamp, NEW.price)

@@ -20,9 +20,9 @@ def test_empty_to_head_creates_every_table(engine: sa.Engine) -> None:
     with engine.connect() as connection:
         tables = set(sa.inspect(connection).get_table_names())
         assert tables == {"raw_crypto_pair_price_history", "crypto_pair_metrics", "runs", "alembic_version",
-                          "price_rollup_hourly", "price_rollup_quarterly", "price_rollup_daily", "markets", "retention",
-                          "raw_price_edits",
-                          "alert_state", "alert_events"}
+                          "price_rollup_hourly", "price_rollup_two_hourly", "price_rollup_quarterly",
+                          "price_rollup_daily", "markets", "retention", "raw_price_edits", "alert_state",
+                          "alert_events"}
         migrations.require_head(connection)
         assert not migrations.is_empty(connection)
 
@@ -66,7 +66,8 @@ def test_downgrade_to_base_and_back(migrated_engine: sa.Engine) -> None:
 
 
 def test_daily_rollups_are_built_from_the_hourly_history(engine: sa.Engine) -> None:
-    """Prices stored before revision 0003 (daily) and 0006 (quarter-day) are in those rollups after them,
+    """Prices stored before revision 0003 (daily), 0006 (quarter-day) and 0008 (two-hour) are in those
+    rollups after them,
     equal to what the raw rows say, and compute reads them."""
     from datetime import UTC, datetime, timedelta
 
@@ -87,7 +88,8 @@ def test_daily_rollups_are_built_from_the_hourly_history(engine: sa.Engine) -> N
         days = connection.execute(sa.text("SELECT pair, count(*), sum(samples), min(min_price), max(max_price) "
                                           "FROM price_rollup_daily GROUP BY pair ORDER BY pair")).all()
         assert rollups.verify(connection).total == 0
-        assert connection.execute(sa.text("SELECT sum(samples) FROM price_rollup_quarterly")).scalar_one() == 800
+        for level in ("price_rollup_two_hourly", "price_rollup_quarterly"):
+            assert connection.execute(sa.text(f"SELECT sum(samples) FROM {level}")).scalar_one() == 800
         metrics.compute(connection, as_of)
         stored = {row.pair: row for row in connection.execute(sa.text("SELECT * FROM crypto_pair_metrics"))}
     assert [tuple(day) for day in days] == [

@@ -108,14 +108,16 @@ def test_check_finds_and_repairs_any_drift(stored: sa.Engine, runner: CliRunner)
                                    "WHERE pair = 'rand1'"))
         connection.execute(sa.text("DELETE FROM price_rollup_daily WHERE pair = 'tiny'"))
         connection.execute(sa.text("UPDATE price_rollup_quarterly SET max_price = max_price + 1 WHERE pair = 'tiny'"))
+        connection.execute(sa.text("UPDATE price_rollup_two_hourly SET min_price = min_price - 1 WHERE pair = 'tiny'"))
         connection.execute(sa.text("UPDATE markets SET last_price = 1 WHERE pair = 'huge'"))
     result = runner.invoke(app, ["check"])
     assert result.exit_code == 1
     hourly = len({(p, ts.replace(minute=0, second=0, microsecond=0)) for _, p, ts, _ in KRAKEN if p == "rand1"})
     tiny_days = len({ts.date() for _, p, ts, _ in KRAKEN if p == "tiny"})
     tiny_quarters = len({(ts.date(), ts.hour // 6) for _, p, ts, _ in KRAKEN if p == "tiny"})
-    assert (f"{hourly:,} hourly, {tiny_quarters:,} quarter-day and {tiny_days:,} daily rollup rows and 1 markets "
-            "rows disagree") in result.stderr
+    tiny_blocks = len({(ts.date(), ts.hour // 2) for _, p, ts, _ in KRAKEN if p == "tiny"})
+    assert (f"{hourly:,} hourly, {tiny_blocks:,} two-hour, {tiny_quarters:,} quarter-day and {tiny_days:,} daily "
+            "rollup rows and 1 markets rows disagree") in result.stderr
     assert runner.invoke(app, ["check", "--repair"]).exit_code == 0
     assert runner.invoke(app, ["check"]).exit_code == 0
     with stored.begin() as connection:
