@@ -52,6 +52,7 @@ class Report:
     pairs_stored: int = 0
     failures: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    unlisted: set[str] = field(default_factory=set)  # of the skipped: the venue does not (or no longer) list them
     rows_written: int = 0
     metric_rows: int = 0
     rows_deleted: int = 0
@@ -72,6 +73,7 @@ class Report:
         self.alerts_fired.extend(other.alerts_fired)
         self.failures.update(other.failures)
         self.skipped.update(other.skipped)
+        self.unlisted |= other.unlisted
         self.as_of = other.as_of or self.as_of
         self.errors.extend(other.errors)
         self.exceptions.extend(other.exceptions)
@@ -179,8 +181,6 @@ def fetch(settings: Settings, progress: Progress = no_progress, *, now: datetime
                                                                  still_held))
 
 
-NOT_LISTED = "not listed by"
-DELISTED = "no longer listed by"
 NONE_LISTED = "none of the configured pairs is listed by the source"
 
 
@@ -201,15 +201,16 @@ def _fetch_venues(engine: Engine, settings: Settings, now: datetime, progress: P
         stored = stored or part.pairs_stored > 0
         part.failures = {f"{venue}:{pair}": f"{venue}: {why}" for pair, why in part.failures.items()}
         part.skipped = {f"{venue}:{pair}": f"{venue}: {why}" for pair, why in part.skipped.items()}
+        part.unlisted = {f"{venue}:{pair}" for pair in part.unlisted}
         part.errors = [f"{venue}: {error}" for error in part.errors]
         report.merge(part)
     if named:
         for pair in settings.pairs:
-            nowhere = [f"{venue}:{pair}" for venue in settings.venues
-                       if any(why in report.skipped.get(f"{venue}:{pair}", "") for why in (NOT_LISTED, DELISTED))]
+            nowhere = [key for venue in settings.venues if (key := f"{venue}:{pair}") in report.unlisted]
             if len(nowhere) == len(settings.venues):
                 for key in nowhere:
                     del report.skipped[key]
+                    report.unlisted.discard(key)
                 report.failures[pair] = f"{pair}: listed by none of {', '.join(settings.venues)}"
                 report.pairs_requested += 1
                 report.exit_code = worst(report.exit_code, ExitCode.PARTIAL)
@@ -228,12 +229,15 @@ class PairPlan:
 
     chosen: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    unlisted: set[str] = field(default_factory=set)  # skipped because the venue does not (or no longer) list them
     failed: dict[str, str] = field(default_factory=dict)
     stored: set[str] = field(default_factory=set)
 
-    def skip(self, pair: str, why: str) -> None:
+    def skip(self, pair: str, why: str, *, unlisted: bool = False) -> None:
         self._drop(pair)
         self.skipped[pair] = why
+        if unlisted:
+            self.unlisted.add(pair)
 
     def fail(self, pair: str, why: str) -> None:
         self._drop(pair)
@@ -248,6 +252,7 @@ class PairPlan:
         report.pairs_stored = len(self.stored)
         report.failures.update(self.failed)
         report.skipped.update(self.skipped)
+        report.unlisted |= self.unlisted
 
 
 def _named(settings: Settings, one_of_several: bool) -> bool:
@@ -273,7 +278,7 @@ def _plan(settings: Settings, source: Source, one_of_several: bool) -> PairPlan:
         elif _named(settings, one_of_several):
             plan.fail(pair, problem)
         else:
-            plan.skip(pair, problem)
+            plan.skip(pair, problem, unlisted=pair not in listing)
     return plan
 
 
@@ -282,7 +287,7 @@ def _unavailable(pair: str, listing: dict[str, ListedPair], source: Source) -> s
     if listed is None:
         close = difflib.get_close_matches(pair, [p for p, info in listing.items() if info.active], n=3)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-        return f"{pair}: {NOT_LISTED} {source.venue}{hint}"
+        return f"{pair}: not listed by {source.venue}{hint}"
     if not listed.active:
         return f"{pair}: listed by {source.venue} but not trading"
     return None
@@ -361,9 +366,9 @@ def _judge_answers(source: Source, batch: PriceBatch, plan: PairPlan, named: boo
         if pair in listed:
             plan.fail(pair, str(error))
         elif named:
-            plan.fail(pair, f"{pair}: {DELISTED} {source.venue}")
+            plan.fail(pair, f"{pair}: no longer listed by {source.venue}")
         else:
-            plan.skip(pair, f"{pair}: {DELISTED} {source.venue}")
+            plan.skip(pair, f"{pair}: no longer listed by {source.venue}", unlisted=True)
 
 
 def _collect_rows(
