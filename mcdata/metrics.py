@@ -4,10 +4,10 @@ Windows are half-open: 7 days is `T - 7d < timestamp <= T`, 24 hours `T - 24h < 
 Each window is cut at the UTC days that hold its edges: whole daily rollups between them; in the day that
 holds the window's start, the quarter days (6 hours) after the start's quarter, the two-hour blocks after
 its block in that quarter, the hour after its hour in that block, and the start's hour whole or, where it
-has samples on both sides, its raw rows; in T's
-day, its daily row when the market has no sample later than T (the hourly steady state), else its
-quarters, hours and raw rows up to T. Each of these is read for every market at once by a range scan of
-its level's time index, so a week costs about 16 rollup rows per market whatever the sampling rate.
+has samples on both sides, its raw rows; in T's day, its daily row when the market has no sample later
+than T (the hourly steady state), else its quarters, hours and raw rows up to T. Each of these is read
+for every market at once by a range scan of its level's time index, so a week costs about 16 rollup rows
+per market whatever the sampling rate.
 The parts are merged with Chan's parallel formula; the result equals the raw-table definition
 (`RAW_QUERY`, kept as the reference and the baseline).
 
@@ -55,11 +55,10 @@ def _edge(edge: str, p0: bool) -> str:
     """The part of the window after `edge` (a window's start, T - 7d or T - 24h) within the UTC day that
     holds it: the quarters after the edge's quarter, the two-hour blocks after its block within that
     quarter, the hour after the edge's hour within that block, and the edge's own hour whole when all its
-    samples are later, else its raw rows after the edge. Each level is
-    read for every market at once through its time index. Rows: exchange, pair, n, the mean as ref + off
-    (kept apart: a deviation from another price is exact only when taken of ref first), m2, lo, hi; and
-    with `p0`, rows of n = 0 whose p0 is the price of the newest sample at or before the edge, where the
-    edge's hour holds it."""
+    samples are later, else its raw rows after the edge. Each level is read for every market at once
+    through its time index. Rows: exchange, pair, n, the mean as ref + off (kept apart: a deviation from
+    another price is exact only when taken of ref first), m2, lo, hi; and with `p0`, rows of n = 0 whose
+    p0 is the price of the newest sample at or before the edge, where the edge's hour holds it."""
     p0_row = f" OR b.last_at <= :{edge}" if p0 else ""
     return f"""
     SELECT b.exchange, b.pair, b.samples AS n, b.ref_price AS ref, b.mean_offset AS off, b.m2,
@@ -175,7 +174,7 @@ def _per_dialect(sql: str, times: tuple[str, ...]) -> dict[str, sa.TextClause]:
 
 
 _TIMES = ("as_of", "week_start", "day_start", "computed_at")
-# The UTC day, quarter and hour that hold each edge, and the ends of the edge's day and quarter.
+# The UTC day, quarter and hour that hold each edge, and the ends of the edge's day, quarter and two-hour block.
 _EDGE_TIMES = ("week_start_day", *(f"{edge}_{part}" for edge in ("week_start", "day_start")
                                    for part in ("day_end", "quarter", "quarter_end", "two_hour_end", "hour")))
 _AS_OF_TIMES = ("as_of_day", "as_of_quarter", "as_of_hour")
