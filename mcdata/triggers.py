@@ -22,7 +22,6 @@ import sqlalchemy as sa
 RAW = "raw_crypto_pair_price_history"
 COLUMNS = "samples, ref_price, mean_offset, m2, min_price, max_price, first_at, first_price, last_at, last_price"
 PG_ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
-DAY = {"postgresql": f"date_bin('1 day', hour, {PG_ORIGIN})", "sqlite": "strftime('%Y-%m-%d 00:00:00.000000', hour)"}
 
 
 def sqlite_block(timestamp: str, hours: int) -> str:
@@ -31,15 +30,27 @@ def sqlite_block(timestamp: str, hours: int) -> str:
     return f"strftime('%Y-%m-%d ', {timestamp}) || printf('%02d', {hour} / {hours} * {hours}) || ':00:00.000000'"
 
 
-# The rollup levels above the hour: two hours, a quarter (6 hours) of a UTC day and the day, each as an
-# expression of an hourly rollup row's `hour`.
-COARSER = {
-    "postgresql": {"two_hour": f"date_bin('2 hours', hour, {PG_ORIGIN})",
-                   "quarter": f"date_bin('6 hours', hour, {PG_ORIGIN})", "day": DAY["postgresql"]},
-    "sqlite": {"two_hour": sqlite_block("hour", 2), "quarter": sqlite_block("hour", 6), "day": DAY["sqlite"]},
-}
+# The rollup levels, finest first: each table and its bucket column.
 LEVELS = (("price_rollup_hourly", "hour"), ("price_rollup_two_hourly", "two_hour"),
           ("price_rollup_quarterly", "quarter"), ("price_rollup_daily", "day"))
+# Each bucket of a SQLite timestamp.
+SQLITE_BUCKET = {
+    "hour": lambda timestamp: f"strftime('%Y-%m-%d %H:00:00.000000', {timestamp})",
+    "two_hour": lambda timestamp: sqlite_block(timestamp, 2),
+    "quarter": lambda timestamp: sqlite_block(timestamp, 6),
+    "day": lambda timestamp: f"strftime('%Y-%m-%d 00:00:00.000000', {timestamp})",
+}
+# The levels above the hour, each bucket as an expression of an hourly rollup row's `hour`.
+COARSER = {
+    "postgresql": {bucket: f"date_bin('{span}', hour, {PG_ORIGIN})"
+                   for bucket, span in (("two_hour", "2 hours"), ("quarter", "6 hours"), ("day", "1 day"))},
+    "sqlite": {bucket: SQLITE_BUCKET[bucket]("hour") for _, bucket in LEVELS[1:]},
+}
+
+
+def _level(table: str) -> str:
+    """A level's name in the trigger's statements (price_rollup_daily: daily)."""
+    return table.removeprefix("price_rollup_")
 # Samples may be this far ahead of the database's clock (the source's clock may be a little ahead).
 FUTURE = "5 minutes"
 REFUSED = ("mcdata: raw prices are append-only (rollups, markets and metrics are derived from them); "
@@ -98,6 +109,11 @@ def postgres_rollup_function(search_path: str) -> str:
     with another one (pg_dump's restore, a tool) works the same."""
     header = ("CREATE OR REPLACE FUNCTION mcdata_rollup_inserted() RETURNS trigger LANGUAGE plpgsql SET jit = off "
               f"SET search_path = {search_path} AS $$")
+    coarser = "".join(
+        f"\n    ), {_level(table)} AS MATERIALIZED ({from_hours('hourly', bucket, COARSER['postgresql'][bucket])}"
+        for table, bucket in LEVELS[1:])
+    merged = "".join(f"\n    ), {bucket}s_merged AS ({_merge(_level(table), table, bucket)}"
+                     for table, bucket in LEVELS)
     return f"""
 {header}
 BEGIN
@@ -121,14 +137,7 @@ BEGIN
                   FROM inserted) rows
             WINDOW by_time AS (PARTITION BY exchange, pair, hour ORDER BY timestamp)
         ) ordered
-        GROUP BY exchange, pair, hour
-    ), two_hourly AS MATERIALIZED ({from_hours("hourly", "two_hour", COARSER["postgresql"]["two_hour"])}
-    ), quarterly AS MATERIALIZED ({from_hours("hourly", "quarter", COARSER["postgresql"]["quarter"])}
-    ), daily AS MATERIALIZED ({from_hours("hourly", "day", DAY["postgresql"])}
-    ), hours_merged AS ({_merge("hourly", "price_rollup_hourly", "hour")}
-    ), two_hours_merged AS ({_merge("two_hourly", "price_rollup_two_hourly", "two_hour")}
-    ), quarters_merged AS ({_merge("quarterly", "price_rollup_quarterly", "quarter")}
-    ), days_merged AS ({_merge("daily", "price_rollup_daily", "day")}
+        GROUP BY exchange, pair, hour{coarser}{merged}
     )
     INSERT INTO markets AS m (exchange, pair, first_at, last_at, last_price)
     SELECT DISTINCT ON (exchange, pair) exchange, pair,
@@ -206,14 +215,13 @@ def _sqlite_row_upsert(table: str, bucket: str, bucket_of_new: str) -> str:
         last_at = MAX(last_at, NEW.timestamp);"""
 
 
-# SQLite stores timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff' text (SQLAlchemy's format): the hour keeps it.
+# SQLite stores timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff' text (SQLAlchemy's format): the buckets keep it.
+_SQLITE_UPSERTS = "\n    ".join(_sqlite_row_upsert(table, bucket, SQLITE_BUCKET[bucket]("NEW.timestamp"))
+                               for table, bucket in LEVELS)
 SQLITE_TRIGGERS = [
     f"""
 CREATE TRIGGER raw_prices_rollup AFTER INSERT ON {RAW} FOR EACH ROW BEGIN
-    {_sqlite_row_upsert("price_rollup_hourly", "hour", "strftime('%Y-%m-%d %H:00:00.000000', NEW.timestamp)")}
-    {_sqlite_row_upsert("price_rollup_two_hourly", "two_hour", sqlite_block("NEW.timestamp", 2))}
-    {_sqlite_row_upsert("price_rollup_quarterly", "quarter", sqlite_block("NEW.timestamp", 6))}
-    {_sqlite_row_upsert("price_rollup_daily", "day", "strftime('%Y-%m-%d 00:00:00.000000', NEW.timestamp)")}
+    {_SQLITE_UPSERTS}
     INSERT INTO markets (exchange, pair, first_at, last_at, last_price)
     VALUES (NEW.exchange, NEW.pair, NEW.timestamp, NEW.timestamp, NEW.price)
     ON CONFLICT (exchange, pair) DO UPDATE SET
