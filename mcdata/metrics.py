@@ -278,10 +278,15 @@ PLANNER_SETTINGS = sa.text("SELECT set_config('jit', 'off', true), set_config('e
                            "set_config('work_mem', '64MB', true)")
 
 
+def _block(hour: datetime, hours: int) -> datetime:
+    """The start of the block of `hours` hours of the UTC day that holds `hour` (as the rollup levels cut it)."""
+    return hour.replace(hour=hour.hour // hours * hours)
+
+
 def _cuts(moment: datetime) -> tuple[datetime, datetime, datetime]:
     """The UTC day, quarter day (6 hours) and hour that hold `moment`."""
     hour = moment.replace(minute=0, second=0, microsecond=0)
-    return hour.replace(hour=0), hour.replace(hour=hour.hour // 6 * 6), hour
+    return hour.replace(hour=0), _block(hour, 6), hour
 
 
 def window_bounds(as_of: datetime) -> dict[str, datetime]:
@@ -291,7 +296,7 @@ def window_bounds(as_of: datetime) -> dict[str, datetime]:
         day, quarter, hour = _cuts(bounds[edge])
         bounds |= {f"{edge}_day": day, f"{edge}_day_end": day + DAY, f"{edge}_quarter": quarter,
                    f"{edge}_quarter_end": quarter + QUARTER, f"{edge}_hour": hour,
-                   f"{edge}_two_hour_end": hour.replace(hour=hour.hour // 2 * 2) + TWO_HOURS}
+                   f"{edge}_two_hour_end": _block(hour, 2) + TWO_HOURS}
     bounds["as_of_day"], bounds["as_of_quarter"], bounds["as_of_hour"] = _cuts(as_of)
     return bounds
 
