@@ -230,6 +230,7 @@ class PairPlan:
     chosen: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     unlisted: set[str] = field(default_factory=set)  # skipped because the venue does not (or no longer) list them
+    not_in_list: list[str] = field(default_factory=list)  # of those, the ones its market list lacks
     failed: dict[str, str] = field(default_factory=dict)
     stored: set[str] = field(default_factory=set)
 
@@ -279,6 +280,8 @@ def _plan(settings: Settings, source: Source, one_of_several: bool) -> PairPlan:
             plan.fail(pair, problem)
         else:
             plan.skip(pair, problem, unlisted=pair not in listing)
+            if pair not in listing:
+                plan.not_in_list.append(pair)
     return plan
 
 
@@ -325,8 +328,7 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
     finally:
         report.http_requests = source.http_requests
         plan.into(report)
-    for problem in report.skipped.values():
-        log.info("%s; skipped", problem)
+    _log_skipped(plan, source.venue, defaults=not settings.pairs_explicit)
     if report.failures:
         report.exit_code = ExitCode.PARTIAL if report.pairs_stored else ExitCode.FAILED
     elif not plan.chosen and not (one_of_several and _named(settings, one_of_several=False)):
@@ -335,6 +337,18 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
         report.errors.append(f"{NONE_LISTED} ({source.venue}'s own: `mcdata pairs --source {settings.source} "
                              f"--exchange {source.venue}`; name them with --pairs)")
     return report
+
+
+def _log_skipped(plan: PairPlan, venue: str, defaults: bool) -> None:
+    """A line per skipped pair, but the default pairs missing from a venue's market list in one line: on a
+    venue that quotes in other currencies (Binance: USDT and EUR, no USD) they are most of them, every
+    hour. A pair delisted since it was fetched keeps its own line."""
+    together = plan.not_in_list if defaults and len(plan.not_in_list) > 1 else []
+    for pair, problem in plan.skipped.items():
+        if pair not in together:
+            log.info("%s; skipped", problem)
+    if together:
+        log.info("not listed by %s: %s (of the default pairs); skipped", venue, ", ".join(together))
 
 
 def _check_clock(source: Source, now: datetime) -> None:

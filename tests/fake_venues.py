@@ -37,6 +37,10 @@ class Venues:
         self.binance = json.loads((FIXTURES / "binance.json").read_text())
         self.bitstamp = json.loads((FIXTURES / "bitstamp.json").read_text())
         self.coinbase = json.loads((FIXTURES / "coinbase.json").read_text())
+        # Binance lists its coins in EUR too (BTCEUR, ETHEUR, ADAEUR are real markets): the recorded USDT
+        # entries re-quoted, so the default pairs meet it as they meet the real venue
+        self.binance["symbols"] += [{**s, "symbol": f"{s['baseAsset']}EUR", "quoteAsset": "EUR"}
+                                    for s in self.binance["symbols"]]
         for index in range(1, synthetic + 1):  # scale benchmarks: the recorded first entry, renamed
             base = f"A{index:04d}"
             self.binance["symbols"].append({**self.binance["symbols"][0], "symbol": f"{base}USDT", "baseAsset": base})

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from mcdata.cli import app
+from mcdata.config import ORIGINAL_PAIRS
 from mcdata.schema import metrics, raw_prices
 from tests.fake_exchange import FakeExchange
 from tests.helpers import assert_metrics_exact, query
@@ -38,7 +39,8 @@ def stored(url: str, venue: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize(("venue", "listed", "requests"), [
-    ("binance", {"btcusdt": "BTC/USDT", "ethusdt": "ETH/USDT", "adausdt": "ADA/USDT"}, 1),
+    ("binance", {"btcusdt": "BTC/USDT", "ethusdt": "ETH/USDT", "adausdt": "ADA/USDT", "btceur": "BTC/EUR",
+                 "etheur": "ETH/EUR", "adaeur": "ADA/EUR"}, 1),
     ("bitstamp", {"btcusd": "BTC/USD", "btceur": "BTC/EUR", "ltcusd": "LTC/USD", "ethusd": "ETH/USD"}, 1),
     ("coinbase", {"btcusdc": "BTC/USDC", "btcusdt": "BTC/USDT", "ethusdt": "ETH/USDT"}, 2),  # spot, futures
 ])
@@ -56,7 +58,7 @@ def test_three_venues_and_kraken_in_one_run_then_one_request_per_venue(
     venues = "binance,bitstamp,coinbase,kraken"
     result = runner.invoke(app, ["run", "--exchange", venues, "--backfill", "2d"])
     assert result.exit_code == 0, result.stderr
-    assert set(stored(ccxt_env, "binance")) == {"btcusdt", "ethusdt", "adausdt"}
+    assert set(stored(ccxt_env, "binance")) == {"btcusdt", "ethusdt", "adausdt", "btceur", "etheur", "adaeur"}
     assert set(stored(ccxt_env, "bitstamp")) == {"btcusd", "btceur", "ltcusd", "ethusd"}
     assert set(stored(ccxt_env, "coinbase")) == {"btcusdc", "btcusdt", "ethusdt"}
     assert "btceur" in stored(ccxt_env, "kraken")
@@ -65,7 +67,7 @@ def test_three_venues_and_kraken_in_one_run_then_one_request_per_venue(
     as_of = query(ccxt_env, sa.select(sa.func.max(metrics.c.timestamp)))[0][0]
     assert_metrics_exact(ccxt_env, as_of)
     overview = json.loads(runner.invoke(app, ["show", "json"]).stdout)
-    assert overview["ranked_pairs"]["binance"] == 3 and overview["ranked_pairs"]["bitstamp"] == 4
+    assert overview["ranked_pairs"]["binance"] == 6 and overview["ranked_pairs"]["bitstamp"] == 4
 
     before = len(fake_exchange.requests)
     again = runner.invoke(app, ["run", "--exchange", venues, "--backfill", "2d"])
@@ -96,7 +98,8 @@ def test_a_year_of_history_comes_in_pages(ccxt_env: str, runner: CliRunner, fake
 
 # per venue: its ticker path, its market-list path, a market to delist (venue symbol, mcdata name), the rest
 VENUES = {
-    "binance": ("/api/v3/ticker/24hr", "/api/v3/exchangeInfo", ("ADAUSDT", "adausdt"), {"btcusdt", "ethusdt"}),
+    "binance": ("/api/v3/ticker/24hr", "/api/v3/exchangeInfo", ("ADAUSDT", "adausdt"),
+                {"btcusdt", "ethusdt", "btceur", "etheur", "adaeur"}),
     "bitstamp": ("/api/v2/ticker/", "/api/v2/markets/", ("ltcusd", "ltcusd"), {"btcusd", "btceur", "ethusd"}),
     "coinbase": ("/api/v3/brokerage/market/products", "/api/v3/brokerage/market/products",
                  ("ETH-USDT", "ethusdt"), {"btcusdc", "btcusdt"}),
@@ -142,15 +145,32 @@ def test_a_delisted_market_fails_alone(ccxt_env: str, runner: CliRunner, fake_ex
 
 
 def test_a_named_pair_comes_from_every_venue_that_lists_it(ccxt_env: str, runner: CliRunner) -> None:
-    """Binance quotes in USDT, Kraken in USD and EUR: each venue fetches the named pairs it lists."""
+    """Binance quotes in USDT and EUR, Kraken in USD and EUR: each venue fetches the named pairs it lists."""
     both = runner.invoke(app, ["run", "--exchange", "binance,kraken", "--pairs", "btceur,btcusdt", "--backfill", "0"])
     assert both.exit_code == 0, both.stderr
-    assert set(stored(ccxt_env, "binance")) == {"btcusdt"} and set(stored(ccxt_env, "kraken")) == {"btceur"}
+    assert set(stored(ccxt_env, "binance")) == {"btcusdt", "btceur"} and set(stored(ccxt_env, "kraken")) == {"btceur"}
     nowhere = runner.invoke(app, ["fetch", "--exchange", "binance,kraken", "--pairs", "btceur,btcusdx",
                                   "--backfill", "0"])
     assert nowhere.exit_code == 3
     assert "btcusdx: listed by none of binance, kraken" in nowhere.stderr
-    assert "btcusdx: not listed by binance (did you mean btcusdt?)" in nowhere.stderr
+    assert "btcusdx: not listed by binance (did you mean btcusdt or btceur?)" in nowhere.stderr
+
+
+def test_the_default_pairs_from_binance_and_kraken(env: str, runner: CliRunner, monkeypatch: pytest.MonkeyPatch,
+                                                   fake_exchange: FakeExchange) -> None:
+    """The issue's command as it stands, no --pairs: each venue fetches the default pairs it lists, each its own
+    series; the defaults a venue does not list are skipped (one line says which), not a failure."""
+    monkeypatch.delenv("MCDATA_PAIRS", raising=False)
+    result = runner.invoke(app, ["run", "--source", "ccxt", "--exchange", "binance,kraken", "--backfill", "1d"])
+    assert result.exit_code == 0, result.stderr
+    assert set(stored(env, "binance")) == {"btceur", "etheur", "adaeur"}
+    kraken = {pair for pair, listed in fake_exchange.markets.items() if listed.status == "online"}
+    assert set(stored(env, "kraken")) == kraken & set(ORIGINAL_PAIRS) and "waveseur" not in kraken
+    assert {stored(env, "binance")["btceur"], *stored(env, "kraken").values()} == {25}  # 24 closed hours, a ticker
+    assert_metrics_exact(env, query(env, sa.select(sa.func.max(metrics.c.timestamp)))[0][0])
+    assert ("not listed by binance: btcusd, ltceur, solusd, xrpusd, waveseur, bateth, dogeusd (of the default "
+            "pairs); skipped") in result.stderr  # one line, not seven
+    assert "waveseur: not listed by kraken; skipped" in result.stderr
 
 
 @pytest.mark.parametrize(("kind", "said"), [("html", "an HTML page"), ("truncated", "JSON ccxt could not read")])
