@@ -326,9 +326,9 @@ class Settings:
 
     @property
     def venues(self) -> tuple[str, ...]:
-        """The venues fetched: the source's only one, or those --exchange names."""
-        only = SOURCES[self.source].only_venue
-        return (only,) if only else tuple(self.exchange.split(","))
+        """The venues --exchange names (for a source of one venue, that venue: load_settings checks it
+        for the commands that fetch)."""
+        return tuple(self.exchange.split(","))
 
     @property
     def venue(self) -> str:
@@ -398,8 +398,10 @@ def load_settings(
     flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     config_file: str | None = None,
+    fetching: bool = True,
 ) -> Settings:
-    """Resolve every setting. `flags` holds command-line values (None = not given)."""
+    """Resolve every setting. `flags` holds command-line values (None = not given). A command that only
+    reads the database (`fetching=False`) may name venues the configured source cannot fetch."""
     env = os.environ if env is None else env
     flags = flags or {}
     explicit = config_file or env.get("MCDATA_CONFIG")
@@ -437,7 +439,7 @@ def load_settings(
     if values["notify"]:
         _check_notify_urls(values["notify"])
     only_venue = SOURCES[values["source"]].only_venue
-    if only_venue and values["exchange"] != only_venue:
+    if fetching and only_venue and values["exchange"] != only_venue:
         others = [name for name, s in SOURCES.items() if s.only_venue is None]
         raise ConfigError(
             f"the {values['source']} source serves only the {only_venue} venue, not {values['exchange']!r}",

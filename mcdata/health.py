@@ -26,13 +26,14 @@ def status(settings: Settings) -> StatusView:
     now = utc_now()
     with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
         migrations.require_head(connection)
+        samples = {venue: store.newest_samples(connection, venue) for venue in settings.venues}
         view = StatusView(
             now=now, max_age=settings.max_age, revision=migrations.current_revision(connection),
             last_run=store.newest_run(connection, DATA_COMMANDS),
             last_success=store.newest_run(connection, DATA_COMMANDS, status=RunStatus.OK.value),
             running=store.newest_run(connection, DATA_COMMANDS, status=RunStatus.RUNNING.value, finished=False),
-            pairs=[row for venue in settings.venues
-                   for row in _freshness(settings, venue, store.newest_samples(connection, venue), now)],
+            pairs=[row for venue in settings.venues for row in _freshness(settings, venue, samples[venue], now)],
+            empty_venues=[venue for venue in settings.venues if not samples[venue]],
         )
     view.problems = _problems(view)
     return view
@@ -71,6 +72,9 @@ def _problems(view: StatusView) -> list[str]:
             why = (last["error_summary"] or "").strip().splitlines()
             problems.append(f"the last run (#{last['id']}) {last['status']} with exit {last['exit_code']}"
                             + (f": {why[0][:300]}" if why else ""))
+    if view.empty_venues and last is not None:  # (before any run, that one problem says it)
+        problems.append(f"nothing stored for {', '.join(view.empty_venues)}: "
+                        f"no run has fetched {'that venue' if len(view.empty_venues) == 1 else 'those venues'}")
     stale = [p for p in view.pairs if p.stale]
     if stale:
         several = len({p.exchange for p in view.pairs}) > 1

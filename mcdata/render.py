@@ -416,11 +416,12 @@ def status_table(view: StatusView, out: TextIO) -> None:
     terminal.print(summary)
     pairs = Table(title=f"Newest sample per pair (stale after {_ago(view.max_age).removesuffix(' ago')})",
                   title_justify="left")
-    for column in ("pair", "newest sample", "age", "state"):
+    several = len({pair.exchange for pair in view.pairs}) > 1  # the same pair on two venues: two series
+    for column in ("exchange", "pair", "newest sample", "age", "state")[0 if several else 1:]:
         pairs.add_column(column, no_wrap=True)
     for pair in view.pairs:
-        pairs.add_row(printable(pair.pair), timestamp(pair.last_sample), _ago(pair.age),
-                      "STALE" if pair.stale else "ok")
+        pairs.add_row(*[printable(pair.exchange)] * several, printable(pair.pair), timestamp(pair.last_sample),
+                      _ago(pair.age), "STALE" if pair.stale else "ok")
     terminal.print(pairs)
 
 

@@ -108,6 +108,7 @@ class StatusView:
     last_success: RunRow | None
     running: RunRow | None  # a run under way, if any
     pairs: list[PairFreshness]
+    empty_venues: list[str] = field(default_factory=list)  # watched venues without a single stored sample
     problems: list[str] = field(default_factory=list)  # why it is unhealthy; empty when healthy
 
     @property

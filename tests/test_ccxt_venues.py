@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -171,6 +172,16 @@ def test_the_default_pairs_from_binance_and_kraken(env: str, runner: CliRunner, 
     assert ("not listed by binance: btcusd, ltceur, solusd, xrpusd, waveseur, bateth, dogeusd (of the default "
             "pairs); skipped") in result.stderr  # one line, not seven
     assert "waveseur: not listed by kraken; skipped" in result.stderr
+
+    # status only reads: it watches any venue, with the default source (kraken) as cron's shell would have it
+    status = runner.invoke(app, ["status", "--exchange", "binance,kraken"])
+    assert status.exit_code == 0, status.stderr
+    assert re.search(r"│ binance +│ btceur +│", status.stdout) and re.search(r"│ kraken +│ btceur +│", status.stdout)
+    one = json.loads(runner.invoke(app, ["status", "json", "--exchange", "binance"]).stdout)
+    assert sorted(p["pair"] for p in one["pairs"]) == ["adaeur", "btceur", "etheur"]
+    never = runner.invoke(app, ["status", "--exchange", "kraken,bitstamp"])
+    assert never.exit_code == 1
+    assert "unhealthy: nothing stored for bitstamp: no run has fetched that venue" in never.stderr
 
 
 @pytest.mark.parametrize(("kind", "said"), [("html", "an HTML page"), ("truncated", "JSON ccxt could not read")])
