@@ -111,8 +111,12 @@ class CliState:
     debug: bool = False
     quiet: bool = False
 
-    def settings(self, fetching: bool = True, **command_flags: Any) -> Settings:
-        return load_settings({**self.flags, **command_flags}, config_file=self.config_file, fetching=fetching)
+    def settings(self, **command_flags: Any) -> Settings:
+        return load_settings({**self.flags, **command_flags}, config_file=self.config_file)
+
+    def reading_settings(self, **command_flags: Any) -> Settings:
+        """For a command that only reads the database: it may name venues the source cannot fetch."""
+        return load_settings({**self.flags, **command_flags}, config_file=self.config_file, fetching=False)
 
 
 def _state(ctx: typer.Context) -> CliState:
@@ -408,7 +412,7 @@ def status(
     from mcdata import health, render
 
     chosen = _output_format(output_format, format_option)
-    view = health.status(_state(ctx).settings(fetching=False, max_age=max_age, **source_flags))
+    view = health.status(_state(ctx).reading_settings(max_age=max_age, **source_flags))
     render.emit(render.status_output(view), chosen, sys.stdout)
     for problem in view.problems:
         say(f"mcdata: unhealthy: {printable(problem)}")
