@@ -114,8 +114,9 @@ class CliState:
     def settings(self, **command_flags: Any) -> Settings:
         return load_settings({**self.flags, **command_flags}, config_file=self.config_file)
 
-    def reading_settings(self, **command_flags: Any) -> Settings:
-        """For a command that only reads the database: it may name venues the source cannot fetch."""
+    def database_settings(self, **command_flags: Any) -> Settings:
+        """For a command that works on the database alone, never the source: the venues it names need not
+        be ones the configured source can fetch."""
         return load_settings({**self.flags, **command_flags}, config_file=self.config_file, fetching=False)
 
 
@@ -263,7 +264,7 @@ def migrate(
     """
     from mcdata import pipeline
 
-    settings = _state(ctx).settings()
+    settings = _state(ctx).database_settings()
     before, after = pipeline.migrate(settings, revision)
     if before == after:
         log.info("database already at revision %s; nothing to do", after)
@@ -302,7 +303,7 @@ def compute(
     from mcdata import pipeline
     from mcdata.config import parse_timestamp
 
-    settings = _state(ctx).settings()
+    settings = _state(ctx).database_settings()
     moment = parse_timestamp(as_of) if as_of else None
     if delete:
         if moment is None:
@@ -338,7 +339,7 @@ def show(
     if pair and pair.lower() in formats and (output_format is None or output_format.lower() not in formats):
         pair, output_format = output_format, pair  # `mcdata show json`, `mcdata show csv btceur`
     chosen = _output_format(output_format, format_option)
-    settings = _state(ctx).settings()
+    settings = _state(ctx).database_settings()
     if pair is None:
         output = render.overview_output(pipeline.overview(settings, exchange))
     else:
@@ -412,7 +413,7 @@ def status(
     from mcdata import health, render
 
     chosen = _output_format(output_format, format_option)
-    view = health.status(_state(ctx).reading_settings(max_age=max_age, **source_flags))
+    view = health.status(_state(ctx).database_settings(max_age=max_age, **source_flags))
     render.emit(render.status_output(view), chosen, sys.stdout)
     for problem in view.problems:
         say(f"mcdata: unhealthy: {printable(problem)}")
@@ -441,7 +442,7 @@ def alerts(
     from mcdata.config import parse_duration
 
     action, rest = (words[0], words[1:]) if words else (None, [])
-    settings = _state(ctx).settings()
+    settings = _state(ctx).database_settings()
     if action == "test":
         if len(rest) > 1:
             raise ConfigError("`mcdata alerts test` takes one rule name at most")
@@ -541,7 +542,7 @@ def check(
     """
     from mcdata import pipeline
 
-    result = pipeline.check(_state(ctx).settings(), repair)
+    result = pipeline.check(_state(ctx).database_settings(), repair)
     found = result.mismatches
     summary = (f"{found.hourly:,} hourly, {found.two_hourly:,} two-hour, {found.quarterly:,} quarter-day and "
                f"{found.daily:,} daily rollup rows and {found.markets:,} markets rows disagree with the raw prices")
@@ -574,7 +575,7 @@ def prices_delete(
     from mcdata import pipeline
     from mcdata.config import canonical_pair, parse_timestamp
 
-    settings = _state(ctx).settings()
+    settings = _state(ctx).database_settings()
     _exit_with(ctx, pipeline.delete_prices(settings, exchange, canonical_pair(pair),
                                    parse_timestamp(since, "--since") if since else None,
                                    parse_timestamp(until, "--until") if until else None))
@@ -595,7 +596,7 @@ def prices_set(
     from mcdata import pipeline
     from mcdata.config import canonical_pair, parse_timestamp
 
-    _exit_with(ctx, pipeline.set_price(_state(ctx).settings(), exchange, canonical_pair(pair),
+    _exit_with(ctx, pipeline.set_price(_state(ctx).database_settings(), exchange, canonical_pair(pair),
                                parse_timestamp(at, "--at"), price))
 
 

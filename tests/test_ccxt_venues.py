@@ -179,6 +179,13 @@ def test_the_default_pairs_from_binance_and_kraken(env: str, runner: CliRunner, 
     assert re.search(r"│ binance +│ btceur +│", status.stdout) and re.search(r"│ kraken +│ btceur +│", status.stdout)
     one = json.loads(runner.invoke(app, ["status", "json", "--exchange", "binance"]).stdout)
     assert sorted(p["pair"] for p in one["pairs"]) == ["adaeur", "btceur", "etheur"]
+    venues = {"MCDATA_EXCHANGE": "binance,kraken"}  # and so does every command that never asks the source
+    shown = runner.invoke(app, ["show", "csv"], env=venues)
+    assert shown.exit_code == 0, shown.stderr
+    markets = {tuple(line.split(",")[:2]) for line in shown.stdout.split()}
+    assert {("binance", "btceur"), ("kraken", "btceur")} <= markets
+    refused = runner.invoke(app, ["fetch"], env=venues)  # while a fetch from them needs a source that serves them
+    assert refused.exit_code == 2 and "the kraken source serves only the kraken venue" in refused.stderr
     never = runner.invoke(app, ["status", "--exchange", "kraken,bitstamp"])
     assert never.exit_code == 1
     assert "unhealthy: nothing stored for bitstamp: no run has fetched that venue" in never.stderr
