@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,7 @@ def _scripts() -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config())
 
 
+@functools.cache  # the scripts ship with the package: reading them once a process is enough (~20 ms)
 def head_revision() -> str:
     head = _scripts().get_current_head()
     assert head is not None
