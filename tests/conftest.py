@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,13 +152,51 @@ def exchange_env(db_url: str, fake_exchange: FakeExchange, tmp_path: Path,
     return values
 
 
-@pytest.fixture
-def env(exchange_env: dict[str, str], db_url: str) -> str:
-    """The exchange_env, on a migrated database (its URL)."""
+def _migrate(url: str) -> None:
     from mcdata.db import make_engine
     from mcdata.migrations import upgrade
 
-    engine = make_engine(db_url)
+    engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once a session: tests that start migrated start from a copy of it."""
+    path = tmp_path_factory.mktemp("template") / "migrated.db"
+    _migrate(f"sqlite:///{path}")
+    assert not path.with_name(path.name + "-wal").exists()  # all of it is in the one file
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_database: str) -> Iterator[str]:
+    """A PostgreSQL database migrated once a session, the template of those that start migrated."""
+    url = sa.make_url(postgres_database)
+    name = f"{url.database}_migrated"
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    _migrate(url.set(database=name).render_as_string(hide_password=False))
+    yield name
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def env(exchange_env: dict[str, str], db_url: str, request: pytest.FixtureRequest) -> str:
+    """The exchange_env, on a migrated database (its URL): a copy of the session's migrated one, as
+    alembic would leave it (migrating each test's database took a fifth of the suite's time)."""
+    if db_url.startswith("sqlite:///"):
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), db_url.removeprefix("sqlite:///"))
+        return db_url
+    template = request.getfixturevalue("migrated_postgres")
+    url = sa.make_url(db_url)
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE "{url.database}" WITH (FORCE)'))
+        connection.execute(sa.text(f'CREATE DATABASE "{url.database}" TEMPLATE "{template}"'))
+    admin.dispose()
     return db_url

@@ -27,7 +27,8 @@ from mcdata.errors import ExitCode
 from mcdata.migrations import upgrade
 from mcdata.schema import metrics, raw_prices, runs
 from tests.fake_exchange import FakeExchange
-from tests.helpers import assert_metrics_exact, count_rows
+from tests.helpers import assert_metrics_exact, count_rows, raw_samples
+from tests.reference import reference_metrics
 from tests.test_store import assert_rollups_match_the_raw_rows
 
 pytestmark = pytest.mark.slow  # subprocesses, soak, restarts: `-m "not slow"` skips them while working
@@ -139,6 +140,10 @@ def test_five_hundred_hourly_runs_with_faults(db_url: str, tmp_path: Path, monke
             clock["now"] += timedelta(hours=1)
     check_no_gaps(engine, pairs, delisted_at)
     assert_rollups_match_the_raw_rows(engine)
+    every_row = raw_samples(engine)  # the runs' checks read 8 days and the newest row before: the same truth
+    for as_of in (START + timedelta(days=8), delisted_at["solusd"] + timedelta(days=9), clock["now"]):
+        since = as_of - timedelta(days=8)
+        assert reference_metrics(raw_samples(engine, since), as_of) == reference_metrics(every_row, as_of)
     rows = count_rows(engine, raw_prices)
     engine.dispose()
     print(f"\nsoak on {engine.dialect.name}: {sum(codes.values())} runs, exit codes {dict(codes)}, "
