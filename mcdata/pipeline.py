@@ -53,6 +53,7 @@ class Report:
     failures: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     unlisted: set[str] = field(default_factory=set)  # of the skipped: the venue does not (or no longer) list them
+    not_in_list: set[str] = field(default_factory=set)  # of those: the ones its market list lacks
     rows_written: int = 0
     metric_rows: int = 0
     rows_deleted: int = 0
@@ -74,6 +75,7 @@ class Report:
         self.failures.update(other.failures)
         self.skipped.update(other.skipped)
         self.unlisted |= other.unlisted
+        self.not_in_list |= other.not_in_list
         self.as_of = other.as_of or self.as_of
         self.errors.extend(other.errors)
         self.exceptions.extend(other.exceptions)
@@ -195,22 +197,29 @@ def _fetch_venues(engine: Engine, settings: Settings, now: datetime, progress: P
     named = _named(settings, one_of_several=False)
     report = Report("fetch")
     stored = False
+    not_listed: dict[str, list[str]] = {}  # a named pair: why each venue that does not list it said so
     for venue in settings.venues:
         part = _fetch(engine, replace(settings, exchange=venue), now, progress, still_held,
                       one_of_several=True)
         stored = stored or part.pairs_stored > 0
+        for pair in part.not_in_list:
+            not_listed.setdefault(pair, []).append(part.skipped[pair])
         part.failures = {f"{venue}:{pair}": f"{venue}: {why}" for pair, why in part.failures.items()}
         part.skipped = {f"{venue}:{pair}": f"{venue}: {why}" for pair, why in part.skipped.items()}
         part.unlisted = {f"{venue}:{pair}" for pair in part.unlisted}
+        part.not_in_list = {f"{venue}:{pair}" for pair in part.not_in_list}
         part.errors = [f"{venue}: {error}" for error in part.errors]
         report.merge(part)
     if named:
         for pair in settings.pairs:
             nowhere = [key for venue in settings.venues if (key := f"{venue}:{pair}") in report.unlisted]
             if len(nowhere) == len(settings.venues):
+                for why in not_listed.get(pair, []):  # each venue's "did you mean"
+                    log.info("%s", why)
                 for key in nowhere:
                     del report.skipped[key]
                     report.unlisted.discard(key)
+                    report.not_in_list.discard(key)
                 report.failures[pair] = f"{pair}: listed by none of {', '.join(settings.venues)}"
                 report.pairs_requested += 1
                 report.exit_code = worst(report.exit_code, ExitCode.PARTIAL)
@@ -254,6 +263,7 @@ class PairPlan:
         report.failures.update(self.failed)
         report.skipped.update(self.skipped)
         report.unlisted |= self.unlisted
+        report.not_in_list |= set(self.not_in_list)
 
 
 def _named(settings: Settings, one_of_several: bool) -> bool:
@@ -328,7 +338,9 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
     finally:
         report.http_requests = source.http_requests
         plan.into(report)
-    _log_skipped(plan, source.venue, defaults=not settings.pairs_explicit)
+    # (a named pair one venue among several does not list is another's: _fetch_venues says what matters)
+    _log_skipped(plan, source.venue, defaults=not settings.pairs_explicit,
+                 never_listed_too=not (one_of_several and _named(settings, one_of_several=False)))
     if report.failures:
         report.exit_code = ExitCode.PARTIAL if report.pairs_stored else ExitCode.FAILED
     elif not plan.chosen and not (one_of_several and _named(settings, one_of_several=False)):
@@ -339,13 +351,13 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
     return report
 
 
-def _log_skipped(plan: PairPlan, venue: str, defaults: bool) -> None:
+def _log_skipped(plan: PairPlan, venue: str, defaults: bool, never_listed_too: bool = True) -> None:
     """A line per skipped pair, but the default pairs missing from a venue's market list in one line: on a
     venue that quotes in other currencies (Binance: USDT and EUR, no USD) they are most of them, every
     hour. A pair delisted since it was fetched keeps its own line."""
     together = plan.not_in_list if defaults and len(plan.not_in_list) > 1 else []
     for pair, problem in plan.skipped.items():
-        if pair not in together:
+        if pair not in together and (never_listed_too or pair not in plan.not_in_list):
             log.info("%s; skipped", problem)
     if together:
         log.info("not listed by %s: %s (of the default pairs); skipped", venue, ", ".join(together))
