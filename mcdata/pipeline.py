@@ -243,11 +243,14 @@ class PairPlan:
     failed: dict[str, str] = field(default_factory=dict)
     stored: set[str] = field(default_factory=set)
 
-    def skip(self, pair: str, why: str, *, unlisted: bool = False) -> None:
+    def skip(self, pair: str, why: str, *, unlisted: bool = False, never_listed: bool = False) -> None:
+        """`unlisted`: the venue no longer lists it; `never_listed`: its market list lacks it."""
         self._drop(pair)
         self.skipped[pair] = why
-        if unlisted:
+        if unlisted or never_listed:
             self.unlisted.add(pair)
+        if never_listed:
+            self.not_in_list.append(pair)
 
     def fail(self, pair: str, why: str) -> None:
         self._drop(pair)
@@ -289,9 +292,7 @@ def _plan(settings: Settings, source: Source, one_of_several: bool) -> PairPlan:
         elif _named(settings, one_of_several):
             plan.fail(pair, problem)
         else:
-            plan.skip(pair, problem, unlisted=pair not in listing)
-            if pair not in listing:
-                plan.not_in_list.append(pair)
+            plan.skip(pair, problem, never_listed=pair not in listing)
     return plan
 
 
@@ -338,13 +339,12 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
     finally:
         report.http_requests = source.http_requests
         plan.into(report)
-    # (a named pair one venue among several does not list is another's: _fetch_venues says what matters)
-    _log_skipped(plan, source.venue, defaults=not settings.pairs_explicit,
-                 never_listed_too=not (one_of_several and _named(settings, one_of_several=False)))
+    # named pairs a venue among several does not list are another venue's: _fetch_venues judges them
+    judged_across_venues = one_of_several and _named(settings, one_of_several=False)
+    _log_skipped(plan, source.venue, defaults=not settings.pairs_explicit, never_listed_too=not judged_across_venues)
     if report.failures:
         report.exit_code = ExitCode.PARTIAL if report.pairs_stored else ExitCode.FAILED
-    elif not plan.chosen and not (one_of_several and _named(settings, one_of_several=False)):
-        # (named pairs a venue among several does not list are another venue's: _fetch_venues judges them)
+    elif not plan.chosen and not judged_across_venues:
         report.exit_code = ExitCode.FAILED
         report.errors.append(f"{NONE_LISTED} ({source.venue}'s own: `mcdata pairs --source {settings.source} "
                              f"--exchange {source.venue}`; name them with --pairs)")
