@@ -77,8 +77,7 @@ def _problems(view: StatusView) -> list[str]:
                         f"no run has fetched {'that venue' if len(view.empty_venues) == 1 else 'those venues'}")
     stale = [p for p in view.pairs if p.stale]
     if stale:
-        several = len({p.exchange for p in view.pairs}) > 1
-        names = ", ".join(f"{p.exchange}:{p.pair}" if several else p.pair for p in stale[:10])
+        names = ", ".join(f"{p.exchange}:{p.pair}" if view.several_venues else p.pair for p in stale[:10])
         names += f" and {len(stale) - 10} more" if len(stale) > 10 else ""
         problems.append(f"{len(stale)} of {len(view.pairs)} pairs have no sample newer than "
                         f"{duration_text(view.max_age)}: {names}")

@@ -416,12 +416,12 @@ def status_table(view: StatusView, out: TextIO) -> None:
     terminal.print(summary)
     pairs = Table(title=f"Newest sample per pair (stale after {_ago(view.max_age).removesuffix(' ago')})",
                   title_justify="left")
-    several = len({pair.exchange for pair in view.pairs}) > 1  # the same pair on two venues: two series
-    for column in ("exchange", "pair", "newest sample", "age", "state")[0 if several else 1:]:
+    columns = ["pair", "newest sample", "age", "state"]
+    for column in ["exchange", *columns] if view.several_venues else columns:
         pairs.add_column(column, no_wrap=True)
     for pair in view.pairs:
-        pairs.add_row(*[printable(pair.exchange)] * several, printable(pair.pair), timestamp(pair.last_sample),
-                      _ago(pair.age), "STALE" if pair.stale else "ok")
+        cells = [printable(pair.pair), timestamp(pair.last_sample), _ago(pair.age), "STALE" if pair.stale else "ok"]
+        pairs.add_row(*[printable(pair.exchange), *cells] if view.several_venues else cells)
     terminal.print(pairs)
 
 

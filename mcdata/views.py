@@ -114,3 +114,8 @@ class StatusView:
     @property
     def healthy(self) -> bool:
         return not self.problems
+
+    @property
+    def several_venues(self) -> bool:
+        """The same pair may then be two series: every name shown says its venue."""
+        return len({pair.exchange for pair in self.pairs}) > 1
