@@ -77,23 +77,39 @@ def no_secret_in_any_output(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
+def postgres_admin() -> Iterator[sa.Engine]:
+    """A connection to the PostgreSQL of POSTGRES_ENV that creates and drops the tests' databases."""
     admin_url = os.environ.get(POSTGRES_ENV)
     if not admin_url:
         _skip_or_fail(f"{POSTGRES_ENV} is not set")
     assert admin_url
     admin = sa.create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-    name = f"mcdata_test_{secrets.token_hex(4)}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        _skip_or_fail(f"PostgreSQL at {POSTGRES_ENV} is unreachable: {exc.orig}")
-    url = normalize_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    yield url
+    yield admin
+    admin.dispose()
+
+
+def _create_database(admin: sa.Engine, name: str, template: str | None = None) -> str:
+    """A new database (a copy of `template` if given, else empty), replacing one of that name; its URL."""
     with admin.connect() as connection:
         connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
+    return admin.url.set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_database(admin: sa.Engine, name: str) -> None:
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_admin: sa.Engine) -> Iterator[str]:
+    name = f"mcdata_test_{secrets.token_hex(4)}"
+    try:
+        url = _create_database(postgres_admin, name)
+    except sa.exc.OperationalError as exc:
+        _skip_or_fail(f"PostgreSQL at {POSTGRES_ENV} is unreachable: {exc.orig}")
+    yield url
+    _drop_database(postgres_admin, name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -171,18 +187,12 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def migrated_postgres(postgres_database: str) -> Iterator[str]:
+def migrated_postgres(postgres_admin: sa.Engine, postgres_database: str) -> Iterator[str]:
     """A PostgreSQL database migrated once a session, the template of those that start migrated."""
-    url = sa.make_url(postgres_database)
-    name = f"{url.database}_migrated"
-    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    _migrate(url.set(database=name).render_as_string(hide_password=False))
+    name = f"{sa.make_url(postgres_database).database}_migrated"
+    _migrate(_create_database(postgres_admin, name))
     yield name
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    _drop_database(postgres_admin, name)
 
 
 @pytest.fixture
@@ -192,11 +202,7 @@ def env(exchange_env: dict[str, str], db_url: str, request: pytest.FixtureReques
     if db_url.startswith("sqlite:///"):
         shutil.copyfile(request.getfixturevalue("migrated_sqlite"), db_url.removeprefix("sqlite:///"))
         return db_url
-    template = request.getfixturevalue("migrated_postgres")
-    url = sa.make_url(db_url)
-    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE "{url.database}" WITH (FORCE)'))
-        connection.execute(sa.text(f'CREATE DATABASE "{url.database}" TEMPLATE "{template}"'))
-    admin.dispose()
+    name = sa.make_url(db_url).database
+    assert name
+    _create_database(request.getfixturevalue("postgres_admin"), name, request.getfixturevalue("migrated_postgres"))
     return db_url
