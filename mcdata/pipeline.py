@@ -326,8 +326,9 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
             _judge_answers(source, batch, plan, _named(settings, one_of_several))
             with connect(engine) as connection:
                 spans = store.stored_spans(connection, source.venue, list(batch.quotes))
+                pruned = rollups.pruned_before(connection)
             rows = _collect_rows(source, batch.quotes, spans, settings.backfill, now, plan, progress,
-                                 settings.backfill_workers)
+                                 settings.backfill_workers, pruned)
         with _write(engine, still_held) as connection:
             report.rows_written = store.insert_prices(connection, rows)
         plan.stored = {row.pair for row in rows}
@@ -406,22 +407,33 @@ def _collect_rows(
     plan: PairPlan,
     progress: Progress,
     workers: int,
+    pruned: datetime | None = None,
 ) -> list[store.PriceRow]:
     """One ticker row per pair, plus hourly candle closes: the --backfill history of a pair whose stored
     history starts later than that (a new pair, a first answer that was empty, a longer --backfill), and
     the missing hours of a pair whose newest sample is old (a missed run).
 
+    Nothing older than the `pruned` mark is asked for or kept: the database refuses such a sample (it could
+    never be pruned again), and one refused row would fail every run. Such candles are dropped here, in
+    one line (an outage longer than the retention, a --backfill longer than it).
+
     Candle requests run on `workers` threads; the HTTP client keeps them within the rate limit.
     """
     sample_time = now.replace(microsecond=0)
-    wanted_from = now - backfill
+    floor = pruned or datetime.min.replace(tzinfo=UTC)
+    wanted_from = max(now - backfill, floor)
     history_from: dict[str, datetime] = {}
     for pair in quotes:
         first, last = spans.get(pair, (None, None))
         if backfill and (first is None or first - wanted_from > GAP_REPAIR_AFTER):
             history_from[pair] = wanted_from
         elif last is not None and now - last > GAP_REPAIR_AFTER:
-            history_from[pair] = last
+            history_from[pair] = max(last, floor)
+    short = sorted(pair for pair, since in history_from.items() if since == floor)
+    if short:
+        log.info("not fetching history before the pruned mark %s (%s): older samples are not kept",
+                 floor.isoformat(), ", ".join(short) if len(short) <= 5 else f"{len(short)} pairs")
+    dropped = 0
     rows: list[store.PriceRow] = []
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill")
     try:
@@ -434,14 +446,18 @@ def _collect_rows(
                 except (PairError, SourceError) as error:  # one pair's history failed: that pair only
                     plan.fail(pair, str(error) if isinstance(error, PairError) else f"{pair}: {error}")
                 else:
+                    kept = [c for c in candles if c.close_time >= floor]
+                    dropped += len(candles) - len(kept)
                     rows.extend(store.PriceRow(source.venue, pair, c.close_time, c.close, c.volume, "candle", now)
-                                for c in candles)
+                                for c in kept)
                 advance()
     except BaseException:  # Ctrl-C, SIGTERM: stop the other threads' waits instead of waiting for them
         source.cancel()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+    if dropped:
+        log.info("%d candle(s) close before the pruned history (%s): not stored", dropped, floor.isoformat())
     for pair, quote in quotes.items():
         if pair not in plan.failed:
             rows.append(store.PriceRow(source.venue, pair, sample_time, quote.price, None, "ticker", now))
@@ -531,8 +547,9 @@ def _compute(engine: Engine, as_of: datetime, still_held: Callable[[], None],
         pruned = rollups.pruned_before(connection)
         if pruned is not None and as_of - metrics.WEEK < pruned:
             raise ConfigError(
-                f"metrics as of {as_of.isoformat()} need raw prices from before {pruned.isoformat()}, "
-                "which prune deleted", f"the earliest exact as-of time is {(pruned + metrics.WEEK).isoformat()}")
+                f"metrics as of {as_of.isoformat()} read the raw prices from {(as_of - metrics.WEEK).isoformat()}; "
+                f"those before {pruned.isoformat()} were deleted by prune",
+                f"the earliest exact as-of time is {(pruned + metrics.WEEK).isoformat()}")
         report.metric_rows = metrics.compute(connection, as_of, computed_at=utc_now())
         if settings is not None and settings.alerts and report.metric_rows:
             report.alerts_fired = [event.message for venue in settings.venues for event in alerts.evaluate(

@@ -131,8 +131,12 @@ def prune(connection: sa.Connection, older_than: datetime) -> int:
 
     The pruned mark is written first, in the same transaction: the raw table lets deletes below it
     through, and rollups below it are history (whole days: no rollup is left half raw, half pruned).
+    A prune with nothing to delete leaves the mark where it is: the mark refuses every older sample, and
+    moving it for no row would refuse the history a new pair may still backfill.
     """
     cut = older_than.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if connection.execute(sa.select(raw_prices.c.timestamp).where(raw_prices.c.timestamp < cut).limit(1)).first() is None:
+        return 0
     current = connection.execute(sa.select(retention.c.pruned_before)).scalar()
     if current is None:
         connection.execute(retention.insert().values(id=1, pruned_before=cut))

@@ -1,0 +1,77 @@
+"""Issue 22: whatever a peer, a setting or an old decision does, the hourly job keeps collecting: it stores
+what it can, computes, and exits within its budget. Real HTTP on loopback, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from mcdata import pipeline, rollups
+from mcdata.config import load_settings
+from mcdata.db import make_engine
+from mcdata.schema import raw_prices
+from mcdata.store import prune
+from tests.fake_exchange import FakeExchange
+from tests.helpers import assert_metrics_exact, query
+
+T0 = datetime(2026, 11, 1, 12, 5, tzinfo=UTC)
+
+
+def _run(fake: FakeExchange, at: datetime, **settings: str) -> pipeline.Report:
+    fake.clock = at.timestamp
+    return pipeline.run(load_settings({"retention": "8d", **settings}), now=at)
+
+
+def _mark(url: str) -> datetime | None:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return rollups.pruned_before(connection)
+    finally:
+        engine.dispose()
+
+
+def _times(url: str, pair: str) -> list[datetime]:
+    return [r.timestamp for r in query(url, sa.select(raw_prices.c.timestamp).where(raw_prices.c.pair == pair)
+                                       .order_by(raw_prices.c.timestamp))]
+
+
+def test_history_behind_the_pruned_mark_never_stops_collection(env: str, fake_exchange: FakeExchange,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mcdata")
+    assert _run(fake_exchange, T0, pairs="btceur").exit_code == 0
+    # an outage longer than the retention: the runs still compute and prune, so the mark passes the newest sample
+    fake_exchange.fail("/0/public/", "status", times=1000, status=503)
+    outage_end = T0 + timedelta(days=12)
+    assert _run(fake_exchange, outage_end, pairs="btceur").exit_code == 1
+    mark = _mark(env)
+    assert mark == datetime(2026, 11, 5, tzinfo=UTC)
+    assert _times(env, "btceur") == []
+    fake_exchange.faults.clear()
+
+    back = outage_end + timedelta(hours=1)
+    caplog.clear()
+    report = _run(fake_exchange, back, pairs="btceur")
+    assert report.exit_code == 0, report.errors
+    assert "not fetching history before the pruned mark 2026-11-05T00:00:00+00:00 (btceur)" in caplog.text
+    times = _times(env, "btceur")
+    assert times[0] == mark + timedelta(hours=1) and times[-1] == back
+    assert all(b - a <= timedelta(hours=1) for a, b in itertools.pairwise(times))
+
+    # a new pair whose --backfill reaches behind the mark, and a pair left out longer than the retention
+    later = back + timedelta(hours=1)
+    report = _run(fake_exchange, later, pairs="btceur,etheur", backfill="25d")
+    assert report.exit_code == 0, report.errors
+    assert _times(env, "etheur")[0] == mark + timedelta(hours=1)
+    assert report.metric_rows == 2
+    assert_metrics_exact(env, later.replace(microsecond=0))
+
+
+def test_a_prune_that_deletes_nothing_leaves_the_mark(migrated_engine: sa.Engine) -> None:
+    with migrated_engine.begin() as connection:
+        assert prune(connection, T0) == 0
+        assert rollups.pruned_before(connection) is None
