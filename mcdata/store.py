@@ -135,7 +135,8 @@ def prune(connection: sa.Connection, older_than: datetime) -> int:
     moving it for no row would refuse the history a new pair may still backfill.
     """
     cut = older_than.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    if connection.execute(sa.select(raw_prices.c.timestamp).where(raw_prices.c.timestamp < cut).limit(1)).first() is None:
+    older = sa.select(raw_prices.c.timestamp).where(raw_prices.c.timestamp < cut).limit(1)
+    if connection.execute(older).first() is None:
         return 0
     current = connection.execute(sa.select(retention.c.pruned_before)).scalar()
     if current is None:

@@ -13,6 +13,7 @@ Run it by hand for a demo: `python -m tests.fake_exchange --port 8765`, then
 from __future__ import annotations
 
 import email.utils
+import functools
 import gzip
 import json
 import math
@@ -74,12 +75,18 @@ def series_price(level: float, pair: str, t: float) -> float:
     return level * (1 + 0.03 * math.sin(t / 7200 + phase) + 0.01 * math.sin(t / 1100 + phase * 3))
 
 
+@functools.lru_cache(maxsize=4)
+def gzipped_zeros(megabytes: float) -> bytes:
+    return gzip.compress(bytes(int(megabytes * 1024 * 1024)), compresslevel=9)
+
+
 @dataclass
 class Fault:
     """One misbehaviour, served to the next `times` requests whose path starts with `path`."""
 
     path: str
-    kind: str  # status | kraken_error | html | truncated | nested | hang | huge | endless | drip | redirect
+    # status | kraken_error | html | truncated | nested | hang | huge | endless | drip | redirect | bomb | body
+    kind: str
     times: int = 1
     status: int = 500
     message: str = "EGeneral:Too many requests"
@@ -127,6 +134,8 @@ class FakeExchange:
         return f"http://{host}:{port}"
 
     def fail(self, path: str, kind: str, times: int = 1, **options: Any) -> None:
+        if kind in ("bomb", "redirect"):
+            gzipped_zeros(options.get("seconds", 30.0))  # made now: the answer must not be slow to come
         with self._lock:
             self.faults.append(Fault(path, kind, times, **options))
 
@@ -332,9 +341,13 @@ def _handler_for(exchange: FakeExchange) -> type[BaseHTTPRequestHandler]:
                 body = {"error": message}
                 self._send(fault.status, json.dumps(body).encode(), headers)
             elif fault.kind == "redirect":  # to `message`, with a gzip body of `seconds` MB of zeros
-                body = gzip.compress(bytes(int(fault.seconds * 1024 * 1024)))
+                body = gzipped_zeros(fault.seconds)
                 self._send(fault.status if fault.status != 500 else 302, body,
                            {"Location": fault.message, "Content-Encoding": "gzip"})
+            elif fault.kind == "bomb":  # HTTP 200, a gzip body that inflates to `seconds` MB of zeros
+                self._send(200, gzipped_zeros(fault.seconds), {"Content-Encoding": "gzip"})
+            elif fault.kind == "body":  # HTTP `status` (200 unless given), `message` as the JSON body
+                self._send(fault.status if fault.status != 500 else 200, fault.message.encode(), headers)
             elif fault.kind == "kraken_error":
                 self._send(200, json.dumps({"error": [fault.message]}).encode(), headers)
             elif fault.kind == "html":

@@ -122,3 +122,23 @@ def test_a_venue_that_serves_less_history_says_so(ccxt_env: str, runner: CliRunn
     assert "btceur: kraken serves hourly candles from" in result.stderr and "only (asked from" in result.stderr
     candles = query(ccxt_env, sa.select(sa.func.count()).select_from(raw_prices).where(raw_prices.c.kind == "candle"))
     assert candles[0][0] == 719  # Kraken's newest 720 rows, the one still forming left out
+
+
+@pytest.mark.parametrize(("kind", "options"), [
+    ("body", {"message": '{"error": [], "result": {}}'}),  # a list that names nothing
+    ("body", {"message": "{}"}),
+    ("html", {}),  # a maintenance page
+    ("truncated", {}),
+])
+def test_a_market_list_that_names_nothing_is_never_cached(ccxt_env: str, runner: CliRunner,
+                                                          fake_exchange: FakeExchange, kind: str,
+                                                          options: dict[str, str]) -> None:
+    fake_exchange.fail("/0/public/AssetPairs", kind, **options)  # type: ignore[arg-type]
+    failed = runner.invoke(app, ["fetch", "--backfill", "0"])
+    assert failed.exit_code == 1
+    assert "ccxt kraken: " in failed.stderr and "unexpected" not in failed.stderr
+    listings = fake_exchange.count("/0/public/AssetPairs")
+    result = runner.invoke(app, ["fetch", "--backfill", "0"])  # the next run asks again, and stores
+    assert result.exit_code == 0, result.stderr
+    assert fake_exchange.count("/0/public/AssetPairs") == listings + 1
+    assert len(query(ccxt_env, sa.select(raw_prices))) == 9

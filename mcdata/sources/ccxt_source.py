@@ -14,24 +14,22 @@ from __future__ import annotations
 
 import difflib
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from mcdata.config import PAIR_PATTERN, Settings
 from mcdata.errors import ConfigError, PairError, SourceError, masked_url
 from mcdata.sources.base import HOUR, Candle, ListedPair, PriceBatch, Quote, closed_candles, parse_price, parse_volume
 from mcdata.sources.cache import PairListCache
-from mcdata.sources.http import retry_after_seconds
+from mcdata.sources.http import MAX_ANSWER_BYTES, BoundedSession, Budget, backoff, retry_after_seconds
 
 log = logging.getLogger("mcdata.ccxt")
 
 INSTALL = "pip install 'mcdata[ccxt]'"
 MAX_PAGES = 200  # of candles per pair and request of history: far more than any backfill needs
-MAX_BACKOFF_S = 30.0
 
 
 def _ccxt() -> Any:
@@ -59,8 +57,10 @@ class CcxtSource:
     name = "ccxt"
     max_history: timedelta | None = None  # per venue; a venue that serves less is told (candles)
 
-    def __init__(self, exchange: Any, venue: str, settings: Settings, now: Callable[[], datetime]) -> None:
+    def __init__(self, exchange: Any, venue: str, settings: Settings, now: Callable[[], datetime],
+                 budget: Budget) -> None:
         self.exchange = exchange
+        self.budget = budget
         self.venue = venue
         self.now = now
         self.retries = settings.http_retries
@@ -68,7 +68,6 @@ class CcxtSource:
         self.retry_after_max = settings.retry_after_max.total_seconds()
         self.requests = 0
         self.server_time: datetime | None = None
-        self._cancelled = threading.Event()
         self._listing: dict[str, ListedPair] | None = None
         self._downloaded = False
         shown = masked_url(settings.api_url) if settings.api_url else venue
@@ -93,7 +92,12 @@ class CcxtSource:
             raise ConfigError(f"ccxt has no exchange {venue!r}",
                               f"did you mean {' or '.join(close)}?" if close else "`python -c 'import ccxt; "
                               "print(ccxt.exchanges)'` lists them")
-        options: dict[str, Any] = {"enableRateLimit": True, "timeout": int(settings.http_timeout * 1000)}
+        # ccxt's own HTTP calls go through a session with the native client's bounds (no redirect, a byte cap
+        # after decompression, a deadline per answer and for the whole fetch)
+        budget = Budget(f"ccxt {venue}", settings.fetch_timeout.total_seconds())
+        session = BoundedSession(budget, settings.http_timeout, MAX_ANSWER_BYTES)
+        options: dict[str, Any] = {"enableRateLimit": True, "timeout": int(settings.http_timeout * 1000),
+                                   "session": session}
         if settings.origins.get("rate_limit", "default") != "default":  # else ccxt's own pace for the venue
             options["rateLimit"] = 1000 / settings.rate_limit
         exchange = getattr(ccxt, venue)(options)
@@ -105,14 +109,14 @@ class CcxtSource:
             listing_options["types"] = ["spot"]
         if settings.api_url:
             exchange.urls["api"] = _pointed_at(exchange.urls["api"], settings.api_url)
-        return cls(exchange, venue, settings, now)
+        return cls(exchange, venue, settings, now, budget)
 
     @property
     def http_requests(self) -> int:
         return self.requests
 
     def cancel(self) -> None:
-        self._cancelled.set()
+        self.budget.cancelled.set()
 
     # -- calls --------------------------------------------------------------------------------------
     def _call(self, what: str, call: Callable[[], Any], pair: str | None = None, *, batch: bool = False) -> Any:
@@ -121,8 +125,7 @@ class CcxtSource:
         import ccxt
 
         for attempt in range(self.retries + 1):
-            if self._cancelled.is_set():
-                raise SourceError(f"ccxt {self.venue}: cancelled")
+            self.budget.check()
             try:
                 return call()
             except ccxt.BadSymbol as exc:
@@ -145,10 +148,10 @@ class CcxtSource:
                     raise SourceError(f"ccxt {self.venue}: {what} failed after {attempt + 1} attempts: "
                                       f"{exc.__class__.__name__}{answered}: {_first_line(exc)}",
                                       "the venue may be down or throttling; the next run will try again") from None
-                wait = retry_after if retry_after is not None else min(self.backoff * 2**attempt, MAX_BACKOFF_S)
+                wait = backoff(attempt, retry_after, self.backoff)
                 log.info("ccxt %s: %s: %s%s; retry %d/%d in %.1fs", self.venue, what, exc.__class__.__name__,
                          answered, attempt + 1, self.retries, wait)
-                self._cancelled.wait(wait)
+                self.budget.wait(wait)
             except (ValueError, TypeError, KeyError, AttributeError):  # an answer ccxt could not read
                 raise SourceError(f"ccxt {self.venue}: {what}: the venue answered "
                                   f"{_unreadable(getattr(self.exchange, 'last_http_response', None))}",
@@ -156,27 +159,32 @@ class CcxtSource:
         raise AssertionError("unreachable")
 
     # -- pairs --------------------------------------------------------------------------------------
-    def _markets(self, refresh: bool) -> dict[str, Any]:
+    def _markets(self, refresh: bool) -> dict[str, ListedPair]:
+        """The venue's spot markets by mcdata name: from the cache, else downloaded. A list is cached only
+        once it names a market (an HTML page, `{}` or an error body read as an empty list would silence
+        the venue for a day), and a cached one is checked the same way."""
         if not refresh:
             cached = self.cache.load(self._use_cached)
-            if isinstance(cached, dict):
-                return cached
+            if cached is not None:
+                return cast(dict[str, ListedPair], cached)
         markets = self._call("load_markets", lambda: self.exchange.load_markets(reload=True))
+        listing = _listing(markets, self.venue)
         self._downloaded = True
         self.cache.save({"markets": markets})
-        return dict(markets)
+        return listing
 
-    def _use_cached(self, data: dict[str, Any]) -> dict[str, Any]:
+    def _use_cached(self, data: dict[str, Any]) -> dict[str, ListedPair]:
         markets = data["markets"]
         if not isinstance(markets, dict) or not all(
                 isinstance(m, dict) and isinstance(m.get("symbol"), str) for m in markets.values()):
             raise ValueError("not a ccxt market list")
+        listing = _listing(markets, self.venue)
         self.exchange.set_markets(markets)
-        return markets
+        return listing
 
     def _list(self, refresh: bool = False) -> dict[str, ListedPair]:
         if self._listing is None or (refresh and not self._downloaded):
-            self._listing = _listing(self._markets(refresh))
+            self._listing = self._markets(refresh)
         return self._listing
 
     def list_pairs(self) -> list[ListedPair]:
@@ -284,7 +292,7 @@ class _Refused(Exception):
     """The venue refused a symbol of a batched request."""
 
 
-def _listing(markets: dict[str, Any]) -> dict[str, ListedPair]:
+def _listing(markets: dict[str, Any], venue: str) -> dict[str, ListedPair]:
     """Spot markets by mcdata name; two markets with one name are both refused."""
     by_name: dict[str, list[Any]] = {}
     for market in markets.values():
@@ -307,7 +315,8 @@ def _listing(markets: dict[str, Any]) -> dict[str, ListedPair]:
         active = market.get("active") is not False
         listing[name] = ListedPair(name, str(market["symbol"]), active, "online" if active else "inactive")
     if not listing:
-        raise SourceError("ccxt: the venue lists no spot market that mcdata can name")
+        raise SourceError(f"ccxt {venue}: the market list names no spot market mcdata can name; not cached",
+                          "the next run asks again")
     return listing
 
 

@@ -7,7 +7,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -26,6 +26,7 @@ log = logging.getLogger("mcdata.http")
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 30.0
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # decompressed; Binance's whole market list is a few MB
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,109 @@ class _Retryable(Exception):
         super().__init__(reason)
         self.reason = reason
         self.wait = wait
+
+
+class Budget:
+    """A fetch's total time and its cancel switch, shared by every request of one source: each try and
+    each wait is checked against it, so no peer, no Retry-After and no backoff holds a run past it."""
+
+    def __init__(self, source: str, seconds: float, sleep: Callable[[float], None] | None = None) -> None:
+        self.source = source
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self.cancelled = threading.Event()
+        self.sleep = sleep or self.cancelled.wait  # a cancel() wakes every waiting thread at once
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def check(self) -> None:
+        """Before a try: fail now when cancelled or when the budget is spent."""
+        if self.cancelled.is_set():
+            raise SourceError(f"{self.source}: cancelled")
+        if self.left() <= 0:
+            raise SourceError(f"{self.source}: the fetch's time limit of {self.seconds:.0f}s is spent",
+                              "raise MCDATA_FETCH_TIMEOUT, or the next run will try again")
+
+    def wait(self, seconds: float) -> None:
+        """Sleep, unless the wait would end past the budget: then fail now."""
+        if seconds > self.left():
+            raise SourceError(
+                f"{self.source}: a wait of {seconds:.0f}s would pass the fetch's time limit of {self.seconds:.0f}s",
+                "raise MCDATA_FETCH_TIMEOUT or MCDATA_RATE_LIMIT",
+            )
+        self.sleep(seconds)
+        if self.cancelled.is_set():
+            raise SourceError(f"{self.source}: cancelled")
+
+
+def backoff(attempt: int, retry_after: float | None, base: float) -> float:
+    """How long to wait before try `attempt + 1`: the peer's Retry-After, else exponential backoff."""
+    return retry_after if retry_after is not None else min(base * 2**attempt, MAX_BACKOFF_S)
+
+
+def read_capped(answer: requests.Response, source: str, shown: str, max_bytes: int, seconds: float) -> bytes:
+    """The body, decompressed, refusing more than max_bytes (a gzip bomb included: urllib3 inflates at most
+    one chunk at a time) and any body that takes more than `seconds` in total (a dripping peer)."""
+    declared = answer.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise SourceError(f"{source}: GET {shown}: the answer is {int(declared):,} bytes, "
+                          f"more than the {max_bytes:,} allowed")
+    deadline = time.monotonic() + seconds
+    body = bytearray()
+    while chunk := answer.raw.read1(65536, decode_content=True):  # whatever has arrived, not a full block
+        if len(body) + len(chunk) > max_bytes:
+            raise SourceError(f"{source}: GET {shown}: the answer exceeds {max_bytes:,} bytes")
+        if time.monotonic() > deadline:
+            raise _Retryable(f"the answer took more than {seconds:.3g}s to arrive")
+        body += chunk
+    return bytes(body)
+
+
+def refuse_redirect(source: str, shown: str, answer: requests.Response) -> None:
+    """Never follow a redirect: a market-data API has no reason to send one, and following it would carry
+    the API key to another host, bypass the rate limit and read an unbounded body."""
+    if answer.is_redirect or 300 <= answer.status_code < 400:
+        raise SourceError(*_redirect_message(source, shown, answer))
+
+
+class NoRedirectSession(requests.Session):
+    """A session that never reads a redirect's body: with allow_redirects=False, requests still prepares the
+    next request, and reads the whole (decompressed) body of the redirect to do it."""
+
+    def resolve_redirects(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        return iter(())
+
+
+class BoundedSession(NoRedirectSession):
+    """A requests session for a library that makes its own calls (ccxt): every answer is read whole here,
+    under the native client's bounds (no redirect, `max_bytes` decompressed, `timeout` per wait and three
+    times that for the body, all within the budget). A slow answer is a requests Timeout, which the library
+    reports as its own timeout and the caller retries; a redirect or an oversized answer is a SourceError."""
+
+    def __init__(self, budget: Budget, timeout: float, max_bytes: int) -> None:
+        super().__init__()
+        self.budget = budget
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        self.budget.check()
+        seconds = max(0.05, min(self.timeout, self.budget.left()))
+        kwargs.update(stream=True, allow_redirects=False, timeout=(seconds, seconds))
+        answer = super().request(method, url, *args, **kwargs)
+        shown = masked_url(str(answer.url).split("?")[0])
+        try:
+            refuse_redirect(self.budget.source, shown, answer)
+            body = read_capped(answer, self.budget.source, shown, self.max_bytes,
+                               max(0.05, min(3 * self.timeout, self.budget.left())))
+        except _Retryable as slow:
+            raise requests.Timeout(slow.reason) from None
+        finally:
+            answer.close()
+        answer._content = body
+        answer._content_consumed = True  # type: ignore[attr-defined]
+        return answer
 
 
 class HttpClient:
@@ -60,7 +164,7 @@ class HttpClient:
         backoff: float = 1.0,
         retry_after_max: float = 60.0,
         min_interval: float = 0.0,
-        max_bytes: int = 64 * 1024 * 1024,
+        max_bytes: int = MAX_ANSWER_BYTES,
         headers: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] | None = None,
         time_limit: float = 24 * 3600.0,
@@ -74,10 +178,7 @@ class HttpClient:
         self.retry_after_max = retry_after_max
         self.min_interval = min_interval
         self.max_bytes = max_bytes
-        self._cancelled = threading.Event()
-        self.sleep = sleep or self._cancelled.wait  # a cancel() wakes every waiting thread at once
-        self.time_limit = time_limit
-        self.deadline = time.monotonic() + time_limit
+        self.budget = Budget(source, time_limit, sleep)
         self.requests = 0
         self.server_time: datetime | None = None  # the Date header of the first answer: the source's clock
         self.headers = {"User-Agent": f"mcdata/{__version__}", "Accept": "application/json", **(headers or {})}
@@ -90,7 +191,7 @@ class HttpClient:
     def session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
+            session = NoRedirectSession()
             session.headers.update(self.headers)
             self._local.session = session
             with self._lock:
@@ -99,7 +200,7 @@ class HttpClient:
 
     def cancel(self) -> None:
         """Stop: every wait ends now and every later request fails (Ctrl-C, SIGTERM)."""
-        self._cancelled.set()
+        self.budget.cancelled.set()
 
     def close(self) -> None:
         for session in self._sessions:
@@ -125,10 +226,10 @@ class HttpClient:
                         f"{self.source}: GET {shown} failed after {attempt + 1} attempts: {retry.reason}",
                         "the source may be down or throttling; the next run will try again",
                     ) from None
-                wait = retry.wait if retry.wait is not None else min(self.backoff * 2**attempt, MAX_BACKOFF_S)
+                wait = backoff(attempt, retry.wait, self.backoff)
                 log.info("%s: %s; retry %d/%d in %.1fs", self.source, retry.reason, attempt + 1,
                           self.retries, wait)
-                self._wait(wait)
+                self.budget.wait(wait)
         raise AssertionError("unreachable")
 
     def _pace(self) -> None:
@@ -139,18 +240,7 @@ class HttpClient:
             self._next_slot = slot + self.min_interval
             self.requests += 1
         if slot > now:
-            self._wait(slot - now)
-
-    def _wait(self, seconds: float) -> None:
-        """Sleep, unless the wait would end past the fetch's time limit: then the request fails now."""
-        if time.monotonic() + seconds > self.deadline:
-            raise SourceError(
-                f"{self.source}: a wait of {seconds:.0f}s would pass the fetch's time limit of {self.time_limit:.0f}s",
-                "raise MCDATA_FETCH_TIMEOUT or MCDATA_RATE_LIMIT",
-            )
-        self.sleep(seconds)
-        if self._cancelled.is_set():
-            raise SourceError(f"{self.source}: cancelled")
+            self.budget.wait(slot - now)
 
     def _attempt(
         self,
@@ -161,15 +251,15 @@ class HttpClient:
         ok_statuses: frozenset[int],
     ) -> Response:
         self._pace()
+        self.budget.check()
         log.debug("%s: GET %s %s", self.source, shown, dict(params or {}))
+        wait = max(0.05, min(self.timeout, self.budget.left()))
         try:
-            # Never follow a redirect: a market-data API has no reason to send one, and following it
-            # would carry the API key to another host, bypass the rate limit and read an unbounded body.
-            with self.session.get(url, params=params, timeout=(self.timeout, self.timeout), stream=True,
+            with self.session.get(url, params=params, timeout=(wait, wait), stream=True,
                                   allow_redirects=False) as answer:
-                if answer.is_redirect or 300 <= answer.status_code < 400:
-                    raise SourceError(*_redirect_message(self.source, shown, answer))
-                payload = self._read_capped(answer, shown)
+                refuse_redirect(self.source, shown, answer)
+                payload = read_capped(answer, self.source, shown, self.max_bytes,
+                                      max(0.05, min(3 * self.timeout, self.budget.left())))
         except requests.Timeout:
             raise _Retryable(f"no answer within {self.timeout:g}s") from None
         except requests.ConnectionError as exc:
@@ -189,22 +279,6 @@ class HttpClient:
         if throttled:
             raise _Retryable(throttled, self._retry_after(answer))
         return Response(shown, status, body)
-
-    def _read_capped(self, answer: requests.Response, url: str) -> bytes:
-        """The body, refusing more than max_bytes and any body that takes too long in total."""
-        declared = answer.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            raise SourceError(f"{self.source}: GET {url}: the answer is {int(declared):,} bytes, "
-                              f"more than the {self.max_bytes:,} allowed")
-        deadline = time.monotonic() + 3 * self.timeout
-        body = bytearray()
-        while chunk := answer.raw.read1(65536, decode_content=True):  # whatever has arrived, not a full block
-            if len(body) + len(chunk) > self.max_bytes:
-                raise SourceError(f"{self.source}: GET {url}: the answer exceeds {self.max_bytes:,} bytes")
-            if time.monotonic() > deadline:
-                raise _Retryable(f"the answer took more than {3 * self.timeout:g}s to arrive")
-            body += chunk
-        return bytes(body)
 
     def _parse_json(self, payload: bytes, url: str, status: int, content_type: str) -> Any:
         try:
