@@ -9,6 +9,8 @@ seconds at most.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +20,9 @@ from mcdata.views import MetricRow, RunRow
 
 log = logging.getLogger("mcdata")
 
-# A monitor that does not answer costs (1 + PING_RETRIES) × PING_TIMEOUT at most, plus short backoffs.
+# One ping, its retries included, takes at most PING_BUDGET seconds of the run, whatever the monitor does
+# (a dripping answer, a huge one, SIGTERM meanwhile): it runs in a thread that is abandoned past that.
+PING_BUDGET = 5.0
 PING_TIMEOUT = 1.5
 PING_RETRIES = 2
 
@@ -26,28 +30,45 @@ PING_RETRIES = 2
 def ping(url: str, what: str) -> bool:
     """GET {url}/{what} (`start`, or the exit code); True when the monitor took it. The URL is a secret:
     it is never printed, only what was sent and why it failed."""
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.util import Retry
+    outcome: list[str | None] = []
+    worker = threading.Thread(target=lambda: outcome.append(_ping(f"{url}/{what}", time.monotonic() + PING_BUDGET)),
+                              name="ping", daemon=True)  # a daemon: an abandoned ping never keeps the process
+    worker.start()
+    worker.join(PING_BUDGET)
+    problem = outcome[0] if outcome else f"failed: no answer within {PING_BUDGET:g}s (abandoned)"
+    if problem is not None:
+        log.warning("warning: the monitoring ping (%s) %s; the run is not affected", what, problem)
+    return problem is None
 
-    retry = Retry(total=PING_RETRIES, connect=PING_RETRIES, read=PING_RETRIES, redirect=0, backoff_factor=0.1,
-                  status_forcelist=(429, 500, 502, 503, 504), allowed_methods=frozenset({"GET"}),
-                  raise_on_status=False, respect_retry_after_header=False)
-    with requests.Session() as session:
-        session.mount("http://", HTTPAdapter(max_retries=retry))
-        session.mount("https://", HTTPAdapter(max_retries=retry))
-        try:
-            answer = session.get(f"{url}/{what}", timeout=PING_TIMEOUT, allow_redirects=False,
-                                 headers={"User-Agent": f"mcdata/{__version__}"})
-        except requests.RequestException as exc:
-            log.warning("warning: the monitoring ping (%s) failed: %s; the run is not affected", what,
-                        exc.__class__.__name__)
-            return False
-    if answer.status_code >= 300:
-        log.warning("warning: the monitoring ping (%s) was answered with HTTP %d; the run is not affected", what,
-                    answer.status_code)
-        return False
-    return True
+
+def _ping(url: str, deadline: float) -> str | None:
+    """What went wrong ("failed: …", "was answered with …"), or None. Only the status line and headers
+    are read: the body is never downloaded, however big or slow."""
+    import requests
+
+    from mcdata.sources.http import NoRedirectSession
+
+    problem = "failed: not sent"
+    with NoRedirectSession() as session:
+        for attempt in range(PING_RETRIES + 1):
+            left = deadline - time.monotonic()
+            if left <= 0.05:
+                break
+            wait = min(PING_TIMEOUT, left)
+            try:
+                with session.get(url, timeout=(wait, wait), stream=True, allow_redirects=False,
+                                 headers={"User-Agent": f"mcdata/{__version__}"}) as answer:
+                    status = answer.status_code
+            except requests.RequestException as exc:
+                problem = f"failed: {exc.__class__.__name__}"
+            else:
+                if status < 300:
+                    return None
+                problem = f"was answered with HTTP {status}"
+                if status not in (429, 500, 502, 503, 504):
+                    return problem
+            time.sleep(max(0.0, min(0.1 * 2**attempt, deadline - time.monotonic())))
+    return problem
 
 
 @dataclass

@@ -17,6 +17,7 @@ class Receiver:
         self.paths: list[str] = []
         self.bodies: list[bytes] = []  # of POSTs
         self.delay = 0.0  # seconds before each answer
+        self.drip = 0.0  # seconds of a hostile answer: its headers, then its body, a few bytes at a time
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
@@ -43,6 +44,9 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             time.sleep(receiver.delay)
+            if receiver.drip:
+                self._drip()
+                return
             status, headers, body = receiver.next(self.path)
             self.send_response_only(status)
             headers = {"Date": self.date_time_string(), "Content-Type": "application/json",
@@ -51,6 +55,21 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
+
+        def _drip(self) -> None:
+            """An answer that never ends and is never quiet for long: a header every 100 ms (no read timeout
+            fires), then body bytes, until `drip` seconds have passed."""
+            receiver.paths.append(self.path)
+            deadline = time.monotonic() + receiver.drip
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                while time.monotonic() < deadline:
+                    self.wfile.write(b"X-Slow: 1\r\n")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass
+            self.close_connection = True
 
         def do_POST(self) -> None:
             receiver.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))

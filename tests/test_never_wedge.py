@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +22,7 @@ from mcdata.schema import raw_prices
 from mcdata.store import prune
 from tests.fake_exchange import FakeExchange
 from tests.helpers import assert_metrics_exact, query
+from tests.receiver import Receiver
 
 T0 = datetime(2026, 11, 1, 12, 5, tzinfo=UTC)
 
@@ -75,3 +81,42 @@ def test_a_prune_that_deletes_nothing_leaves_the_mark(migrated_engine: sa.Engine
     with migrated_engine.begin() as connection:
         assert prune(connection, T0) == 0
         assert rollups.pruned_before(connection) is None
+
+
+# -- pings: bounded in wall-clock time and bytes --------------------------------------------------------
+def _spawn(*args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "mcdata", *args], env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_a_dripping_monitor_costs_a_run_seconds(env: str) -> None:
+    with Receiver() as monitor:
+        monitor.drip = 120.0
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "mcdata", "run", "--backfill", "0"], capture_output=True,
+                              text=True, env={**os.environ, "MCDATA_PING_URL": f"{monitor.url}/ping/x"}, timeout=60,
+                              check=False)
+        took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert took < 15, took  # two pings of at most 5 s each, and the run itself
+    assert "the monitoring ping (start) failed: no answer within 5s (abandoned)" in done.stderr
+    assert "the monitoring ping (0) failed: no answer within 5s (abandoned)" in done.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_dripping_ping_ends_the_process_within_the_end_pings_budget(env: str) -> None:
+    with Receiver() as monitor:
+        monitor.drip = 120.0
+        process = _spawn("run", "--backfill", "0", MCDATA_PING_URL=f"{monitor.url}/ping/x")
+        deadline = time.monotonic() + 20
+        while monitor.seen == 0 and time.monotonic() < deadline:  # inside the start ping
+            time.sleep(0.05)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        terminated = time.monotonic()
+        _, stderr = process.communicate(timeout=30)
+        took = time.monotonic() - terminated
+    assert process.returncode == 143, stderr
+    assert took < 7, took  # the end ping's 5 s, not the monitor's two minutes
+    assert [p.rsplit("/", 1)[1] for p in monitor.paths] == ["start", "143"]
