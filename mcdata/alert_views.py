@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mcdata import alerts, migrations, store
+from mcdata import alerts, migrations, notify, store
 from mcdata.alert_rules import AlertRule
 from mcdata.config import Settings
 from mcdata.db import connect
@@ -45,12 +45,14 @@ def alert_history(settings: Settings, since: timedelta) -> list[dict[str, object
         migrations.require_head(connection)
         events = connection.execute(sa.select(alert_events).where(alert_events.c.created_at >= now - since)
                                     .order_by(alert_events.c.id.desc())).all()
-    return [{**row._mapping, "delivery": _delivery(row, now)} for row in events]
+    return [{**row._mapping, "delivery": _delivery(row, now, bool(settings.notify))} for row in events]
 
 
-def _delivery(event: sa.Row[Any], now: datetime) -> str:
+def _delivery(event: sa.Row[Any], now: datetime, notify_set: bool) -> str:
     if event.delivered_at is not None:
         return "delivered"
+    if not notify_set:
+        return "no notify URL"  # nobody to tell: it goes out once one is set (within alerts.MAX_AGE)
     if event.attempts >= alerts.MAX_ATTEMPTS or event.created_at < now - alerts.MAX_AGE:
         return "given up"
     return "pending"
@@ -65,5 +67,7 @@ def test_notifications(settings: Settings, rule: str | None) -> list[tuple[str, 
                           f"the rules: {', '.join(r.name for r in settings.alerts) or 'none'}")
     about = f" for the rule {rule!r}" if rule else ""
     body = f"A test of mcdata's notifications{about}, sent {utc_now():%Y-%m-%d %H:%M:%S} UTC."
-    return [(f"#{index} {masked_notify_url(url)}", alerts.send(url, alerts.TEST_TITLE, body))
-            for index, url in enumerate(settings.notify, 1)]
+    outcomes = notify.send_all([(url, alerts.TEST_TITLE, body) for url in settings.notify],
+                               alerts.DELIVERY_BUDGET.total_seconds())
+    return [(f"#{index} {masked_notify_url(url)}", outcome.error)
+            for index, (url, outcome) in enumerate(zip(settings.notify, outcomes, strict=True), 1)]

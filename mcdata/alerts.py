@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from mcdata import notify
 from mcdata.alert_rules import AlertRule
 from mcdata.errors import masked_notify_url
 from mcdata.schema import alert_events, alert_state, metrics, raw_prices
@@ -33,8 +32,9 @@ JITTER = timedelta(minutes=5)
 MAX_ATTEMPTS = 24  # a day of hourly runs
 MAX_AGE = timedelta(days=2)  # an event older than this is not sent any more: it would be news from the past
 TEST_TITLE = "mcdata test notification"
-# The longest a run spends delivering (it holds the lock meanwhile); what is left waits for the next run.
-DELIVERY_BUDGET = timedelta(seconds=60)
+# The longest a run spends delivering (it holds the lock meanwhile), whatever the receivers do: then the
+# notifier process is killed; what is left waits for the next run.
+DELIVERY_BUDGET = timedelta(seconds=20)
 
 
 @dataclass(frozen=True)
@@ -197,27 +197,6 @@ def fingerprint(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
-def send(url: str, title: str, body: str) -> str | None:
-    """Send one notification through apprise; None when it went, else why not (no URL, no token in it)."""
-    import apprise
-
-    notifier = apprise.Apprise()
-    if not notifier.add(url):
-        return "not a notification URL apprise accepts"
-    with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
-        try:
-            sent = notifier.notify(body=body, title=title)
-        except Exception as exc:  # a plugin's own bug must not fail the run: the event stays pending
-            return f"the notifier failed ({exc.__class__.__name__})"
-    if sent:
-        return None
-    lines = [line for line in captured.getvalue().splitlines() if line.strip()]
-    if not lines:
-        return "the service did not take it"
-    reason = re.sub(r"^.*?\b(DEBUG|INFO|WARNING|ERROR|CRITICAL) - ", "", lines[-1])  # apprise's own prefix
-    return re.sub(r"\S+://\S+", "<url>", reason)[:300]
-
-
 def pending(connection: sa.Connection, now: datetime) -> list[Any]:
     return list(connection.execute(
         sa.select(alert_events).where(alert_events.c.delivered_at.is_(None),
@@ -229,46 +208,74 @@ def pending(connection: sa.Connection, now: datetime) -> list[Any]:
 def deliver(write: Callable[[], Any], urls: Sequence[str], now: Callable[[], datetime]) -> tuple[int, int]:
     """Send every pending event to every notify URL that has not taken it yet: (delivered, failed).
 
-    Each attempt is counted (committed) before it is sent, and its outcome after: a process killed
-    between the two sends that event again on the next run, once; so does a send that timed out after
-    the receiver got it. Nothing is sent twice otherwise. The caller holds the writer lock, so two runs
-    never deliver at once.
+    Each attempt is counted (committed) before it is sent and its outcome recorded after, all within
+    DELIVERY_BUDGET (notify.send_all: a process killed when the budget ends). An event repeats at most
+    once: when a receiver did not answer (it may have taken it: marked `?` in delivered_to, sent once
+    more, then counted as taken), or when this process is killed between sending and recording. With no
+    notify URL nothing is sent and nothing is marked delivered: the events wait for a URL.
     """
-    delivered = failed = 0
+    if not urls:
+        return 0, 0
     with write() as connection:
         events = pending(connection, now())
+    if not events:
+        return 0, 0
     marks = [fingerprint(url) for url in urls]
-    deadline = time.monotonic() + DELIVERY_BUDGET.total_seconds()
-    for index, event in enumerate(events):
-        if time.monotonic() > deadline:
-            left = len(events) - index
-            log.warning("warning: %d alert(s) left pending: delivering took longer than %gs; the next run goes on",
-                        left, DELIVERY_BUDGET.total_seconds())
-            return delivered, failed + left
+    jobs: list[notify.Job] = []
+    owners: list[tuple[int, int]] = []  # (event index, URL index) of each job
+    for number, event in enumerate(events):
         taken = set((event.delivered_to or "").split())
+        for index, (url, mark) in enumerate(zip(urls, marks, strict=True)):
+            if mark not in taken:
+                jobs.append((url, f"mcdata alert: {event.rule}", event.message))
+                owners.append((number, index))
+    tried = sorted({events[number].id for number, _ in owners})
+    if tried:
         with write() as connection:
-            connection.execute(alert_events.update().where(alert_events.c.id == event.id)
+            connection.execute(alert_events.update().where(alert_events.c.id.in_(tried))
                                .values(attempts=alert_events.c.attempts + 1))
-        errors = []
-        for index, (url, mark) in enumerate(zip(urls, marks, strict=True), 1):
-            if mark in taken:
-                continue
-            error = send(url, f"mcdata alert: {event.rule}", event.message)
-            if error is None:
-                taken.add(mark)
-            else:
-                errors.append(f"notify URL #{index} {masked_notify_url(url)}: {error}")
-        done = taken.issuperset(marks)
-        with write() as connection:
-            connection.execute(alert_events.update().where(alert_events.c.id == event.id).values(
-                delivered_to=" ".join(sorted(taken)) or None, delivered_at=now() if done else None,
-                last_error="; ".join(errors) or None))
-        if done:
-            delivered += 1
-        else:
-            failed += 1
-            tries = event.attempts + 1
-            last = " (the last try: it is too many)" if tries >= MAX_ATTEMPTS else "; the next run tries again"
-            log.warning("warning: alert #%d not delivered (attempt %d): %s%s", event.id, tries, "; ".join(errors),
-                        last)
+    outcomes = notify.send_all(jobs, DELIVERY_BUDGET.total_seconds())
+    by_event: dict[int, list[tuple[int, notify.Outcome]]] = {}
+    for (number, index), outcome in zip(owners, outcomes, strict=True):
+        by_event.setdefault(number, []).append((index, outcome))
+    delivered = failed = 0
+    with write() as connection:
+        for number, event in enumerate(events):
+            done = _record_delivery(connection, event, urls, marks, by_event.get(number, []), now())
+            delivered += done
+            failed += not done
+    left = sum(not o.started for o in outcomes)
+    if left:
+        log.warning("warning: %d notification(s) left pending: delivering took longer than %gs; the next run "
+                    "goes on", left, DELIVERY_BUDGET.total_seconds())
     return delivered, failed
+
+
+def _record_delivery(connection: sa.Connection, event: Any, urls: Sequence[str], marks: Sequence[str],
+                     outcomes: Sequence[tuple[int, notify.Outcome]], now: datetime) -> bool:
+    """Record what each URL did with one event; True when every URL has taken it."""
+    taken = set((event.delivered_to or "").split())
+    errors = []
+    for index, outcome in outcomes:
+        mark = marks[index]
+        if outcome.error is None or (outcome.uncertain and f"?{mark}" in taken):
+            taken.add(mark)  # taken, or unanswered twice: counted as taken (it repeats at most once)
+            taken.discard(f"?{mark}")
+            continue
+        if outcome.uncertain:
+            taken.add(f"?{mark}")
+        if outcome.started:
+            errors.append(f"notify URL #{index + 1} {masked_notify_url(urls[index])}: {outcome.error}")
+    done = all(mark in taken for mark in marks)
+    values: dict[str, Any] = {"delivered_to": " ".join(sorted(taken)) or None,
+                              "delivered_at": now if done else None}
+    if errors or done:
+        values["last_error"] = "; ".join(errors) or None
+    if outcomes and not done and not any(outcome.started for _, outcome in outcomes):
+        values["attempts"] = alert_events.c.attempts - 1  # the budget ended before it was tried
+    connection.execute(alert_events.update().where(alert_events.c.id == event.id).values(**values))
+    if errors:
+        tries = event.attempts + 1
+        last = " (the last try: it is too many)" if tries >= MAX_ATTEMPTS else "; the next run tries again"
+        log.warning("warning: alert #%d not delivered (attempt %d): %s%s", event.id, tries, "; ".join(errors), last)
+    return done

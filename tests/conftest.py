@@ -12,14 +12,19 @@ import re
 import secrets
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from mcdata import pipeline
+from mcdata.config import load_settings
 from mcdata.db import normalize_url
 from tests.fake_exchange import FakeExchange
+from tests.receiver import Receiver
 
 POSTGRES_ENV = "MCDATA_TEST_POSTGRES_URL"
 # Every secret any test hands to mcdata: no command's output, in any test, may contain one.
@@ -206,3 +211,35 @@ def env(exchange_env: dict[str, str], db_url: str, request: pytest.FixtureReques
     assert name
     _create_database(request.getfixturevalue("postgres_admin"), name, request.getfixturevalue("migrated_postgres"))
     return db_url
+
+
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture
+def hourly(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Runs an hour apart on a controlled clock (the exchange's prices and Date follow it), with a spike rule
+    on btceur and a JSON webhook receiver."""
+    clock = {"now": datetime.now(UTC).replace(microsecond=0) - 8 * HOUR}
+    with FakeExchange(clock=lambda: clock["now"].timestamp()) as exchange, Receiver() as receiver:
+        config = tmp_path / "config.toml"
+        config.write_text(f'notify = ["json://127.0.0.1:{receiver.url.rsplit(":", 1)[1]}/hook"]\n'
+                          'pairs = ["btceur", "etheur"]\n'
+                          '[[alerts]]\nname = "btc-spike"\nrule = "spike"\nfactor = 3\nwindow = "1h"\n'
+                          'pairs = ["btceur"]\n')
+        for name, value in {"MCDATA_DATABASE_URL": db_url, "MCDATA_API_URL": exchange.url, "MCDATA_CONFIG": str(config),
+                            "MCDATA_RATE_LIMIT": "1000", "MCDATA_HTTP_BACKOFF": "0.01", "MCDATA_BACKFILL": "3h",
+                            "MCDATA_CACHE_DIR": str(tmp_path / "cache")}.items():
+            monkeypatch.setenv(name, value)
+        yield {"clock": clock, "exchange": exchange, "receiver": receiver, "config": config, "db": db_url}
+
+
+def hour(world: dict[str, Any], price: float | None = None) -> pipeline.Report:
+    """One hourly run; `price` overrides btceur's ticker."""
+    world["clock"]["now"] += HOUR
+    world["exchange"].price_overrides.clear()
+    if price is not None:
+        world["exchange"].price_overrides["btceur"] = str(price)
+    report = pipeline.run(load_settings(), now=world["clock"]["now"])
+    assert report.exit_code == 0, report.errors
+    return report

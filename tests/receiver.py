@@ -57,14 +57,14 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def _drip(self) -> None:
-            """An answer that never ends and is never quiet for long: a header every 100 ms (no read timeout
-            fires), then body bytes, until `drip` seconds have passed."""
+            """An answer that never ends and is never quiet for long: one header, a byte every 100 ms (no read
+            timeout fires, no header limit is reached), until `drip` seconds have passed."""
             receiver.paths.append(self.path)
             deadline = time.monotonic() + receiver.drip
             try:
-                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
                 while time.monotonic() < deadline:
-                    self.wfile.write(b"X-Slow: 1\r\n")
+                    self.wfile.write(b"1")
                     self.wfile.flush()
                     time.sleep(0.1)
             except OSError:

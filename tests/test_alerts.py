@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,12 @@ from mcdata.config import load_settings
 from mcdata.errors import ConfigError
 from mcdata.schema import alert_events, alert_state, raw_prices
 from mcdata.store import PriceRow, insert_prices
+from tests.conftest import HOUR, hour
 from tests.fake_exchange import FakeExchange
 from tests.helpers import count_rows, execute, query
 from tests.receiver import Receiver
 
 T = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-HOUR = timedelta(hours=1)
 
 
 def store(engine: sa.Engine, pair: str, samples: list[tuple[timedelta, float]]) -> None:
@@ -147,9 +147,9 @@ def test_fire_once_rearm_and_cool_down(migrated_engine: sa.Engine) -> None:
     above = rule("above", price=100, cooldown="4h")
     prices = [101, 102, 99, 103, 98, 104]  # one an hour: true, true, false, true (in cooldown), false, true
     fired_at = []
-    for hour, price in enumerate(prices):
-        store(migrated_engine, "aaa", [(hour * HOUR, float(price))])
-        fired_at += [hour for _ in judge_at(migrated_engine, above, as_of=T + hour * HOUR)]
+    for step, price in enumerate(prices):
+        store(migrated_engine, "aaa", [(step * HOUR, float(price))])
+        fired_at += [step for _ in judge_at(migrated_engine, above, as_of=T + step * HOUR)]
     assert fired_at == [0, 5]  # hour 3 is within 4h of hour 0: firing, without an event
     assert state(migrated_engine, "above").last_fired_at == T + 5 * HOUR
 
@@ -195,35 +195,6 @@ def test_notify_urls_are_checked_and_never_shown(runner: CliRunner, monkeypatch:
 
 
 # -- end to end: hourly runs, a receiver on loopback ------------------------------------------------
-@pytest.fixture
-def hourly(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """Runs an hour apart on a controlled clock (the exchange's prices and Date follow it), with a spike rule
-    on btceur and a JSON webhook receiver."""
-    clock = {"now": datetime.now(UTC).replace(microsecond=0) - 8 * HOUR}
-    with FakeExchange(clock=lambda: clock["now"].timestamp()) as exchange, Receiver() as receiver:
-        config = tmp_path / "config.toml"
-        config.write_text(f'notify = ["json://127.0.0.1:{receiver.url.rsplit(":", 1)[1]}/hook"]\n'
-                          'pairs = ["btceur", "etheur"]\n'
-                          '[[alerts]]\nname = "btc-spike"\nrule = "spike"\nfactor = 3\nwindow = "1h"\n'
-                          'pairs = ["btceur"]\n')
-        for name, value in {"MCDATA_DATABASE_URL": db_url, "MCDATA_API_URL": exchange.url, "MCDATA_CONFIG": str(config),
-                            "MCDATA_RATE_LIMIT": "1000", "MCDATA_HTTP_BACKOFF": "0.01", "MCDATA_BACKFILL": "3h",
-                            "MCDATA_CACHE_DIR": str(tmp_path / "cache")}.items():
-            monkeypatch.setenv(name, value)
-        yield {"clock": clock, "exchange": exchange, "receiver": receiver, "config": config, "db": db_url}
-
-
-def hour(world: dict[str, Any], price: float | None = None) -> pipeline.Report:
-    """One hourly run; `price` overrides btceur's ticker."""
-    world["clock"]["now"] += HOUR
-    world["exchange"].price_overrides.clear()
-    if price is not None:
-        world["exchange"].price_overrides["btceur"] = str(price)
-    report = pipeline.run(load_settings(), now=world["clock"]["now"])
-    assert report.exit_code == 0, report.errors
-    return report
-
-
 def notifications(receiver: Receiver) -> list[dict[str, Any]]:
     return [json.loads(body) for body in receiver.bodies]
 
@@ -331,8 +302,13 @@ def test_without_notify_urls_an_alert_is_recorded_and_printed_even_with_quiet(
     assert result.exit_code == 0, result.stderr
     assert "mcdata: alert: btc-spike: btceur on kraken: " in result.stderr
     [event] = query(hourly["db"], sa.select(alert_events))
-    assert event.delivered_at is not None and event.last_error is None
+    # nobody to tell is its own state: never "delivered", and the event waits for a notify URL
+    assert event.delivered_at is None and event.last_error is None and event.attempts == 0
     assert hourly["receiver"].bodies == []
+    history = runner.invoke(app, ["alerts", "history", "json"])
+    assert history.exit_code == 0
+    [shown] = next(iter(json.loads(history.stdout).values()))
+    assert shown["delivery"] == "no notify URL"
 
 
 def test_an_event_is_not_sent_after_the_attempt_cap_or_the_age_limit(migrated_engine: sa.Engine) -> None:
@@ -351,10 +327,14 @@ def test_a_slow_receiver_cannot_hold_the_run_past_the_delivery_budget(
     event = {"rule": "btc-spike", "exchange": "kraken", "pair": "btceur", "as_of": hourly["clock"]["now"],
              "value": 1.0, "baseline": 1.0, "message": "pending", "created_at": hourly["clock"]["now"], "attempts": 0}
     execute(hourly["db"], alert_events.insert(), [event, event])
-    hourly["receiver"].delay = 0.5
-    monkeypatch.setattr(alerts, "DELIVERY_BUDGET", timedelta(seconds=0.3))
+    hourly["receiver"].delay = 3
+    monkeypatch.setattr(alerts, "DELIVERY_BUDGET", timedelta(seconds=6))
+    started = time.monotonic()
     report = hour(hourly)
+    assert time.monotonic() - started < 9
     assert (report.alerts_delivered, report.alerts_undelivered) == (1, 1)  # the second waits for the next run
+    second = query(hourly["db"], sa.select(alert_events).order_by(alert_events.c.id))[1]
+    assert second.delivered_to.startswith("?") and second.delivered_at is None  # sent, never answered
     hourly["receiver"].delay = 0
     assert hour(hourly).alerts_delivered == 1
-    assert len(hourly["receiver"].bodies) == 2
+    assert len(hourly["receiver"].bodies) == 3  # the unanswered one once more: at most one repeat

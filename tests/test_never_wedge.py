@@ -11,17 +11,20 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
-from mcdata import pipeline, rollups
+from mcdata import alerts, notify, pipeline, rollups
 from mcdata.config import load_settings
 from mcdata.db import make_engine
-from mcdata.schema import raw_prices
+from mcdata.schema import alert_events, raw_prices
 from mcdata.store import prune
+from tests.conftest import hour
 from tests.fake_exchange import FakeExchange
-from tests.helpers import assert_metrics_exact, query
+from tests.helpers import assert_metrics_exact, execute, query
 from tests.receiver import Receiver
 
 T0 = datetime(2026, 11, 1, 12, 5, tzinfo=UTC)
@@ -120,3 +123,54 @@ def test_sigterm_during_a_dripping_ping_ends_the_process_within_the_end_pings_bu
     assert process.returncode == 143, stderr
     assert took < 7, took  # the end ping's 5 s, not the monitor's two minutes
     assert [p.rsplit("/", 1)[1] for p in monitor.paths] == ["start", "143"]
+
+
+# -- alerts: delivered once, by a process the run can abandon --------------------------------------------
+def _pending_event(world: dict[str, Any]) -> None:
+    now = world["clock"]["now"]
+    execute(world["db"], alert_events.insert(), {
+        "rule": "btc-spike", "exchange": "kraken", "pair": "btceur", "as_of": now, "value": 1.0, "baseline": 1.0,
+        "message": "pending", "created_at": now, "attempts": 0})
+
+
+def test_a_webhook_that_never_answers_gets_an_event_at_most_twice(hourly: dict[str, Any]) -> None:
+    hour(hourly)
+    _pending_event(hourly)
+    hourly["receiver"].delay = notify.NOTIFY_TIMEOUT + 2  # slower than every timeout: the outcome is unknown
+    for _ in range(4):
+        hour(hourly)
+    assert len(hourly["receiver"].bodies) == 2  # sent, unanswered; sent once more, then counted as taken
+    [event] = query(hourly["db"], sa.select(alert_events))
+    assert event.delivered_at is not None and event.attempts == 2
+
+
+def test_events_wait_while_no_notify_url_is_set_and_go_out_when_one_is(hourly: dict[str, Any],
+                                                                        runner: CliRunner) -> None:
+    config = hourly["config"].read_text()
+    hour(hourly)
+    hourly["config"].write_text(config.split("\n", 1)[1])  # notify emptied
+    _pending_event(hourly)
+    hour(hourly)
+    [event] = query(hourly["db"], sa.select(alert_events))
+    assert event.delivered_at is None and event.attempts == 0 and hourly["receiver"].bodies == []
+    hourly["config"].write_text(config)  # the URL is back
+    hour(hourly)
+    [event] = query(hourly["db"], sa.select(alert_events))
+    assert event.delivered_at is not None and len(hourly["receiver"].bodies) == 1
+
+
+@pytest.mark.slow
+def test_a_dripping_webhook_cannot_keep_the_process_past_the_delivery_budget(hourly: dict[str, Any]) -> None:
+    hour(hourly)
+    hourly["clock"]["now"] = datetime.now(UTC).replace(microsecond=0)
+    _pending_event(hourly)
+    hourly["receiver"].drip = 300.0
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "mcdata", "run"], capture_output=True, text=True,
+                          env=dict(os.environ), timeout=120, check=False)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert took < alerts.DELIVERY_BUDGET.total_seconds() + 10, took
+    [event] = query(hourly["db"], sa.select(alert_events))
+    assert event.delivered_at is None and event.attempts == 1 and event.delivered_to.startswith("?")
+    assert "no answer before the delivery budget ended" in event.last_error

@@ -1,0 +1,177 @@
+"""Notifications sent through apprise in a process of their own, which the run kills when its budget ends.
+
+A receiver that never finishes answering, apprise's worker threads (which the interpreter joins at exit)
+and a plugin's own retries can then neither hold the run's lock past its budget nor keep the process
+alive after it. The URLs travel on the worker's standard input, never on its command line (`ps`).
+
+In the worker, every HTTP call apprise makes follows no redirect, waits at most NOTIFY_TIMEOUT for a
+connection and for each read, and reads at most NOTIFY_ANSWER_BYTES of the answer (its status is what
+counts). A call with no answer at all is *uncertain*: the receiver may have taken the notification.
+
+Protocol: stdin holds a JSON list of [url, title, body]; for each, in order, the worker prints
+{"started": i} before sending and {"done": i, "error": text or null, "uncertain": bool} after.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+NOTIFY_TIMEOUT = 5.0  # seconds: to connect, and between two reads of an answer
+NOTIFY_ANSWER_BYTES = 64 * 1024  # of an answer's body: a receiver says ok or not in far less
+
+Job = tuple[str, str, str]  # url, title, body
+
+
+@dataclass(frozen=True)
+class Outcome:
+    error: str | None  # None: the receiver took it
+    uncertain: bool = False  # no answer: the receiver may have taken it
+    started: bool = True  # False: never sent (the budget ended first)
+
+
+def send_all(jobs: Sequence[Job], budget: float) -> list[Outcome]:
+    """Send each job, in order, within `budget` seconds in all; each job's outcome. What the budget cut off
+    is uncertain if it had started, not sent otherwise."""
+    never = Outcome("not sent: the delivery budget ended first", started=False)
+    outcomes = [never] * len(jobs)
+    if not jobs:
+        return outcomes
+    package_root = str(Path(__file__).resolve().parent.parent)
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root,
+                                                                              os.environ.get("PYTHONPATH")]))}
+    worker = subprocess.Popen([sys.executable, "-m", "mcdata.notify"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=environment)
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_read_lines, args=(worker, lines), name="notify-reader", daemon=True).start()
+    deadline = time.monotonic() + budget
+    try:
+        assert worker.stdin is not None
+        try:
+            worker.stdin.write(json.dumps([list(job) for job in jobs]))
+            worker.stdin.close()
+        except OSError:  # the worker died at once: every job stays unsent
+            pass
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            _take(json.loads(line), outcomes)
+    finally:
+        worker.kill()
+        code = worker.wait()
+    if code not in (0, -9) and all(not o.started for o in outcomes):
+        outcomes = [Outcome(f"the notifier process failed (exit {code})", started=False)] * len(jobs)
+    return outcomes
+
+
+def _read_lines(worker: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
+    assert worker.stdout is not None
+    for line in worker.stdout:
+        lines.put(line)
+    lines.put(None)
+
+
+def _take(message: dict[str, Any], outcomes: list[Outcome]) -> None:
+    if "started" in message:
+        outcomes[message["started"]] = Outcome("no answer before the delivery budget ended", uncertain=True)
+    else:
+        outcomes[message["done"]] = Outcome(message["error"], bool(message["uncertain"]))
+
+
+# -- the worker -------------------------------------------------------------------------------------------
+class _Call:
+    uncertain = False  # of the job under way (apprise may make its calls on a thread of its own)
+
+
+_call = _Call()
+
+
+def _bound_requests() -> None:
+    """Every requests call in this process: no redirect, bounded waits, a bounded read of the answer."""
+    import requests
+
+    original = requests.Session.request
+
+    def bounded(self: requests.Session, method: str | bytes, url: str | bytes, *args: Any,
+                **kwargs: Any) -> requests.Response:
+        kwargs.update(stream=True, allow_redirects=False, timeout=(NOTIFY_TIMEOUT, NOTIFY_TIMEOUT))
+        try:
+            answer = original(self, method, url, *args, **kwargs)
+        except requests.ReadTimeout:
+            _call.uncertain = True  # sent, never answered
+            raise
+        try:
+            answer._content = _head_of(answer)
+        finally:
+            answer.close()
+        answer._content_consumed = True  # type: ignore[attr-defined]
+        return answer
+
+    requests.Session.request = bounded  # type: ignore[method-assign]
+    requests.Session.resolve_redirects = lambda *args, **kwargs: iter(())  # type: ignore[method-assign]
+
+
+def _head_of(answer: Any) -> bytes:
+    """At most NOTIFY_ANSWER_BYTES of the body, read for at most NOTIFY_TIMEOUT."""
+    deadline = time.monotonic() + NOTIFY_TIMEOUT
+    body = bytearray()
+    try:
+        while len(body) < NOTIFY_ANSWER_BYTES and time.monotonic() < deadline:
+            chunk = answer.raw.read1(NOTIFY_ANSWER_BYTES - len(body), decode_content=True)
+            if not chunk:
+                break
+            body += chunk
+    except Exception as exc:  # the status is what counts; a broken body is just shorter
+        logging.getLogger("mcdata").debug("notify: the answer's body broke off: %s", exc.__class__.__name__)
+    return bytes(body)
+
+
+def send(url: str, title: str, body: str) -> str | None:
+    """Send one notification through apprise; None when it went, else why not (no URL, no token in it)."""
+    import apprise
+
+    notifier = apprise.Apprise()
+    if not notifier.add(url):
+        return "not a notification URL apprise accepts"
+    with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
+        try:
+            sent = notifier.notify(body=body, title=title)
+        except Exception as exc:  # a plugin's own bug: the event stays pending
+            return f"the notifier failed ({exc.__class__.__name__})"
+    if sent:
+        return None
+    lines = [line for line in captured.getvalue().splitlines() if line.strip()]
+    if not lines:
+        return "the service did not take it"
+    reason = re.sub(r"^.*?\b(DEBUG|INFO|WARNING|ERROR|CRITICAL) - ", "", lines[-1])  # apprise's own prefix
+    return re.sub(r"\S+://\S+", "<url>", reason)[:300]
+
+
+def main() -> None:
+    _bound_requests()
+    jobs = json.loads(sys.stdin.read())
+    for index, (url, title, body) in enumerate(jobs):
+        print(json.dumps({"started": index}), flush=True)
+        _call.uncertain = False
+        error = send(url, title, body)
+        print(json.dumps({"done": index, "error": error, "uncertain": error is not None and _call.uncertain}),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
