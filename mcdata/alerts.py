@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mcdata import notify
+from mcdata import notify, store
 from mcdata.alert_rules import AlertRule
 from mcdata.errors import masked_notify_url
 from mcdata.schema import alert_events, alert_state, metrics, raw_prices
@@ -155,11 +155,12 @@ def _windows(connection: sa.Connection, rule: AlertRule,
     earliest = min(m.latest_at for m in markets) - reach
     latest_at = {m.pair: m.latest_at for m in markets}
     query = (sa.select(raw_prices.c.pair, raw_prices.c.timestamp, raw_prices.c.price)
-             .where(raw_prices.c.exchange == markets[0].exchange, raw_prices.c.pair.in_(list(latest_at)),
-                    raw_prices.c.timestamp >= earliest)
+             .where(raw_prices.c.exchange == markets[0].exchange,
+                    raw_prices.c.pair.in_(sa.bindparam("pairs", expanding=True)), raw_prices.c.timestamp >= earliest)
              .order_by(raw_prices.c.pair, raw_prices.c.timestamp))
     windows: dict[str, list[tuple[datetime, float]]] = {}
-    for row in connection.execute(query):
+    rows = (row for chunk in store.chunked(latest_at) for row in connection.execute(query, {"pairs": chunk}))
+    for row in rows:
         end = latest_at[row.pair]
         if end - reach <= row.timestamp < end:
             windows.setdefault(row.pair, []).append((row.timestamp, row.price))
@@ -230,9 +231,9 @@ def deliver(write: Callable[[], Any], urls: Sequence[str], now: Callable[[], dat
                 jobs.append((url, f"mcdata alert: {event.rule}", event.message))
                 owners.append((number, index))
     tried = sorted({events[number].id for number, _ in owners})
-    if tried:
-        with write() as connection:
-            connection.execute(alert_events.update().where(alert_events.c.id.in_(tried))
+    with write() as connection:
+        for chunk in store.chunked(tried):
+            connection.execute(alert_events.update().where(alert_events.c.id.in_(chunk))
                                .values(attempts=alert_events.c.attempts + 1))
     outcomes = notify.send_all(jobs, DELIVERY_BUDGET.total_seconds())
     by_event: dict[int, list[tuple[int, notify.Outcome]]] = {}

@@ -6,13 +6,15 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 
 from mcdata.errors import RunStatus
 from mcdata.schema import UTCDateTime, markets, metrics, raw_prices, retention, runs
 from mcdata.views import MetricRow, RunRow
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,15 +28,25 @@ class PriceRow:
     fetched_at: datetime
 
 
+# Values bound in one statement at most: PostgreSQL takes 65,535 parameters, SQLite 32,766, and a venue
+# can list more pairs than that (`--pairs all`).
+MAX_BOUND = 10_000
+
+
+def chunked(values: Iterable[T], size: int = MAX_BOUND) -> Iterator[list[T]]:
+    iterator = iter(values)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
 def stored_spans(connection: sa.Connection, exchange: str,
                  pairs: Sequence[str]) -> dict[str, tuple[datetime, datetime]]:
     """The oldest and newest stored sample time of each pair that has one (from the trigger-kept markets list)."""
-    if not pairs:
-        return {}
     query = sa.select(markets.c.pair, markets.c.first_at, markets.c.last_at).where(
         markets.c.exchange == exchange, markets.c.pair.in_(sa.bindparam("pairs", expanding=True))
     )
-    return {row.pair: (row.first_at, row.last_at) for row in connection.execute(query, {"pairs": list(pairs)})}
+    return {row.pair: (row.first_at, row.last_at)
+            for chunk in chunked(pairs) for row in connection.execute(query, {"pairs": chunk})}
 
 
 PRICE_COLUMNS = ("exchange", "pair", "timestamp", "price", "volume", "kind", "fetched_at")
@@ -50,7 +62,7 @@ def insert_prices(connection: sa.Connection, rows: Iterable[PriceRow]) -> int:
     if connection.dialect.name == "postgresql":
         return _copy_insert(connection, list(rows))
     inserted = 0
-    for chunk in _chunks(rows, 20_000):
+    for chunk in chunked(rows, 20_000):
         values = [{column: getattr(row, column) for column in PRICE_COLUMNS} for row in chunk]
         inserted += int(connection.execute(_SQLITE_INSERT_NEW, values).rowcount)
     return inserted
@@ -64,12 +76,6 @@ _SQLITE_INSERT_NEW = sa.text(
     "WHERE NOT EXISTS (SELECT 1 FROM raw_crypto_pair_price_history "
     "WHERE exchange = :exchange AND pair = :pair AND timestamp = :timestamp)"
 ).bindparams(sa.bindparam("timestamp", type_=UTCDateTime()), sa.bindparam("fetched_at", type_=UTCDateTime()))
-
-
-def _chunks(rows: Iterable[PriceRow], size: int) -> Iterator[list[PriceRow]]:
-    iterator = iter(rows)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
 
 
 _COPY_TYPES = ["text", "text", "timestamptz", "float8", "float8", "text", "timestamptz"]
@@ -273,7 +279,8 @@ def price_series(
                raw_prices.c.timestamp > since, raw_prices.c.timestamp <= until)
         .order_by(raw_prices.c.exchange, raw_prices.c.pair, raw_prices.c.timestamp)
     )
-    for row in connection.execute(query, {"pairs": pairs}):
-        if (row.exchange, row.pair) in series:
-            series[(row.exchange, row.pair)].append((row.timestamp, row.price))
+    for chunk in chunked(pairs):
+        for row in connection.execute(query, {"pairs": chunk}):
+            if (row.exchange, row.pair) in series:
+                series[(row.exchange, row.pair)].append((row.timestamp, row.price))
     return series

@@ -17,11 +17,11 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from mcdata import alerts, notify, pipeline, rollups
+from mcdata import alerts, notify, pipeline, rollups, store
 from mcdata.config import load_settings
 from mcdata.db import make_engine
 from mcdata.schema import alert_events, raw_prices
-from mcdata.store import prune
+from mcdata.store import PriceRow, insert_prices, prune
 from tests.conftest import hour
 from tests.fake_exchange import FakeExchange
 from tests.helpers import assert_metrics_exact, execute, query
@@ -174,3 +174,18 @@ def test_a_dripping_webhook_cannot_keep_the_process_past_the_delivery_budget(hou
     [event] = query(hourly["db"], sa.select(alert_events))
     assert event.delivered_at is None and event.attempts == 1 and event.delivered_to.startswith("?")
     assert "no answer before the delivery budget ended" in event.last_error
+
+
+# -- a venue with more pairs than a statement can bind ----------------------------------------------------
+def test_more_pairs_than_a_statement_can_bind(migrated_engine: sa.Engine) -> None:
+    """PostgreSQL binds at most 65,535 values in one statement and SQLite 32,766: `--pairs all` on a venue
+    that lists more failed every run."""
+    pairs = [f"p{index:05d}usd" for index in range(70_000)]
+    with migrated_engine.begin() as connection:
+        insert_prices(connection, [PriceRow("big", pair, T0, 1.0 + i, None, "ticker", T0)
+                                   for i, pair in enumerate(pairs)])
+    with migrated_engine.connect() as connection:
+        spans = store.stored_spans(connection, "big", [*pairs, "absent"])
+        series = store.price_series(connection, [("big", pair) for pair in pairs], T0 - timedelta(hours=1), T0)
+    assert len(spans) == 70_000 and spans["p69999usd"] == (T0, T0)
+    assert len(series) == 70_000 and series[("big", "p12345usd")] == [(T0, 12346.0)]
