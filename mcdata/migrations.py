@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,8 @@ from sqlalchemy.engine import Engine
 from mcdata.db import connect, display_url, writer_lock
 from mcdata.errors import NotMigratedError
 from mcdata.schema import metadata
+
+log = logging.getLogger("mcdata")
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -73,9 +76,26 @@ def upgrade(engine: Engine, revision: str = "head", *, locked: bool = False) -> 
         connection.rollback()
         with connection.begin():
             command.upgrade(alembic_config(connection), revision)
+            if current_revision(connection) == head_revision():
+                _rebuild_after_quarantine(connection)
         after = current_revision(connection)
         connection.rollback()
     return before, after
+
+
+def _rebuild_after_quarantine(connection: sa.Connection) -> None:
+    """Rows that migration 0004 moved to the quarantine still count in the rollups and the markets list
+    that were built with them: rebuild those once, at the head revision (whose rollup code this is)."""
+    from mcdata import rollups
+    from mcdata.schema import raw_price_quarantine as quarantine
+
+    moved = connection.execute(sa.select(quarantine.c.id).where(quarantine.c.rollups_rebuilt.is_(False))).all()
+    if not moved:
+        return
+    log.warning("warning: %d raw price row(s) that today's checks refuse were moved to raw_price_quarantine; "
+                "rebuilding the rollups without them", len(moved))
+    rollups.rebuild(connection)
+    connection.execute(quarantine.update().values(rollups_rebuilt=True))
 
 
 def require_head(connection: sa.Connection) -> None:

@@ -225,6 +225,8 @@ alert_state = sa.Table(
     sa.Column("firing", sa.Boolean(), nullable=False, comment="the condition held at the last judgement"),
     sa.Column("last_fired_at", UTCDateTime(), nullable=True, comment="as-of time of the last event"),
     sa.Column("judged_at", UTCDateTime(), nullable=False),
+    sa.Column("definition", sa.String(16), nullable=True,
+              comment="fingerprint of the rule as defined when judged: a changed rule starts fresh"),
     sa.PrimaryKeyConstraint("rule", "exchange", "pair"),
 )
 
@@ -248,4 +250,33 @@ alert_events = sa.Table(
     sa.Column("delivered_to", sa.Text(), nullable=True, comment="fingerprints of the notify URLs that took it"),
     sa.PrimaryKeyConstraint("id"),
     sa.Index(None, "created_at"),
+)
+
+# Markets the venue's own list says it no longer lists, found by a fetch: `status` shows them delisted,
+# not stale. A fetch that stores the market again removes its row.
+delisted_markets = sa.Table(
+    "delisted_markets",
+    metadata,
+    sa.Column("exchange", sa.String(40), nullable=False),
+    sa.Column("pair", sa.String(40), nullable=False),
+    sa.Column("since", UTCDateTime(), nullable=False, comment="the first fetch that found it gone"),
+    sa.PrimaryKeyConstraint("exchange", "pair"),
+)
+
+# Raw rows an older mcdata stored that today's checks refuse (a price outside the band, an impossible
+# SQLite date, a time later than the migration): migration 0004 moves them here, as they were, instead of
+# failing; the rollups are rebuilt without them once the database reaches the head revision.
+raw_price_quarantine = sa.Table(
+    "raw_price_quarantine",
+    metadata,
+    sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
+    sa.Column("exchange", sa.String(40), nullable=False),
+    sa.Column("pair", sa.String(40), nullable=False),
+    sa.Column("timestamp", sa.Text(), nullable=False, comment="as it was stored"),
+    sa.Column("price", sa.Double(), nullable=True),
+    sa.Column("volume", sa.Double(), nullable=True),
+    sa.Column("kind", sa.String(8), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("rollups_rebuilt", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.PrimaryKeyConstraint("id"),
 )

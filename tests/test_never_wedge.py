@@ -17,10 +17,10 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from mcdata import alerts, notify, pipeline, rollups, store
+from mcdata import alerts, migrations, notify, pipeline, rollups, store
 from mcdata.config import load_settings
 from mcdata.db import make_engine
-from mcdata.schema import alert_events, raw_prices
+from mcdata.schema import UTCDateTime, alert_events, raw_price_quarantine, raw_prices
 from mcdata.store import PriceRow, insert_prices, prune
 from tests.conftest import hour
 from tests.fake_exchange import FakeExchange
@@ -189,3 +189,34 @@ def test_more_pairs_than_a_statement_can_bind(migrated_engine: sa.Engine) -> Non
         series = store.price_series(connection, [("big", pair) for pair in pairs], T0 - timedelta(hours=1), T0)
     assert len(spans) == 70_000 and spans["p69999usd"] == (T0, T0)
     assert len(series) == 70_000 and series[("big", "p12345usd")] == [(T0, 12346.0)]
+
+
+# -- a database written by an older version ----------------------------------------------------------------
+def test_rows_that_todays_checks_refuse_are_quarantined_by_the_migration(engine: sa.Engine) -> None:
+    """An older version stored a price outside the band, an impossible SQLite date, a sample from a clock
+    that was ahead: `migrate` used to fail on them (and every run after it exit 4)."""
+    migrations.upgrade(engine, "0003")
+    good = [("kraken", "btceur", T0 + timedelta(hours=h), 100.0 + h) for h in range(3)]
+    bad = [("kraken", "btceur", "2026-11-01 15:05:00.000000", 1e13, "price outside 1e-12 .. 1e12"),
+           ("kraken", "etheur", "2099-01-01 00:00:00.000000", 5.0, "later than the migration")]
+    if engine.dialect.name == "sqlite":
+        bad.append(("kraken", "etheur", "2026-11-31 10:00:00.000000", 7.0, "not a real instant"))
+    insert = sa.text("INSERT INTO raw_crypto_pair_price_history (exchange, pair, timestamp, price, volume, kind, "
+                     "fetched_at) VALUES (:exchange, :pair, :timestamp, :price, NULL, 'ticker', :timestamp)")
+    with engine.begin() as connection:
+        for exchange, pair, moment, price in good:
+            connection.execute(insert.bindparams(sa.bindparam("timestamp", type_=UTCDateTime())),
+                               {"exchange": exchange, "pair": pair, "timestamp": moment, "price": price})
+        for exchange, pair, text, price, _ in bad:
+            timestamp = text if engine.dialect.name == "sqlite" else datetime.fromisoformat(text + "+00:00")
+            connection.execute(insert, {"exchange": exchange, "pair": pair, "timestamp": timestamp, "price": price})
+    assert migrations.upgrade(engine)[1] == migrations.head_revision()
+    with engine.connect() as connection:
+        moved = connection.execute(sa.select(raw_price_quarantine.c.pair, raw_price_quarantine.c.timestamp,
+                                             raw_price_quarantine.c.price, raw_price_quarantine.c.reason)).all()
+        assert sorted(moved) == sorted((pair, text, price, reason) for _, pair, text, price, reason in bad)
+        assert [(r.pair, r.price) for r in connection.execute(sa.select(raw_prices))] == \
+            [("btceur", price) for _, _, _, price in good]
+        assert rollups.verify(connection).total == 0  # the rollups and markets no longer count them
+        assert set(store.newest_samples(connection)) == {("kraken", "btceur")}
+    assert migrations.upgrade(engine)[1] == migrations.head_revision()  # nothing more to do

@@ -125,6 +125,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_raw_price_edits")),
     )
     _mark_pruned_history()
+    _quarantine_refused_rows(dialect)
     with op.batch_alter_table("runs") as batch:
         batch.drop_constraint("status", type_="check")
         batch.create_check_constraint("status", sa.text(STATUSES))
@@ -149,6 +150,45 @@ def upgrade() -> None:
         op.execute(context.script.get_revision("0003").module.SQLITE_TRIGGER)  # the batch dropped it
         for guard in SQLITE_GUARDS:
             op.execute(guard)
+
+
+def create_quarantine() -> None:
+    """mcdata.schema.raw_price_quarantine as of this revision (0009 creates it where 0004 ran before)."""
+    op.create_table(
+        "raw_price_quarantine",
+        sa.Column("id", sa.Integer(), sa.Identity(always=False), nullable=False),
+        sa.Column("exchange", sa.String(length=40), nullable=False),
+        sa.Column("pair", sa.String(length=40), nullable=False),
+        sa.Column("timestamp", sa.Text(), nullable=False, comment="as it was stored"),
+        sa.Column("price", sa.Double(), nullable=True),
+        sa.Column("volume", sa.Double(), nullable=True),
+        sa.Column("kind", sa.String(length=8), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("rollups_rebuilt", sa.Boolean(), server_default=sa.false(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_raw_price_quarantine")),
+    )
+
+
+def _quarantine_refused_rows(dialect: str) -> None:
+    """Rows an older version stored that the checks below refuse are moved to raw_price_quarantine, so
+    that the migration (and every run after it) never fails on them; mcdata.migrations rebuilds the rollups
+    without them at the head revision. A sample later than now (a clock that was ahead) would pin the
+    pair's newest sample and stop gap repair: it is moved too."""
+    create_quarantine()
+    later = (f"timestamp > strftime('%Y-%m-%d %H:%M:%f', 'now', '+{FUTURE}')" if dialect == "sqlite"
+             else f"timestamp > now() + interval '{FUTURE}'")
+    reasons = [(f"NOT ({PRICE_BAND})", "price outside 1e-12 .. 1e12"),
+               (f"NOT ({VOLUME_BAND})", "volume outside 0 .. 1e18"),
+               (later, "later than the migration")]
+    if dialect == "sqlite":
+        reasons.insert(0, (f"NOT ({SQLITE_TIME})", "not a real instant"))
+    cast_time = "timestamp" if dialect == "sqlite" else "to_char(timestamp AT TIME ZONE 'UTC', " \
+        "'YYYY-MM-DD HH24:MI:SS.US')"
+    for condition, reason in reasons:
+        op.execute(f"INSERT INTO raw_price_quarantine (exchange, pair, timestamp, price, volume, kind, reason) "
+                   f"SELECT exchange, pair, {cast_time}, price, volume, kind, '{reason}' FROM {RAW} "
+                   f"WHERE {condition}")
+        op.execute(f"DELETE FROM {RAW} WHERE {condition}")
 
 
 def _mark_pruned_history() -> None:
@@ -202,3 +242,4 @@ def downgrade() -> None:
         batch.create_check_constraint("status", sa.text(OLD_STATUSES))
     op.drop_table("raw_price_edits")
     op.drop_table("retention")
+    op.execute("DROP TABLE IF EXISTS raw_price_quarantine")
