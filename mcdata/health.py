@@ -18,7 +18,13 @@ from mcdata.views import PairFreshness, StatusView
 
 log = logging.getLogger("mcdata")
 
-DATA_COMMANDS = ("run", "fetch")  # the commands that bring prices: their runs are the ones watched
+DATA_COMMANDS = ("run", "fetch")  # the commands that bring prices
+SCHEDULED = ("run",)  # what cron runs: a fetch typed by hand (a wrong URL, a test) says nothing of health
+
+
+def _watched(connection: sa.Connection) -> tuple[str, ...]:
+    """The scheduled job's runs; where `run` never ran (fetch and compute scheduled apart), the fetches."""
+    return SCHEDULED if store.newest_run(connection, SCHEDULED, finished=False) else DATA_COMMANDS
 
 
 def status(settings: Settings) -> StatusView:
@@ -27,12 +33,15 @@ def status(settings: Settings) -> StatusView:
     with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
         migrations.require_head(connection)
         samples = {venue: store.newest_samples(connection, venue) for venue in settings.venues}
+        gone = {venue: store.delisted(connection, venue) for venue in settings.venues}
+        watched = _watched(connection)
         view = StatusView(
             now=now, max_age=settings.max_age, revision=migrations.current_revision(connection),
-            last_run=store.newest_run(connection, DATA_COMMANDS),
-            last_success=store.newest_run(connection, DATA_COMMANDS, status=RunStatus.OK.value),
-            running=store.newest_run(connection, DATA_COMMANDS, status=RunStatus.RUNNING.value, finished=False),
-            pairs=[row for venue in settings.venues for row in _freshness(settings, venue, samples[venue], now)],
+            last_run=store.newest_run(connection, watched),
+            last_success=store.newest_run(connection, watched, status=RunStatus.OK.value),
+            running=store.newest_run(connection, watched, status=RunStatus.RUNNING.value, finished=False),
+            pairs=[row for venue in settings.venues
+                   for row in _freshness(settings, venue, samples[venue], gone[venue], now)],
             empty_venues=[venue for venue in settings.venues if not samples[venue]],
         )
     view.problems = _problems(view)
@@ -40,9 +49,10 @@ def status(settings: Settings) -> StatusView:
 
 
 def _freshness(settings: Settings, venue: str, samples: dict[tuple[str, str], datetime],
-               now: datetime) -> list[PairFreshness]:
+               delisted: dict[str, datetime], now: datetime) -> list[PairFreshness]:
     """The watched pairs: every stored one with `all`, the named ones when named, and of the default list
-    the ones ever stored (a default pair the source does not list is skipped by fetch, not stale)."""
+    the ones ever stored (a default pair the source does not list is skipped by fetch, not stale). A pair
+    the venue delisted is shown as such, never stale: no run can bring it new prices."""
     stored = sorted(pair for _, pair in samples)
     if settings.pairs == ("all",):
         pairs = stored
@@ -54,7 +64,9 @@ def _freshness(settings: Settings, venue: str, samples: dict[tuple[str, str], da
     for pair in pairs:
         last = samples.get((venue, pair))
         age = None if last is None else max(now - last, timedelta(0))
-        rows.append(PairFreshness(venue, pair, last, age, age is None or age > settings.max_age))
+        gone = delisted.get(pair)
+        rows.append(PairFreshness(venue, pair, last, age, gone is None and (age is None or age > settings.max_age),
+                                  gone))
     return rows
 
 
@@ -91,7 +103,7 @@ def monitoring_facts(settings: Settings, started: datetime, finished: datetime, 
     try:
         with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
             facts.run = store.newest_run(connection, ("run",), since=started - timedelta(seconds=1))
-            success = store.newest_run(connection, DATA_COMMANDS, status=RunStatus.OK.value)
+            success = store.newest_run(connection, _watched(connection), status=RunStatus.OK.value)
             facts.last_success = success["finished_at"] if success else None
             facts.metrics = store.latest_metrics(connection, utc_now() + CLOCK_TOLERANCE)
             facts.last_samples = store.newest_samples(connection)

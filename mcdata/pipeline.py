@@ -54,6 +54,7 @@ class Report:
     skipped: dict[str, str] = field(default_factory=dict)
     unlisted: set[str] = field(default_factory=set)  # of the skipped: the venue does not (or no longer) list them
     not_in_list: set[str] = field(default_factory=set)  # of those: the ones its market list lacks
+    pairs_unfetched: int = 0  # configured pairs a source that failed as a whole never answered for: failed too
     rows_written: int = 0
     metric_rows: int = 0
     rows_deleted: int = 0
@@ -68,8 +69,8 @@ class Report:
 
     def merge(self, other: Report) -> None:
         self.exit_code = worst(self.exit_code, other.exit_code)
-        for name in ("pairs_requested", "pairs_stored", "rows_written", "metric_rows", "rows_deleted",
-                     "http_requests", "alerts_delivered", "alerts_undelivered"):
+        for name in ("pairs_requested", "pairs_stored", "pairs_unfetched", "rows_written", "metric_rows",
+                     "rows_deleted", "http_requests", "alerts_delivered", "alerts_undelivered"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.alerts_fired.extend(other.alerts_fired)
         self.failures.update(other.failures)
@@ -156,6 +157,9 @@ def _recorded(engine: Engine, command: str, source: str | None, work: Callable[[
     except BaseException as error:
         message = classify(error)[1]
         exit_code = exit_code_of(error)
+        if exit_code == ExitCode.USAGE:  # a mistyped command did nothing: it is no run, and no health problem
+            _forget_run(engine, run_id)
+            raise
         _record_end(engine, run_id, status=RunStatus.of(exit_code).value, exit_code=exit_code,
                     error_summary=message[:2000])
         raise
@@ -163,9 +167,18 @@ def _recorded(engine: Engine, command: str, source: str | None, work: Callable[[
     problems = [*report.failures.values(), *report.errors]
     _record_end(engine, run_id, status=RunStatus.of(report.exit_code).value, exit_code=int(report.exit_code),
                 as_of=report.as_of, pairs_requested=report.pairs_requested, pairs_stored=report.pairs_stored,
-                pairs_failed=len(report.failures), rows_written=report.rows_written + report.metric_rows,
-                http_requests=report.http_requests, error_summary="; ".join(problems)[:2000] or None)
+                pairs_failed=len(report.failures) + report.pairs_unfetched,
+                rows_written=report.rows_written + report.metric_rows, http_requests=report.http_requests,
+                error_summary="; ".join(problems)[:2000] or None)
     return report
+
+
+def _forget_run(engine: Engine, run_id: int) -> None:
+    try:
+        with engine.begin() as connection:
+            store.delete_run(connection, run_id)
+    except sa.exc.DBAPIError as exc:
+        log.debug("could not forget run %s: %s", run_id, exc)
 
 
 def _record_end(engine: Engine, run_id: int, **fields: object) -> None:
@@ -242,6 +255,8 @@ class PairPlan:
     not_in_list: list[str] = field(default_factory=list)  # of those, the ones its market list lacks
     failed: dict[str, str] = field(default_factory=dict)
     stored: set[str] = field(default_factory=set)
+    gone: set[str] = field(default_factory=set)  # the venue's own list lacks them (delisted, if ever stored)
+    listed: set[str] | None = None  # with `all`: every market the venue lists (the stored others are gone)
 
     def skip(self, pair: str, why: str, *, unlisted: bool = False, never_listed: bool = False) -> None:
         """`unlisted`: the venue no longer lists it; `never_listed`: its market list lacks it."""
@@ -282,9 +297,11 @@ def _plan(settings: Settings, source: Source, one_of_several: bool) -> PairPlan:
     listing = {p.symbol: p for p in source.list_pairs()}
     if settings.pairs == ("all",):
         plan.chosen = sorted(p.symbol for p in listing.values() if p.active)
+        plan.listed = set(listing)
         return plan
     if settings.pairs_explicit and any(p not in listing for p in settings.pairs):
         listing = {p.symbol: p for p in source.refresh_pairs()}  # the cached list may be stale
+    plan.gone = {pair for pair in settings.pairs if pair not in listing}
     for pair in settings.pairs:
         problem = _unavailable(pair, listing, source)
         if problem is None:
@@ -331,15 +348,20 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
                                  settings.backfill_workers, pruned)
         with _write(engine, still_held) as connection:
             report.rows_written = store.insert_prices(connection, rows)
+            if plan.listed is not None:
+                plan.gone |= {pair for _, pair in store.newest_samples(connection, source.venue)} - plan.listed
+            store.record_listing(connection, source.venue, plan.gone, {row.pair for row in rows}, now)
         plan.stored = {row.pair for row in rows}
     except SourceError as error:
         report.errors.append(str(error))
         report.exceptions.append(error)
         report.exit_code = ExitCode.FAILED
+        plan.into(report)
+        _count_unfetched(settings, plan, report)
         return report
     finally:
         report.http_requests = source.http_requests
-        plan.into(report)
+    plan.into(report)
     # named pairs a venue among several does not list are another venue's: _fetch_venues judges them
     judged_across_venues = one_of_several and _named(settings, one_of_several=False)
     _log_skipped(plan, source.venue, defaults=not settings.pairs_explicit, never_listed_too=not judged_across_venues)
@@ -350,6 +372,16 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
         report.errors.append(f"{NONE_LISTED} ({source.venue}'s own: `mcdata pairs --source {settings.source} "
                              f"--exchange {source.venue}`; name them with --pairs)")
     return report
+
+
+def _count_unfetched(settings: Settings, plan: PairPlan, report: Report) -> None:
+    """A source that failed as a whole failed every configured pair it was to fetch: the named or default
+    ones the plan had not judged yet (all of them when the pair list itself failed), and the chosen ones."""
+    unplanned = [] if settings.pairs == ("all",) else [
+        pair for pair in settings.pairs if pair not in plan.chosen and pair not in plan.failed
+        and pair not in plan.skipped]
+    report.pairs_unfetched = len(plan.chosen) + len(unplanned)
+    report.pairs_requested += len(unplanned)
 
 
 def _log_skipped(plan: PairPlan, venue: str, defaults: bool, never_listed_too: bool = True) -> None:
@@ -388,7 +420,9 @@ def _judge_answers(source: Source, batch: PriceBatch, plan: PairPlan, named: boo
         plan.skip(pair, why)
     if not batch.failures:
         return
-    listed = {p.symbol for p in source.refresh_pairs() if p.active}
+    refreshed = {p.symbol: p for p in source.refresh_pairs()}
+    listed = {symbol for symbol, p in refreshed.items() if p.active}
+    plan.gone |= {pair for pair in batch.failures if pair not in refreshed}
     for pair, error in batch.failures.items():
         if pair in listed:
             plan.fail(pair, str(error))

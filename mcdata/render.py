@@ -389,13 +389,14 @@ def _run_text(run: RunRow | None, now: datetime) -> str:
 
 def status_output(view: StatusView) -> Output:
     pairs = [{"exchange": p.exchange, "pair": p.pair, "last_sample": p.last_sample,
-              "age_seconds": None if p.age is None else p.age.total_seconds(), "stale": p.stale} for p in view.pairs]
+              "age_seconds": None if p.age is None else p.age.total_seconds(), "stale": p.stale,
+              "delisted_since": p.delisted_since} for p in view.pairs]
     document = {"healthy": view.healthy, "problems": view.problems, "now": view.now,
                 "max_age_seconds": view.max_age.total_seconds(), "schema_revision": view.revision,
                 "last_run": _run_facts(view.last_run, view.now),
                 "last_success": _run_facts(view.last_success, view.now),
                 "running": _run_facts(view.running, view.now), "pairs": pairs}
-    return Output(document, pairs, ["exchange", "pair", "last_sample", "age_seconds", "stale"],
+    return Output(document, pairs, ["exchange", "pair", "last_sample", "age_seconds", "stale", "delisted_since"],
                   lambda out: status_table(view, out))
 
 
@@ -420,7 +421,8 @@ def status_table(view: StatusView, out: TextIO) -> None:
     for column in ["exchange", *columns] if view.several_venues else columns:
         pairs.add_column(column, no_wrap=True)
     for pair in view.pairs:
-        cells = [printable(pair.pair), timestamp(pair.last_sample), _ago(pair.age), "STALE" if pair.stale else "ok"]
+        state = "delisted" if pair.delisted_since else "STALE" if pair.stale else "ok"
+        cells = [printable(pair.pair), timestamp(pair.last_sample), _ago(pair.age), state]
         pairs.add_row(*[printable(pair.exchange), *cells] if view.several_venues else cells)
     terminal.print(pairs)
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 import sqlalchemy as sa
 
 from mcdata.errors import RunStatus
-from mcdata.schema import UTCDateTime, markets, metrics, raw_prices, retention, runs
+from mcdata.schema import UTCDateTime, delisted_markets, markets, metrics, raw_prices, retention, runs
 from mcdata.views import MetricRow, RunRow
 
 T = TypeVar("T")
@@ -153,6 +153,28 @@ def prune(connection: sa.Connection, older_than: datetime) -> int:
     return int(result.rowcount)
 
 
+def record_listing(connection: sa.Connection, exchange: str, gone: Iterable[str], stored: Iterable[str],
+                   now: datetime) -> None:
+    """The venue's list lacks `gone`: those with stored prices are delisted from now (if not already);
+    the markets just `stored` are listed again."""
+    for chunk in chunked(stored):
+        connection.execute(delisted_markets.delete().where(delisted_markets.c.exchange == exchange,
+                                                           delisted_markets.c.pair.in_(chunk)))
+    for chunk in chunked(gone):
+        known = set(connection.execute(sa.select(delisted_markets.c.pair).where(
+            delisted_markets.c.exchange == exchange, delisted_markets.c.pair.in_(chunk))).scalars())
+        new = [pair for pair in stored_spans(connection, exchange, chunk) if pair not in known]
+        if new:
+            connection.execute(delisted_markets.insert(), [{"exchange": exchange, "pair": pair, "since": now}
+                                                          for pair in new])
+
+
+def delisted(connection: sa.Connection, exchange: str) -> dict[str, datetime]:
+    """The venue's markets its list says are gone, and since when."""
+    query = sa.select(delisted_markets.c.pair, delisted_markets.c.since).where(delisted_markets.c.exchange == exchange)
+    return {row.pair: row.since for row in connection.execute(query)}
+
+
 def start_run(connection: sa.Connection, command: str, source: str | None, started_at: datetime) -> int:
     statement = runs.insert().values(command=command, source=source, started_at=started_at,
                                      status=RunStatus.RUNNING.value)
@@ -165,6 +187,10 @@ def close_abandoned_runs(connection: sa.Connection, now: datetime) -> int:
         status=RunStatus.INTERRUPTED.value, finished_at=now,
         error_summary="the process ended without recording its outcome (killed, or its database connection lost)")
     return int(connection.execute(statement).rowcount)
+
+
+def delete_run(connection: sa.Connection, run_id: int) -> None:
+    connection.execute(runs.delete().where(runs.c.id == run_id))
 
 
 def finish_run(connection: sa.Connection, run_id: int, **fields: Any) -> None:

@@ -97,6 +97,7 @@ class PairFreshness:
     last_sample: datetime | None
     age: timedelta | None  # None: never stored
     stale: bool
+    delisted_since: datetime | None = None  # the venue's list said it is gone: shown, never stale
 
 
 @dataclass

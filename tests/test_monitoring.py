@@ -147,6 +147,7 @@ def test_a_failed_run_still_writes_the_textfile(env: str, runner: CliRunner, tex
     assert found["mcdata_last_run_exit_code"] == [({}, 1.0)]
     assert found["mcdata_last_success_timestamp_seconds"] == success  # the last success is the earlier run
     assert found["mcdata_pairs_stored"] == [({}, 0.0)]
+    assert found["mcdata_pairs_failed"] == [({}, 9.0)]  # the configured pairs the source never answered for
 
 
 def test_a_run_whose_database_is_down_still_writes_the_textfile(runner: CliRunner, textfile: Path,

@@ -4,6 +4,7 @@ what it can, computes, and exits within its budget. Real HTTP on loopback, SQLit
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import signal
@@ -18,9 +19,10 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from mcdata import alerts, migrations, notify, pipeline, rollups, store
+from mcdata.cli import app
 from mcdata.config import load_settings
 from mcdata.db import make_engine
-from mcdata.schema import UTCDateTime, alert_events, raw_price_quarantine, raw_prices
+from mcdata.schema import UTCDateTime, alert_events, raw_price_quarantine, raw_prices, runs
 from mcdata.store import PriceRow, insert_prices, prune
 from tests.conftest import hour
 from tests.fake_exchange import FakeExchange
@@ -220,3 +222,38 @@ def test_rows_that_todays_checks_refuse_are_quarantined_by_the_migration(engine:
         assert rollups.verify(connection).total == 0  # the rollups and markets no longer count them
         assert set(store.newest_samples(connection)) == {("kraken", "btceur")}
     assert migrations.upgrade(engine)[1] == migrations.head_revision()  # nothing more to do
+
+
+# -- health tells the truth --------------------------------------------------------------------------------
+@pytest.mark.parametrize("pairs", ["", "all"])
+def test_a_delisted_pair_is_shown_delisted_not_unhealthy(env: str, fake_exchange: FakeExchange, runner: CliRunner,
+                                                         monkeypatch: pytest.MonkeyPatch, pairs: str) -> None:
+    chosen = {"pairs": pairs} if pairs else {}
+    earlier = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    assert _run(fake_exchange, earlier, **chosen).exit_code == 0
+    fake_exchange.delist("etheur")
+    now = datetime.now(UTC)
+    assert _run(fake_exchange, now, **chosen).exit_code == 0
+    if pairs:
+        monkeypatch.setenv("MCDATA_PAIRS", pairs)
+    result = runner.invoke(app, ["status", "json", "--max-age", "90m"])
+    assert result.exit_code == 0, result.stderr
+    shown = {row["pair"]: row for row in json.loads(result.stdout)["pairs"]}
+    assert shown["etheur"]["delisted_since"] is not None and shown["etheur"]["stale"] is False
+    assert not any(row["stale"] for row in shown.values())
+    table = runner.invoke(app, ["status", "--max-age", "90m"])
+    assert "delisted" in table.stdout
+
+
+def test_health_follows_the_scheduled_job_and_usage_errors_are_no_runs(env: str, runner: CliRunner,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    assert runner.invoke(app, ["run", "--backfill", "1d"]).exit_code == 0
+    assert runner.invoke(app, ["fetch", "--backfill", "0", "--pairs", "btceur", "--api-url",
+                               "http://127.0.0.1:9"]).exit_code == 1  # typed by hand, a wrong URL
+    assert runner.invoke(app, ["fetch", "--backfill", "400d"]).exit_code == 2  # a usage error
+    assert runner.invoke(app, ["prices", "set", "btceur", "1.0", "--at", "2000-01-01"]).exit_code == 2
+    status = runner.invoke(app, ["status", "json"])
+    assert status.exit_code == 0, status.stderr
+    assert json.loads(status.stdout)["last_run"]["command"] == "run"
+    commands = [(r.command, r.exit_code) for r in query(env, sa.select(runs).order_by(runs.c.id))]
+    assert commands == [("run", 0), ("fetch", 1)]  # the usage errors did nothing: no run recorded
