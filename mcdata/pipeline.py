@@ -357,7 +357,9 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
         report.exceptions.append(error)
         report.exit_code = ExitCode.FAILED
         plan.into(report)
-        _count_unfetched(settings, plan, report)
+        with connect(engine) as connection:
+            ever_stored = {pair for _, pair in store.newest_samples(connection, source.venue)}
+        _count_unfetched(settings, plan, report, ever_stored)
         return report
     finally:
         report.http_requests = source.http_requests
@@ -374,12 +376,13 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
     return report
 
 
-def _count_unfetched(settings: Settings, plan: PairPlan, report: Report) -> None:
-    """A source that failed as a whole failed every configured pair it was to fetch: the named or default
-    ones the plan had not judged yet (all of them when the pair list itself failed), and the chosen ones."""
-    unplanned = [] if settings.pairs == ("all",) else [
-        pair for pair in settings.pairs if pair not in plan.chosen and pair not in plan.failed
-        and pair not in plan.skipped]
+def _count_unfetched(settings: Settings, plan: PairPlan, report: Report, ever_stored: set[str]) -> None:
+    """A source that failed as a whole failed every configured pair it was to fetch: the chosen ones, and
+    those the plan had not judged yet (all of them when the pair list itself failed): the named ones, and
+    of the default ones (or of `all`) those ever stored, as status watches them."""
+    configured = sorted(ever_stored) if settings.pairs == ("all",) else settings.pairs
+    unplanned = [pair for pair in configured if pair not in plan.chosen and pair not in plan.failed
+                 and pair not in plan.skipped and (settings.pairs_explicit or pair in ever_stored)]
     report.pairs_unfetched = len(plan.chosen) + len(unplanned)
     report.pairs_requested += len(unplanned)
 
