@@ -6,6 +6,8 @@ README's "Alerts" section; `mcdata.alerts` judges them.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +21,9 @@ NAME = re.compile(r"^[a-z0-9_-]{1,40}$")
 DEFAULT_COOLDOWN = timedelta(hours=1)
 # Hourly runs leave samples an hour apart: a window shorter than that would hold none.
 SAMPLING_INTERVAL = timedelta(hours=1)
+# The window before the latest sample is widened by this much, so that the sample of a run exactly one
+# window earlier counts whatever cron's jitter (a run at 13:05:02 sees the one at 12:05:01).
+JITTER = timedelta(minutes=5)
 # What each kind needs besides name, rule, pairs, cooldown and min_samples; `volatility` needs one of two.
 KINDS: dict[str, tuple[str, ...]] = {
     "spike": ("factor", "window"), "drop": ("factor", "window"), "above": ("price",), "below": ("price",),
@@ -58,6 +63,10 @@ class AlertRule:
                 f"24h volatility ≥ {self.pct:g}%" if self.pct is not None else "",
                 f"volatility rank ≤ {self.rank}" if self.rank is not None else "") if part)
         return f"no sample for more than {_duration(self.after) if self.after else ''}"
+
+    def fingerprint(self) -> str:
+        """The rule as defined (kind, keys, pairs): a state judged for another definition is not this rule's."""
+        return hashlib.sha256(repr(dataclasses.astuple(self)).encode()).hexdigest()[:16]
 
 
 def _duration(value: timedelta) -> str:

@@ -20,15 +20,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from mcdata import notify, store
-from mcdata.alert_rules import AlertRule
+from mcdata.alert_rules import JITTER, AlertRule
 from mcdata.errors import masked_notify_url
 from mcdata.schema import alert_events, alert_state, metrics, raw_prices
 
 log = logging.getLogger("mcdata")
 
-# The window before the latest sample is widened by this much, so that the sample of a run exactly one
-# window earlier counts whatever cron's jitter (a run at 13:05:02 sees the one at 12:05:01).
-JITTER = timedelta(minutes=5)
 MAX_ATTEMPTS = 24  # a day of hourly runs
 MAX_AGE = timedelta(days=2)  # an event older than this is not sent any more: it would be news from the past
 TEST_TITLE = "mcdata test notification"
@@ -130,13 +127,20 @@ def evaluate(connection: sa.Connection, rules: Sequence[AlertRule], exchange: st
         windows = _windows(connection, rule, wanted)
         states = {(r.exchange, r.pair): r for r in connection.execute(
             sa.select(alert_state).where(alert_state.c.rule == rule.name, alert_state.c.exchange == exchange))}
+        definition = rule.fingerprint()
         for market in wanted:
             judgement = judge(rule, market, windows.get(market.pair, []), now)
-            event = _record(connection, rule, market, judgement, states.get((market.exchange, market.pair)),
-                            as_of, now)
+            event = _record(connection, rule, definition, market, judgement,
+                            states.get((market.exchange, market.pair)), as_of, now)
             if event is not None:
                 fired.append(event)
     return fired
+
+
+def forget_removed(connection: sa.Connection, rules: Sequence[AlertRule]) -> None:
+    """The states of rules no longer configured: a rule added back starts fresh, so a crossing while it
+    was away is notified."""
+    connection.execute(alert_state.delete().where(alert_state.c.rule.not_in([rule.name for rule in rules])))
 
 
 def _markets(connection: sa.Connection, exchange: str, as_of: datetime) -> dict[str, Market]:
@@ -167,14 +171,16 @@ def _windows(connection: sa.Connection, rule: AlertRule,
     return windows
 
 
-def _record(connection: sa.Connection, rule: AlertRule, market: Market, judgement: Judgement, state: Any,
-            as_of: datetime, now: datetime) -> Fired | None:
-    """Apply fire once / re-arm / cool down; the new event, if it fired."""
+def _record(connection: sa.Connection, rule: AlertRule, definition: str, market: Market, judgement: Judgement,
+            state: Any, as_of: datetime, now: datetime) -> Fired | None:
+    """Apply fire once / re-arm / cool down; the new event, if it fired. A state judged for another
+    definition of the rule (its condition, window or pairs changed) is no state: the rule starts fresh."""
     if judgement.holds is None:
         return None
     key = {"rule": rule.name, "exchange": market.exchange, "pair": market.pair}
-    was_firing = bool(state and state.firing)
-    last_fired = state.last_fired_at if state else None
+    same_rule = state is not None and state.definition == definition
+    was_firing = bool(same_rule and state.firing)
+    last_fired = state.last_fired_at if same_rule else None
     event = None
     if judgement.holds and not was_firing and (last_fired is None or as_of - last_fired >= rule.cooldown):
         message = f"{rule.name}: {market.pair} on {market.exchange}: {judgement.text}"
@@ -182,7 +188,7 @@ def _record(connection: sa.Connection, rule: AlertRule, market: Market, judgemen
             **key, as_of=as_of, value=judgement.value, baseline=judgement.baseline, message=message,
             created_at=now, attempts=0).returning(alert_events.c.id)).scalar_one()), message)
         last_fired = as_of
-    values = {"firing": judgement.holds, "last_fired_at": last_fired, "judged_at": now}
+    values = {"firing": judgement.holds, "last_fired_at": last_fired, "judged_at": now, "definition": definition}
     if state is None:
         connection.execute(alert_state.insert().values(**key, **values))
     else:

@@ -116,8 +116,16 @@ class CliState:
 
     def database_settings(self, **command_flags: Any) -> Settings:
         """For a command that works on the database alone, never the source: the venues it names need not
-        be ones the configured source can fetch."""
+        be ones the configured source can fetch, and a bad alert rule is a warning (load_settings)."""
         return load_settings({**self.flags, **command_flags}, config_file=self.config_file, fetching=False)
+
+    def alert_settings(self) -> Settings:
+        """For `mcdata alerts`, which reads the database but is about the rules: a bad one is exit 2."""
+        return load_settings(self.flags, config_file=self.config_file, fetching=False, strict_alerts=True)
+
+    def shown_settings(self) -> Settings:
+        """For `mcdata config`, which must show the settings whatever a rule or notify URL says."""
+        return load_settings(self.flags, config_file=self.config_file, strict_alerts=False)
 
 
 def _state(ctx: typer.Context) -> CliState:
@@ -442,7 +450,7 @@ def alerts(
     from mcdata.config import parse_duration
 
     action, rest = (words[0], words[1:]) if words else (None, [])
-    settings = _state(ctx).database_settings()
+    settings = _state(ctx).alert_settings()
     if action == "test":
         if len(rest) > 1:
             raise ConfigError("`mcdata alerts test` takes one rule name at most")
@@ -483,7 +491,7 @@ def config(
     from mcdata.config import describe
 
     chosen = _output_format(output_format, format_option)
-    settings = _state(ctx).settings()
+    settings = _state(ctx).shown_settings()
     output = render.config_output(describe(settings), settings.config_path, settings.config_file is not None)
     render.emit(output, chosen, sys.stdout)
 

@@ -394,14 +394,65 @@ def _flag_origin(setting: Setting, value: Any, env: Mapping[str, str]) -> str:
     return setting.envvar if value is not None and env.get(setting.envvar) == str(value) else setting.flag_name
 
 
+def _resolve(setting: Setting, flags: Mapping[str, Any], env: Mapping[str, str], path: Path,
+             file_values: Mapping[str, Any]) -> tuple[str, Any]:
+    """A setting's origin and parsed value: its flag, env var, `_FILE`, config file entry or default."""
+    given = next(
+        ((origin, value) for origin, value in (
+            (_flag_origin(setting, flags.get(setting.name), env), flags.get(setting.name)),
+            (setting.envvar, env.get(setting.envvar) or None),
+            (f"{setting.envvar}_FILE", _secret_from_file(setting, env) if setting.secret else None),
+            (f"{path} ({setting.name})", file_values.get(setting.name)),
+        ) if value is not None),
+        None,
+    )
+    if given is None:
+        return "default", setting.default()
+    origin, raw = given
+    if setting.secret:  # of a URL, only its password is a secret: a SQLite path is shown as it is
+        register_secret(_url_password(str(raw)) if setting.name == "database_url" else str(raw))
+    try:
+        return origin, setting.parse(raw)
+    except (ValueError, TypeError) as exc:
+        shown = "(hidden)" if setting.secret else repr(_masked(str(raw)))[:80]
+        raise ConfigError(f"{origin}: invalid value {shown}: {exc}") from exc
+
+
+def _rules(values: Mapping[str, Any], flags: Mapping[str, Any], env: Mapping[str, str], path: Path,
+           file_values: Mapping[str, Any], strict: bool) -> tuple[AlertRule, ...]:
+    """The alert rules, checked against the configured pairs (never a one-off --pairs: a rule naming a
+    configured pair is right whatever one command fetches) and the retention (a window longer than it
+    would read pruned prices). Not `strict`: a bad rule is one warning and no rules."""
+    from mcdata.alert_rules import JITTER, parse_rules
+
+    configured = _resolve(SETTINGS["pairs"], {}, env, path, file_values)[1] if flags.get("pairs") else values["pairs"]
+    try:
+        rules = parse_rules(values["alerts"], configured)
+        keep = values["retention"]
+        for rule in rules:
+            if keep and rule.window is not None and rule.window + JITTER > keep:
+                raise ConfigError(f'alert "{rule.name}": window: {duration_text(rule.window)} is longer than the '
+                                  f"retention ({duration_text(keep)}): its first prices would be pruned",
+                                  "shorten the window or keep the raw prices longer")
+    except ConfigError as error:
+        if strict:
+            raise
+        log.warning("warning: %s; this command uses no alert rule", error)
+        return ()
+    return rules
+
+
 def load_settings(
     flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     config_file: str | None = None,
     fetching: bool = True,
+    strict_alerts: bool | None = None,
 ) -> Settings:
     """Resolve every setting. `flags` holds command-line values (None = not given). A command that only
-    reads the database (`fetching=False`) may name venues the configured source cannot fetch."""
+    reads the database (`fetching=False`) may name venues the configured source cannot fetch, and a bad
+    alert rule or notify URL is a warning there, not exit 2 (`strict_alerts` overrides: `mcdata alerts`
+    and `run` use the rules; `show`, `status` and `config` must work whatever they say)."""
     env = os.environ if env is None else env
     flags = flags or {}
     explicit = config_file or env.get("MCDATA_CONFIG")
@@ -411,33 +462,16 @@ def load_settings(
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for setting in SETTINGS.values():
-        given = next(
-            ((origin, value) for origin, value in (
-                (_flag_origin(setting, flags.get(setting.name), env), flags.get(setting.name)),
-                (setting.envvar, env.get(setting.envvar) or None),
-                (f"{setting.envvar}_FILE", _secret_from_file(setting, env) if setting.secret else None),
-                (f"{path} ({setting.name})", file_values.get(setting.name)),
-            ) if value is not None),
-            None,
-        )
-        if given is None:
-            values[setting.name] = setting.default()
-            origins[setting.name] = "default"
-            continue
-        origin, raw = given
-        origins[setting.name] = origin
-        if setting.secret:  # of a URL, only its password is a secret: a SQLite path is shown as it is
-            register_secret(_url_password(str(raw)) if setting.name == "database_url" else str(raw))
-        try:
-            values[setting.name] = setting.parse(raw)
-        except (ValueError, TypeError) as exc:
-            shown = "(hidden)" if setting.secret else repr(_masked(str(raw)))[:80]
-            raise ConfigError(f"{origin}: invalid value {shown}: {exc}") from exc
-    from mcdata.alert_rules import parse_rules
-
-    values["alerts"] = parse_rules(values["alerts"], values["pairs"])
-    if values["notify"]:
+        origins[setting.name], values[setting.name] = _resolve(setting, flags, env, path, file_values)
+    strict = fetching if strict_alerts is None else strict_alerts
+    values["alerts"] = _rules(values, flags, env, path, file_values, strict=strict)
+    if values["notify"] and strict:
         _check_notify_urls(values["notify"])
+    elif values["notify"] and strict_alerts is False:  # `config`: say what is wrong, show the rest
+        try:
+            _check_notify_urls(values["notify"])
+        except ConfigError as error:
+            log.warning("warning: %s", error)
     only_venue = SOURCES[values["source"]].only_venue
     if fetching and only_venue and values["exchange"] != only_venue:
         others = [name for name, s in SOURCES.items() if s.only_venue is None]

@@ -588,6 +588,8 @@ def _compute(engine: Engine, as_of: datetime, still_held: Callable[[], None],
                 f"those before {pruned.isoformat()} were deleted by prune",
                 f"the earliest exact as-of time is {(pruned + metrics.WEEK).isoformat()}")
         report.metric_rows = metrics.compute(connection, as_of, computed_at=utc_now())
+        if settings is not None:
+            alerts.forget_removed(connection, settings.alerts)
         if settings is not None and settings.alerts and report.metric_rows:
             report.alerts_fired = [event.message for venue in settings.venues for event in alerts.evaluate(
                 connection, settings.alerts, venue, settings.pairs, as_of, utc_now())]

@@ -185,9 +185,13 @@ def test_a_bad_rule_is_exit_2_before_anything_is_fetched(env: str, runner: CliRu
 
 def test_notify_urls_are_checked_and_never_shown(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MCDATA_NOTIFY", "tgram://123456789:hunter22-token/42, nosuchservice://x/hunter22")
-    result = runner.invoke(app, ["config"])
-    assert result.exit_code == 2
-    assert "notify: URL #2 (nosuchservice://…) is not a notification URL apprise accepts" in result.stderr
+    for command in (["run"], ["alerts", "test"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2
+        assert "notify: URL #2 (nosuchservice://…) is not a notification URL apprise accepts" in result.stderr
+    result = runner.invoke(app, ["config"])  # config shows the settings, and says what is wrong
+    assert result.exit_code == 0
+    assert "warning: notify: URL #2 (nosuchservice://…) is not a notification URL apprise accepts" in result.stderr
     monkeypatch.setenv("MCDATA_NOTIFY", "tgram://123456789:hunter22-token/42")
     shown = runner.invoke(app, ["config", "json"])
     assert shown.exit_code == 0

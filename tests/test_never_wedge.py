@@ -257,3 +257,60 @@ def test_health_follows_the_scheduled_job_and_usage_errors_are_no_runs(env: str,
     assert json.loads(status.stdout)["last_run"]["command"] == "run"
     commands = [(r.command, r.exit_code) for r in query(env, sa.select(runs).order_by(runs.c.id))]
     assert commands == [("run", 0), ("fetch", 1)]  # the usage errors did nothing: no run recorded
+
+
+# -- alert rules: state belongs to the rule as defined; a bad rule breaks only what uses the rules ---------
+NOTIFY_AND_PAIRS = 2  # the hourly fixture's config: a notify line and a pairs line, then its rule
+
+
+def _rules(world: dict[str, Any], rules: str) -> None:
+    head = world["config"].read_text().splitlines()[:NOTIFY_AND_PAIRS]
+    world["config"].write_text("\n".join(head) + "\n" + rules)
+
+
+ABOVE = '[[alerts]]\nname = "btc-high"\nrule = "above"\nprice = {price}\npairs = ["btceur"]\ncooldown = "1m"\n'
+
+
+def test_a_rule_removed_then_added_back_or_changed_starts_fresh(hourly: dict[str, Any]) -> None:
+    _rules(hourly, ABOVE.format(price=1))  # always above: it fires once, then stays firing
+    assert len(hour(hourly).alerts_fired) == 1
+    assert hour(hourly).alerts_fired == []
+    _rules(hourly, "")  # removed for an hour ...
+    hour(hourly)
+    _rules(hourly, ABOVE.format(price=1))  # ... and back: a crossing while it was away is news
+    assert len(hour(hourly).alerts_fired) == 1
+    _rules(hourly, ABOVE.format(price=2))  # another threshold: another rule
+    assert len(hour(hourly).alerts_fired) == 1
+    assert hour(hourly).alerts_fired == []
+
+
+def test_a_bad_rule_breaks_only_the_commands_that_use_rules(hourly: dict[str, Any], runner: CliRunner) -> None:
+    hour(hourly)
+    _rules(hourly, '[[alerts]]\nname = "bad"\nrule = "spike"\nfactor = 0.5\nwindow = "1h"\n')
+    for command in (["show"], ["status"], ["config"], ["show", "btceur"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code in (0, 1), (command, result.stderr)  # status may be stale on the fake clock
+        assert 'warning: alert "bad": factor: must be greater than 1' in result.stderr
+    for command in (["run"], ["alerts"]):
+        assert runner.invoke(app, command).exit_code == 2
+
+
+def test_rules_are_checked_against_the_configured_pairs_not_a_one_off_pairs(hourly: dict[str, Any],
+                                                                           runner: CliRunner) -> None:
+    hour(hourly)
+    hourly["clock"]["now"] = datetime.now(UTC)
+    _rules(hourly, ABOVE.format(price=1))  # names btceur, a configured pair
+    result = runner.invoke(app, ["fetch", "--backfill", "0", "--pairs", "etheur,ltceur"])
+    assert result.exit_code == 0, result.stderr
+
+
+def test_a_window_longer_than_the_retention_is_refused(hourly: dict[str, Any], runner: CliRunner,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCDATA_RETENTION", "8d")
+    _rules(hourly, '[[alerts]]\nname = "slow"\nrule = "change"\npct = 5\nwindow = "8d"\n')
+    result = runner.invoke(app, ["run"])
+    assert result.exit_code == 2
+    assert 'alert "slow": window: 8d is longer than the retention (8d): its first prices would be pruned' \
+        in result.stderr
+    _rules(hourly, '[[alerts]]\nname = "slow"\nrule = "change"\npct = 5\nwindow = "7d"\n')
+    assert [rule.name for rule in load_settings().alerts] == ["slow"]
