@@ -563,49 +563,62 @@ def check(
         report_and_exit(McdataError(summary, "run `mcdata check --repair` to rebuild them"), _state(ctx).debug)
 
 
-MarketExchange = Annotated[str, typer.Option("--exchange", help="The venue of the series.")]
+NewSeries = Annotated[bool, typer.Option("--new", help="Create the series: its pair (or venue) has no prices yet.")]
+
+
+def _one_venue(settings: Settings) -> str:
+    if len(settings.venues) > 1:
+        raise ConfigError("prices changes one series at a time", f"name its venue: --exchange {settings.venues[0]}")
+    return settings.venue
 
 
 @prices_command
+@source_options("exchange")
 def prices_delete(
     ctx: typer.Context,
+    source_flags: dict[str, str | None],
     pair: Annotated[str, typer.Argument(help="The pair, such as btceur.")],
-    exchange: MarketExchange = "kraken",
     since: Annotated[str | None, typer.Option("--since", metavar="TIME", help="First time deleted (ISO 8601).")] = None,
     until: Annotated[str | None, typer.Option("--until", metavar="TIME", help="Last time deleted (ISO 8601).")] = None,
 ) -> None:
     """Delete a pair's stored prices (all, or from --since to --until, both included).
 
-    A pair whose prices are all deleted is new again: the next fetch backfills it.
+    A pair whose prices are all deleted is new again: the next fetch backfills it. Deleting nothing is a
+    usage error (exit 2).
 
     Example: mcdata prices delete btceur --since 2026-11-24T10:00 --until 2026-11-24T10:00
     """
     from mcdata import pipeline
     from mcdata.config import canonical_pair, parse_timestamp
 
-    settings = _state(ctx).database_settings()
-    _exit_with(ctx, pipeline.delete_prices(settings, exchange, canonical_pair(pair),
+    settings = _state(ctx).database_settings(**source_flags)
+    _exit_with(ctx, pipeline.delete_prices(settings, _one_venue(settings), canonical_pair(pair),
                                    parse_timestamp(since, "--since") if since else None,
                                    parse_timestamp(until, "--until") if until else None))
 
 
 @prices_command
+@source_options("exchange")
 def prices_set(
     ctx: typer.Context,
+    source_flags: dict[str, str | None],
     pair: Annotated[str, typer.Argument(help="The pair, such as btceur.")],
     at: Annotated[str, typer.Option("--at", metavar="TIME", help="The sample's time (ISO 8601).")],
     price: Annotated[float, typer.Option("--price", help="The correct price.")],
-    exchange: MarketExchange = "kraken",
+    new: NewSeries = False,
 ) -> None:
     """Set the price of a pair at one time, replacing the stored one if there is one.
+
+    The series must exist (a typo would make a new market that shifts every rank): --new creates one.
 
     Example: mcdata prices set btceur --at 2026-11-24T10:00 --price 81234.5
     """
     from mcdata import pipeline
     from mcdata.config import canonical_pair, parse_timestamp
 
-    _exit_with(ctx, pipeline.set_price(_state(ctx).database_settings(), exchange, canonical_pair(pair),
-                               parse_timestamp(at, "--at"), price))
+    settings = _state(ctx).database_settings(**source_flags)
+    _exit_with(ctx, pipeline.set_price(settings, _one_venue(settings), canonical_pair(pair),
+                               parse_timestamp(at, "--at"), price, new=new))
 
 
 def _output_format(positional: str | None, option: str | None) -> str:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 
 from mcdata import metrics, rollups
-from mcdata.schema import MAX_PRICE, MIN_PRICE, raw_price_edits, raw_prices
+from mcdata.schema import MAX_PRICE, MIN_PRICE, markets, price_rollup_hourly, raw_price_edits, raw_prices
 from mcdata.schema import metrics as metric_rows
 
 # A price at time t is read by the 7-day window of every as-of time up to t + 7d, and as the 24-hour
@@ -35,8 +36,9 @@ def _market(exchange: str, pair: str) -> sa.ColumnElement[bool]:
 
 
 def delete_prices(connection: sa.Connection, exchange: str, pair: str, since: datetime | None,
-                  until: datetime | None, computed_at: datetime) -> tuple[int, int]:
-    """Delete the market's prices with since <= timestamp <= until; returns (rows deleted, snapshots redone)."""
+                  until: datetime | None, computed_at: datetime) -> tuple[int, Recomputed]:
+    """Delete the market's prices with since <= timestamp <= until; returns (rows deleted, what it did to
+    the snapshots)."""
     where = _market(exchange, pair)
     if since is not None:
         where = sa.and_(where, raw_prices.c.timestamp >= since)
@@ -45,16 +47,17 @@ def delete_prices(connection: sa.Connection, exchange: str, pair: str, since: da
     span = connection.execute(sa.select(sa.func.min(raw_prices.c.timestamp),
                                         sa.func.max(raw_prices.c.timestamp)).where(where)).one()
     if span[0] is None:
-        return 0, 0
+        return 0, Recomputed()
     with _permitted(connection, f"delete {exchange}:{pair}"):
         deleted = int(connection.execute(raw_prices.delete().where(where)).rowcount)
         rollups.rebuild(connection, (exchange, pair))
-    return deleted, recompute_snapshots(connection, span[0], span[1], computed_at)
+    return deleted, recompute_snapshots(connection, span[0], span[1], computed_at, (exchange, pair))
 
 
 def set_price(connection: sa.Connection, exchange: str, pair: str, at: datetime, price: float,
-              computed_at: datetime) -> tuple[bool, int]:
-    """Store `price` for the market at `at`, replacing a stored one; returns (replaced, snapshots redone)."""
+              computed_at: datetime) -> tuple[bool, Recomputed]:
+    """Store `price` for the market at `at`, replacing a stored one; returns (replaced, what it did to the
+    snapshots)."""
     if not MIN_PRICE <= price <= MAX_PRICE:
         raise ValueError(f"a price must be from {MIN_PRICE:g} to {MAX_PRICE:g}")
     key = sa.and_(_market(exchange, pair), raw_prices.c.timestamp == at)
@@ -65,18 +68,74 @@ def set_price(connection: sa.Connection, exchange: str, pair: str, at: datetime,
             exchange=exchange, pair=pair, timestamp=at, price=price, volume=None, kind=stored or "ticker",
             fetched_at=computed_at))
         rollups.rebuild(connection, (exchange, pair))
-    return stored is not None, recompute_snapshots(connection, at, at, computed_at)
+    return stored is not None, recompute_snapshots(connection, at, at, computed_at, (exchange, pair))
 
 
-def recompute_snapshots(connection: sa.Connection, first: datetime, last: datetime, computed_at: datetime) -> int:
-    """Recompute every stored metric snapshot whose windows reach a sample in [first, last]."""
+@dataclass
+class Recomputed:
+    """What a change of raw prices did to the stored metric snapshots."""
+
+    recomputed: int = 0
+    dropped: int = 0  # snapshots whose windows reach pruned prices: they cannot be made exact again
+    updated: int = 0  # later snapshots in which only the market's latest price changed
+
+    @property
+    def total(self) -> int:
+        return self.recomputed + self.dropped + self.updated
+
+
+def recompute_snapshots(connection: sa.Connection, first: datetime, last: datetime, computed_at: datetime,
+                        market: tuple[str, str] | None = None) -> Recomputed:
+    """Bring every stored snapshot that reads a sample in [first, last] back to the raw rows.
+
+    A sample is read by the windows of every as-of time up to REACH later: those snapshots are computed
+    again, or dropped when their week reaches pruned prices (the
+    rollups keep no raw edge hour: the numbers could not be exact), but for a market with no sample left,
+    which only leaves them. A `market`'s sample is also its latest
+    price in every later snapshot until its next sample: there only latest_price and latest_at change (the
+    market has no 24-hour or 7-day samples so far from its last one), or its rows go when no sample is left.
+    """
+    result = Recomputed()
     pruned = rollups.pruned_before(connection)
-    earliest_exact = pruned + metrics.WEEK if pruned else first
-    query = (sa.select(metric_rows.c.timestamp).distinct()
-             .where(metric_rows.c.timestamp >= max(first, earliest_exact),
-                    metric_rows.c.timestamp <= last + REACH)
-             .order_by(metric_rows.c.timestamp))
-    snapshots = list(connection.execute(query).scalars())
+    exact_from = pruned + metrics.WEEK if pruned else first
+    window_end = last + REACH
+    snapshots = list(connection.execute(
+        sa.select(metric_rows.c.timestamp).distinct()
+        .where(metric_rows.c.timestamp >= first, metric_rows.c.timestamp <= window_end)
+        .order_by(metric_rows.c.timestamp)).scalars())
+    gone = market is not None and connection.execute(sa.select(markets.c.pair).where(
+        markets.c.exchange == market[0], markets.c.pair == market[1])).first() is None
     for as_of in snapshots:
-        metrics.compute(connection, as_of, computed_at=computed_at)
-    return len(snapshots)
+        if as_of >= exact_from:
+            metrics.compute(connection, as_of, computed_at=computed_at)
+            result.recomputed += 1
+        elif gone and market is not None:  # no sample left: out of the snapshot, the others ranked again
+            metrics.remove_market(connection, as_of, *market)
+            result.updated += 1
+        else:
+            connection.execute(metric_rows.delete().where(metric_rows.c.timestamp == as_of))
+            result.dropped += 1
+    if market is not None:
+        result.updated = _later_latest(connection, market, last + REACH)
+    return result
+
+
+def _later_latest(connection: sa.Connection, market: tuple[str, str], after: datetime) -> int:
+    """The market's latest price in the snapshots after `after` and before its next sample."""
+    exchange, pair = market
+    newest = connection.execute(sa.select(raw_prices.c.timestamp, raw_prices.c.price)
+                                .where(_market(exchange, pair), raw_prices.c.timestamp <= after)
+                                .order_by(raw_prices.c.timestamp.desc()).limit(1)).first()
+    following = connection.execute(sa.select(sa.func.min(raw_prices.c.timestamp))
+                                   .where(_market(exchange, pair), raw_prices.c.timestamp > after)).scalar()
+    rows = sa.and_(metric_rows.c.exchange == exchange, metric_rows.c.pair == pair, metric_rows.c.timestamp > after,
+                   *([metric_rows.c.timestamp < following] if following is not None else []))
+    if newest is None:  # pruned: the newest hour of its history
+        hourly = price_rollup_hourly.c
+        newest = connection.execute(sa.select(hourly.last_at, hourly.last_price).where(
+            hourly.exchange == exchange, hourly.pair == pair, hourly.last_at <= after)
+            .order_by(hourly.hour.desc()).limit(1)).first()
+    if newest is None:
+        return int(connection.execute(metric_rows.delete().where(rows)).rowcount)
+    return int(connection.execute(metric_rows.update().where(rows).values(
+        latest_at=newest[0], latest_price=newest[1])).rowcount)

@@ -289,6 +289,24 @@ def _cuts(moment: datetime) -> tuple[datetime, datetime, datetime]:
     return hour.replace(hour=0), _block(hour, 6), hour
 
 
+# The ranks of one snapshot again from its stored deviations (a market removed from it moves the others').
+RERANK = _per_dialect("""
+WITH r (exchange, pair, std_rank, volatility, volatility_rank) AS (
+    SELECT exchange, pair,{RANKS} FROM crypto_pair_metrics WHERE timestamp = :as_of)
+UPDATE crypto_pair_metrics SET std_rank = r.std_rank, volatility_rank = r.volatility_rank
+FROM r WHERE crypto_pair_metrics.timestamp = :as_of AND crypto_pair_metrics.exchange = r.exchange
+    AND crypto_pair_metrics.pair = r.pair
+""", ("as_of",))
+
+
+def remove_market(connection: sa.Connection, as_of: datetime, exchange: str, pair: str) -> None:
+    """Take a market that has no samples any more out of one snapshot, and rank the others again: no other
+    market's numbers read it."""
+    connection.execute(metrics.delete().where(metrics.c.timestamp == as_of, metrics.c.exchange == exchange,
+                                              metrics.c.pair == pair))
+    connection.execute(RERANK[connection.dialect.name], {"as_of": as_of})
+
+
 def window_bounds(as_of: datetime) -> dict[str, datetime]:
     """T, the window starts, and the UTC days, quarters, two-hour blocks and hours that hold them."""
     bounds = {"as_of": as_of, "week_start": as_of - WEEK, "day_start": as_of - DAY}

@@ -351,6 +351,7 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
             if plan.listed is not None:
                 plan.gone |= {pair for _, pair in store.newest_samples(connection, source.venue)} - plan.listed
             store.record_listing(connection, source.venue, plan.gone, {row.pair for row in rows}, now)
+            _refresh_snapshots(connection, rows, now)
         plan.stored = {row.pair for row in rows}
     except SourceError as error:
         report.errors.append(str(error))
@@ -374,6 +375,17 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
         report.errors.append(f"{NONE_LISTED} ({source.venue}'s own: `mcdata pairs --source {settings.source} "
                              f"--exchange {source.venue}`; name them with --pairs)")
     return report
+
+
+def _refresh_snapshots(connection: sa.Connection, rows: list[store.PriceRow], now: datetime) -> None:
+    """Candles fill hours that snapshots were computed without (a missed run, an outage, a new pair's
+    history): those snapshots are computed again, so that every stored number agrees with the raw rows."""
+    filled = [row.timestamp for row in rows if row.kind == "candle"]
+    if filled:
+        done = corrections.recompute_snapshots(connection, min(filled), now, utc_now())
+        if done.total:
+            log.info("%d metric snapshot(s) recomputed with the hours the candles filled%s", done.recomputed,
+                     f"; {done.dropped} that read pruned prices deleted" if done.dropped else "")
 
 
 def _count_unfetched(settings: Settings, plan: PairPlan, report: Report, ever_stored: set[str]) -> None:
@@ -665,28 +677,67 @@ def _correction_times(connection: sa.Connection, *times: datetime | None) -> Non
                               "only prices that are still stored can be changed")
 
 
+def _existing_series(connection: sa.Connection, exchange: str, pair: str) -> tuple[datetime, datetime]:
+    """The series' first and newest sample; a series that does not exist is a usage error with a
+    did-you-mean (a typo would create a market that shifts every rank)."""
+    span = store.stored_spans(connection, exchange, [pair]).get(pair)
+    if span is not None:
+        return span
+    series = store.newest_samples(connection)
+    if not any(venue == exchange for venue, _ in series):
+        venues = sorted({venue for venue, _ in series})
+        close = difflib.get_close_matches(exchange, venues, n=3)
+        raise ConfigError(f"no prices are stored for the venue {exchange!r}",
+                          f"did you mean --exchange {' or '.join(close)}?" if close else
+                          f"the venues: {', '.join(venues) or 'none yet'}; --new creates a series")
+    close = difflib.get_close_matches(pair, sorted(p for venue, p in series if venue == exchange), n=3)
+    raise ConfigError(f"no prices are stored for {pair} on {exchange}",
+                      f"did you mean {' or '.join(close)}?" if close else "--new creates the series")
+
+
+def _snapshots_changed(report: Report, done: corrections.Recomputed) -> None:
+    report.metric_rows = done.recomputed + done.updated
+    if done.dropped:
+        log.warning("warning: %d metric snapshot(s) read pruned prices in the changed window and cannot be made "
+                    "exact again: deleted", done.dropped)
+
+
 def delete_prices(settings: Settings, exchange: str, pair: str, since: datetime | None,
                   until: datetime | None) -> Report:
+    if since is not None and until is not None and since > until:
+        raise ConfigError(f"--since {since.isoformat()} is after --until {until.isoformat()}")
+
     def work(engine: Engine, still_held: Callable[[], None]) -> Report:
         report = Report("prices delete")
         with _write(engine, still_held) as connection:
             _correction_times(connection, since, until)
-            report.rows_deleted, report.metric_rows = corrections.delete_prices(
-                connection, exchange, pair, since, until, utc_now())
+            _existing_series(connection, exchange, pair)
+            report.rows_deleted, done = corrections.delete_prices(connection, exchange, pair, since, until,
+                                                                  utc_now())
+            if not report.rows_deleted:
+                raise ConfigError(f"no prices of {pair} on {exchange} in that range: nothing deleted")
+            _snapshots_changed(report, done)
         return report
 
     return _locked_step(settings, "prices delete", None, work)
 
 
-def set_price(settings: Settings, exchange: str, pair: str, at: datetime, price: float) -> Report:
+def set_price(settings: Settings, exchange: str, pair: str, at: datetime, price: float, *,
+              new: bool = False) -> Report:
     def work(engine: Engine, still_held: Callable[[], None]) -> Report:
         report = Report("prices set")
         with _write(engine, still_held) as connection:
             _correction_times(connection, at)
+            if not new:
+                first, _ = _existing_series(connection, exchange, pair)
+                if at < first - metrics.DAY:
+                    raise ConfigError(f"--at {at.isoformat()} is long before the series' first sample "
+                                      f"({first.isoformat()})", "--new if it is meant to start the series")
             try:
-                replaced, report.metric_rows = corrections.set_price(connection, exchange, pair, at, price, utc_now())
+                replaced, done = corrections.set_price(connection, exchange, pair, at, price, utc_now())
             except ValueError as exc:
                 raise ConfigError(f"--price {price!r}: {exc}") from None
+            _snapshots_changed(report, done)
             report.rows_written = 1
             report.rows_deleted = int(replaced)
         return report

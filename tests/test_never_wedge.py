@@ -18,16 +18,19 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from mcdata import alerts, migrations, notify, pipeline, rollups, store
+from mcdata import alerts, corrections, migrations, notify, pipeline, rollups, store
+from mcdata import metrics as metrics_module
 from mcdata.cli import app
 from mcdata.config import load_settings
 from mcdata.db import make_engine
 from mcdata.schema import UTCDateTime, alert_events, raw_price_quarantine, raw_prices, runs
+from mcdata.schema import metrics as metrics_table
 from mcdata.store import PriceRow, insert_prices, prune
 from tests.conftest import hour
 from tests.fake_exchange import FakeExchange
-from tests.helpers import assert_metrics_exact, execute, query
+from tests.helpers import assert_metrics_exact, assert_metrics_match, execute, query, stored_metrics
 from tests.receiver import Receiver
+from tests.reference import reference_metrics
 
 T0 = datetime(2026, 11, 1, 12, 5, tzinfo=UTC)
 
@@ -314,3 +317,120 @@ def test_a_window_longer_than_the_retention_is_refused(hourly: dict[str, Any], r
         in result.stderr
     _rules(hourly, '[[alerts]]\nname = "slow"\nrule = "change"\npct = 5\nwindow = "7d"\n')
     assert [rule.name for rule in load_settings().alerts] == ["slow"]
+
+
+# -- corrections reach every number they change ----------------------------------------------------------
+END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def _series(pair: str, start: datetime, end: datetime, level: float) -> list[tuple[str, str, datetime, float]]:
+    hours = int((end - start) / timedelta(hours=1))
+    return [("kraken", pair, start + timedelta(hours=h, minutes=5), level * (1 + 0.01 * ((h * 7) % 13)))
+            for h in range(hours)]
+
+
+Samples = list[tuple[str, str, datetime, float]]
+MARK = datetime(2026, 11, 12, tzinfo=UTC)
+
+
+def _snapshot_db(engine: sa.Engine, pruned: bool) -> tuple[sa.Engine, Samples, list[datetime]]:
+    """12 days of hourly prices (ccc's stop after two), a snapshot every 6 hours of the last 11, and with
+    `pruned` a prune to 8 days: the mark is MARK."""
+    first = END - timedelta(days=12)
+    samples = [*_series("aaa", first, END, 100.0), *_series("bbb", first, END, 7.0),
+               *_series("ccc", first, END - timedelta(days=10), 3.0)]
+    times = [END - timedelta(days=11) + timedelta(hours=6 * k) for k in range(44)]
+    with engine.begin() as connection:
+        insert_prices(connection, [PriceRow(*sample, None, "ticker", END) for sample in samples])
+        for as_of in times:
+            metrics_module.compute(connection, as_of)
+        if pruned:
+            assert prune(connection, END - timedelta(days=8)) > 0
+            assert rollups.pruned_before(connection) == MARK
+    return engine, samples, times
+
+
+def _assert_every_snapshot_exact(engine: sa.Engine, samples: list[tuple[str, str, datetime, float]],
+                                 times: list[datetime], dropped: set[datetime]) -> None:
+    stored = {row.timestamp for row in query(engine, sa.select(metrics_table.c.timestamp).distinct())}
+    assert stored == set(times) - dropped
+    for as_of in sorted(stored):
+        assert_metrics_match(stored_metrics(engine, as_of), reference_metrics(samples, as_of))
+
+
+def test_a_set_price_reaches_every_snapshot_near_the_pruned_mark(migrated_engine: sa.Engine) -> None:
+    engine, samples, times = _snapshot_db(migrated_engine, pruned=True)
+    at = MARK + timedelta(days=1, hours=3, minutes=5)
+    with engine.begin() as connection:
+        corrections.set_price(connection, "kraken", "aaa", at, 555.0, END)
+    fixed = [(e, p, t, 555.0 if (p, t) == ("aaa", at) else price) for e, p, t, price in samples]
+    # the snapshots whose week holds `at` but also reaches pruned prices cannot be exact again: gone
+    _assert_every_snapshot_exact(engine, fixed, times, {t for t in times if at <= t < MARK + timedelta(days=7)})
+
+
+def test_a_deleted_market_leaves_every_snapshot(migrated_engine: sa.Engine) -> None:
+    engine, samples, times = _snapshot_db(migrated_engine, pruned=False)
+    with engine.begin() as connection:
+        corrections.delete_prices(connection, "kraken", "bbb", None, None, END)
+    _assert_every_snapshot_exact(engine, [s for s in samples if s[1] != "bbb"], times, set())
+    assert not query(engine, sa.select(metrics_table).where(metrics_table.c.pair == "bbb"))
+
+
+def test_a_deletion_down_to_the_pruned_history_leaves_its_latest_price(migrated_engine: sa.Engine) -> None:
+    engine, samples, times = _snapshot_db(migrated_engine, pruned=True)
+    with engine.begin() as connection:
+        corrections.delete_prices(connection, "kraken", "bbb", None, None, END)  # what is left: its history
+    left = [s for s in samples if s[1] != "bbb" or s[2] < MARK]
+    first_deleted = MARK + timedelta(minutes=5)
+    _assert_every_snapshot_exact(engine, left, times,
+                                 {t for t in times if first_deleted <= t < MARK + timedelta(days=7)})
+
+
+def test_a_late_price_set_is_the_latest_price_of_every_later_snapshot(migrated_engine: sa.Engine) -> None:
+    """ccc's last sample is ten days old: it is the latest price of every snapshot since, far past REACH."""
+    engine, samples, times = _snapshot_db(migrated_engine, pruned=False)
+    last = max(s[2] for s in samples if s[1] == "ccc")
+    with engine.begin() as connection:
+        corrections.set_price(connection, "kraken", "ccc", last, 4.5, END)
+    fixed = [(e, p, t, 4.5 if (p, t) == ("ccc", last) else price) for e, p, t, price in samples]
+    _assert_every_snapshot_exact(engine, fixed, times, set())
+
+
+def test_prices_refuses_what_does_not_exist_and_follows_the_configured_venue(
+        env: str, runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert runner.invoke(app, ["run", "--backfill", "1d", "--pairs", "btceur,etheur"]).exit_code == 0
+    at = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0).isoformat()
+    refused = {
+        ("set", "ethuer", "--at", at, "--price", "1"): "no prices are stored for ethuer on kraken; did you mean etheur?",
+        ("set", "etheur", "--at", at, "--price", "1", "--exchange", "krakn"):
+            "no prices are stored for the venue 'krakn'; did you mean --exchange kraken?",
+        ("set", "etheur", "--at", "2020-01-01", "--price", "1"): "is long before the series' first sample",
+        ("delete", "etheur", "--since", at, "--until", "2020-01-01"): "is after --until",
+        ("delete", "etheur", "--until", "2020-01-01"): "no prices of etheur on kraken in that range: nothing deleted",
+        ("delete", "zzzeur"): "no prices are stored for zzzeur on kraken",
+    }
+    for arguments, message in refused.items():
+        result = runner.invoke(app, ["prices", *arguments])
+        assert result.exit_code == 2, (arguments, result.stderr)
+        assert message in result.stderr, (arguments, result.stderr)
+    before = query(env, sa.select(sa.func.count()).select_from(raw_prices))[0][0]
+    assert runner.invoke(app, ["prices", "set", "zzzeur", "--at", at, "--price", "2", "--new"]).exit_code == 0
+    assert query(env, sa.select(sa.func.count()).select_from(raw_prices))[0][0] == before + 1
+    monkeypatch.setenv("MCDATA_EXCHANGE", "elsewhere")  # prices follows the configured venue, as every command
+    result = runner.invoke(app, ["prices", "delete", "zzzeur"])
+    assert result.exit_code == 2 and "no prices are stored for the venue 'elsewhere'" in result.stderr
+
+
+def test_gap_repair_recomputes_the_snapshots_computed_without_those_hours(env: str,
+                                                                         fake_exchange: FakeExchange) -> None:
+    start = datetime(2026, 11, 20, 10, 5, tzinfo=UTC)
+    assert _run(fake_exchange, start, pairs="btceur,etheur").exit_code == 0
+    fake_exchange.fail("/0/public/", "status", times=1000, status=503)
+    outage = [start + timedelta(hours=h) for h in (1, 2, 3)]
+    for moment in outage:  # each computes a snapshot from the stale prices
+        assert _run(fake_exchange, moment, pairs="btceur,etheur").exit_code == 1
+    fake_exchange.faults.clear()
+    back = start + timedelta(hours=4)
+    assert _run(fake_exchange, back, pairs="btceur,etheur").exit_code == 0
+    for moment in [*outage, back]:
+        assert_metrics_exact(env, moment)
