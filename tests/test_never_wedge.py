@@ -401,7 +401,8 @@ def test_prices_refuses_what_does_not_exist_and_follows_the_configured_venue(
     assert runner.invoke(app, ["run", "--backfill", "1d", "--pairs", "btceur,etheur"]).exit_code == 0
     at = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0).isoformat()
     refused = {
-        ("set", "ethuer", "--at", at, "--price", "1"): "no prices are stored for ethuer on kraken; did you mean etheur?",
+        ("set", "ethuer", "--at", at, "--price", "1"):
+            "no prices are stored for ethuer on kraken; did you mean etheur?",
         ("set", "etheur", "--at", at, "--price", "1", "--exchange", "krakn"):
             "no prices are stored for the venue 'krakn'; did you mean --exchange kraken?",
         ("set", "etheur", "--at", "2020-01-01", "--price", "1"): "is long before the series' first sample",

@@ -26,10 +26,13 @@ def stored(engine: sa.Engine) -> list[tuple[str, datetime, float]]:
         return [(r.pair, r.timestamp, r.price) for r in connection.execute(query)]
 
 
-def assert_rollups_match_the_raw_rows(engine: sa.Engine) -> None:
-    """Every hourly and daily rollup equals its bucket's raw rows: count, mean, M2, min, max, first, last."""
+def assert_rollups_match_the_raw_rows(engine: sa.Engine,
+                                      ever_stored: list[tuple[str, datetime, float]] | None = None) -> None:
+    """Every hourly and daily rollup equals its bucket's raw rows: count, mean, M2, min, max, first, last.
+    `ever_stored`: (pair, time, price) of every row ever stored, pruned ones too (the rollups keep them)."""
     with engine.connect() as connection:
-        raw = connection.execute(sa.select(raw_prices.c.pair, raw_prices.c.timestamp, raw_prices.c.price)).all()
+        raw = ever_stored if ever_stored is not None else connection.execute(
+            sa.select(raw_prices.c.pair, raw_prices.c.timestamp, raw_prices.c.price)).all()
         hour = {"minute": 0, "second": 0, "microsecond": 0}
         for table, bucket, floor in ((price_rollup_hourly, "hour", lambda t: t.replace(**hour)),
                                      (price_rollup_daily, "day", lambda t: t.replace(hour=0, **hour))):
