@@ -8,12 +8,14 @@ In the worker, every HTTP call apprise makes follows no redirect, waits at most 
 connection and for each read, and reads at most NOTIFY_ANSWER_BYTES of the answer (its status is what
 counts). A call with no answer at all is *uncertain*: the receiver may have taken the notification.
 
-Protocol: stdin holds a JSON list of [url, title, body]; for each, in order, the worker prints
-{"started": i} before sending and {"done": i, "error": text or null, "uncertain": bool} after.
+Protocol: the first line of stdin is {"budget": seconds, "jobs": [[url, title, body], ...]}; for each job,
+in order, the worker prints {"started": i} before sending and {"done": i, "error": text or null,
+"uncertain": bool} after. It exits when stdin closes (the run ended, however) or its budget has passed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -58,9 +60,9 @@ def send_all(jobs: Sequence[Job], budget: float) -> list[Outcome]:
     deadline = time.monotonic() + budget
     try:
         assert worker.stdin is not None
-        try:
-            worker.stdin.write(json.dumps([list(job) for job in jobs]))
-            worker.stdin.close()
+        try:  # stdin stays open: the worker ends when it closes, so it never outlives this process
+            worker.stdin.write(json.dumps({"budget": budget, "jobs": [list(job) for job in jobs]}) + "\n")
+            worker.stdin.flush()
         except OSError:  # the worker died at once: every job stays unsent
             pass
         while (left := deadline - time.monotonic()) > 0:
@@ -74,6 +76,9 @@ def send_all(jobs: Sequence[Job], budget: float) -> list[Outcome]:
     finally:
         worker.kill()
         code = worker.wait()
+        with contextlib.suppress(OSError):
+            if worker.stdin is not None:
+                worker.stdin.close()
     if code not in (0, -9) and all(not o.started for o in outcomes):
         outcomes = [Outcome(f"the notifier process failed (exit {code})", started=False)] * len(jobs)
     return outcomes
@@ -162,15 +167,29 @@ def send(url: str, title: str, body: str) -> str | None:
     return re.sub(r"\S+://\S+", "<url>", reason)[:300]
 
 
+def _end_with_the_parent(budget: float) -> None:
+    """Exit when the run that started this process ends (its end of stdin closes: even SIGKILL closes
+    it) or, at the latest, when its budget has passed: an orphan never lingers."""
+    def watch() -> None:
+        sys.stdin.read()
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent", daemon=True).start()
+    threading.Timer(budget + 5, os._exit, args=(0,)).start()
+
+
 def main() -> None:
+    request = json.loads(sys.stdin.readline())
+    _end_with_the_parent(float(request["budget"]))
     _bound_requests()
-    jobs = json.loads(sys.stdin.read())
-    for index, (url, title, body) in enumerate(jobs):
+    for index, (url, title, body) in enumerate(request["jobs"]):
         print(json.dumps({"started": index}), flush=True)
         _call.uncertain = False
         error = send(url, title, body)
         print(json.dumps({"done": index, "error": error, "uncertain": error is not None and _call.uncertain}),
               flush=True)
+    sys.stdout.flush()
+    os._exit(0)  # apprise's worker threads are not waited for
 
 
 if __name__ == "__main__":

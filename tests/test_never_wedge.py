@@ -435,3 +435,32 @@ def test_gap_repair_recomputes_the_snapshots_computed_without_those_hours(env: s
     assert _run(fake_exchange, back, pairs="btceur,etheur").exit_code == 0
     for moment in [*outage, back]:
         assert_metrics_exact(env, moment)
+
+
+@pytest.mark.slow
+def test_the_notifier_never_outlives_the_run(hourly: dict[str, Any]) -> None:
+    """SIGKILL of the run mid-delivery: the notifier process it started ends too (its stdin closes), and
+    the next run sends the event once more (at most one repeat)."""
+    hour(hourly)
+    hourly["clock"]["now"] = datetime.now(UTC).replace(microsecond=0)
+    _pending_event(hourly)
+    hourly["receiver"].drip = 300.0
+    run = _spawn("run")
+    deadline = time.monotonic() + 30
+    while not hourly["receiver"].bodies and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hourly["receiver"].bodies, "the webhook was never called"
+    workers = [line for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True,
+                                               check=True).stdout.splitlines() if "mcdata.notify" in line]
+    assert workers
+    run.kill()
+    run.wait()
+    time.sleep(1)
+    left = [line for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True,
+                                            check=True).stdout.splitlines() if "mcdata.notify" in line]
+    assert left == []
+    hourly["receiver"].drip = 0
+    hourly["clock"]["now"] = datetime.now(UTC)
+    assert pipeline.run(load_settings(), now=hourly["clock"]["now"]).alerts_delivered == 1
+    [event] = query(hourly["db"], sa.select(alert_events))
+    assert event.delivered_at is not None and len(hourly["receiver"].bodies) == 2
