@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mcdata import notify, store
-from mcdata.alert_rules import JITTER, AlertRule
+from mcdata.alert_rules import JITTER, SAMPLING_INTERVAL, AlertRule
 from mcdata.errors import masked_notify_url
 from mcdata.schema import alert_events, alert_state, metrics, raw_prices
 
@@ -69,7 +69,8 @@ def judge(rule: AlertRule, market: Market, window: Sequence[tuple[datetime, floa
     """One rule for one market: `window` holds the samples in [latest_at - window - JITTER, latest_at),
     oldest first."""
     latest = market.latest_price
-    if rule.kind in ("spike", "drop", "change") and len(window) < rule.min_samples:
+    if rule.kind in ("spike", "drop", "change") and (len(window) < rule.min_samples or not _covers(rule, market,
+                                                                                                    window)):
         return Judgement(None)
     if rule.kind == "spike":
         assert rule.factor is not None
@@ -100,6 +101,14 @@ def judge(rule: AlertRule, market: Market, window: Sequence[tuple[datetime, floa
     return Judgement(age > rule.after, age.total_seconds(), rule.after.total_seconds(),
                      f"no new sample since {market.latest_at:%Y-%m-%d %H:%M} UTC ({int(age.total_seconds() // 60)} "
                      "minutes)")
+
+
+def _covers(rule: AlertRule, market: Market, window: Sequence[tuple[datetime, float]]) -> bool:
+    """The samples reach back to the window's start (within a sampling interval): a window that only holds
+    its last hours (a new pair, an outage, pruned history) would silently measure a shorter one."""
+    assert rule.window is not None
+    start = market.latest_at - rule.window - JITTER
+    return bool(window) and window[0][0] - start <= SAMPLING_INTERVAL + JITTER
 
 
 def _judge_volatility(rule: AlertRule, market: Market) -> Judgement:

@@ -464,3 +464,20 @@ def test_the_notifier_never_outlives_the_run(hourly: dict[str, Any]) -> None:
     assert pipeline.run(load_settings(), now=hourly["clock"]["now"]).alerts_delivered == 1
     [event] = query(hourly["db"], sa.select(alert_events))
     assert event.delivered_at is not None and len(hourly["receiver"].bodies) == 2
+
+
+def test_a_window_the_samples_do_not_reach_back_to_is_not_judged(migrated_engine: sa.Engine) -> None:
+    """Three hours of a pair that doubled, under a 24-hour change rule: not a 100% change over 24 hours."""
+    from mcdata.alert_rules import parse_rules
+
+    at = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    [rule] = parse_rules([{"name": "day", "rule": "change", "pct": 5, "window": "24h"}], ("aaa",))
+    with migrated_engine.begin() as connection:
+        insert_prices(connection, [PriceRow("kraken", "aaa", at - timedelta(hours=h), 100.0 if h else 200.0, None,
+                                            "ticker", at) for h in range(3)])
+        metrics_module.compute(connection, at)
+        assert alerts.evaluate(connection, [rule], "kraken", ("aaa",), at, at) == []
+        insert_prices(connection, [PriceRow("kraken", "aaa", at - timedelta(hours=h), 100.0, None, "ticker", at)
+                                   for h in range(3, 25)])  # now the samples reach back a day: judged
+        metrics_module.compute(connection, at)
+        assert len(alerts.evaluate(connection, [rule], "kraken", ("aaa",), at, at)) == 1
