@@ -422,7 +422,8 @@ def status(
 
     chosen = _output_format(output_format, format_option)
     view = health.status(_state(ctx).database_settings(max_age=max_age, **source_flags))
-    render.emit(render.status_output(view), chosen, sys.stdout)
+    if not (_state(ctx).quiet and output_format is None and format_option is None):  # --quiet: problems only
+        render.emit(render.status_output(view), chosen, sys.stdout)
     for problem in view.problems:
         say(f"mcdata: unhealthy: {printable(problem)}")
     if not view.healthy:
@@ -703,6 +704,10 @@ app.info.epilog = _epilog()  # after every command has declared its flags
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)  # `docker stop`, timeout, systemd: end like Ctrl-C, recorded
+    from mcdata.render import ascii_fallback
+
+    for stream in (sys.stdout, sys.stderr):  # a latin-1 or ASCII terminal gets ASCII, never a crash
+        ascii_fallback(stream)
     try:
         app(args=hoist_global_options(sys.argv[1:]), prog_name="mcdata")
     except SystemExit as done:

@@ -129,12 +129,26 @@ def _require_head(engine: Engine) -> None:
 
 
 def _locked_step(settings: Settings, command: str, source: str | None,
-                 step: Callable[[Engine, Callable[[], None]], Report]) -> Report:
-    """One step on a migrated database, under the writer lock, recorded as a `runs` row."""
+                 step: Callable[[Engine, Callable[[], None]], Report], *, create_schema: bool = False) -> Report:
+    """One step on a migrated database (`create_schema`: a brand-new one is migrated first, as `run`
+    does), under the writer lock, recorded as a `runs` row."""
     with engine_for(settings) as engine:
-        _require_head(engine)
+        if not create_schema:
+            _require_head(engine)
         with writer_lock(engine) as still_held:
+            if create_schema:
+                _create_schema_if_new(engine)
             return _recorded(engine, command, source, lambda: step(engine, still_held))
+
+
+def _create_schema_if_new(engine: Engine) -> None:
+    """Under the writer lock: a brand-new database gets the schema; any other must be at the head."""
+    with connect(engine) as connection:
+        brand_new = migrations.is_empty(connection)
+    if brand_new:
+        log.info("new database: creating the schema")
+        migrations.upgrade(engine, locked=True)
+    _require_head(engine)
 
 
 @contextmanager
@@ -193,7 +207,7 @@ def _record_end(engine: Engine, run_id: int, **fields: object) -> None:
 def fetch(settings: Settings, progress: Progress = no_progress, *, now: datetime | None = None) -> Report:
     return _locked_step(settings, "fetch", settings.source,
                         lambda engine, still_held: _fetch_venues(engine, settings, now or utc_now(), progress,
-                                                                 still_held))
+                                                                 still_held), create_schema=True)
 
 
 NONE_LISTED = "none of the configured pairs is listed by the source"
@@ -223,6 +237,11 @@ def _fetch_venues(engine: Engine, settings: Settings, now: datetime, progress: P
         part.not_in_list = {f"{venue}:{pair}" for pair in part.not_in_list}
         part.errors = [f"{venue}: {error}" for error in part.errors]
         report.merge(part)
+    if named and all(f"{venue}:{pair}" in report.unlisted for pair in settings.pairs for venue in settings.venues):
+        for why in (why for pair in settings.pairs for why in not_listed.get(pair, [])):
+            log.warning("%s", why)  # each venue's "did you mean"
+        raise ConfigError(f"{', '.join(settings.pairs)}: listed by none of {', '.join(settings.venues)}",
+                          "`mcdata pairs --exchange VENUE` lists a venue's pairs")
     if named:
         for pair in settings.pairs:
             nowhere = [key for venue in settings.venues if (key := f"{venue}:{pair}") in report.unlisted]
@@ -336,6 +355,9 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
     plan = PairPlan()
     try:
         plan = _plan(settings, source, one_of_several)
+        if _named(settings, one_of_several) and not plan.chosen and set(plan.failed) <= plan.gone:
+            raise ConfigError("; ".join(plan.failed.values()),  # a typo is a usage error, not an outage
+                              f"`mcdata pairs --exchange {source.venue}` lists them")
         rows: list[store.PriceRow] = []
         if plan.chosen:
             batch = source.latest_prices(list(plan.chosen))
@@ -753,12 +775,7 @@ def run(settings: Settings, progress: Progress = no_progress, *, now: datetime |
     now = now or utc_now()
     with engine_for(settings) as engine, writer_lock(engine) as still_held:
         started()
-        with connect(engine) as connection:
-            brand_new = migrations.is_empty(connection)
-        if brand_new:
-            log.info("new database: creating the schema")
-            migrations.upgrade(engine, locked=True)
-        _require_head(engine)
+        _create_schema_if_new(engine)
 
         def work() -> Report:
             report = Report("run")

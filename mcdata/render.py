@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import math
 import re
@@ -78,6 +80,28 @@ def csv_text(text: str) -> str:
     """Text a spreadsheet will not run: a leading = + - @ tab or CR gets a ' in front (OWASP's rule for
     CSV injection), and control characters are escaped as in the tables."""
     return printable("'" + text if text.startswith(FORMULA_START) else text)
+
+
+# What a terminal that cannot show a character gets instead (a latin-1 or ASCII locale); anything else: "?"
+ASCII_FALLBACK = {"–": "-", "—": "-", "…": "...", "×": "x", "≥": ">=", "≤": "<=", "→": "->", "·": ".",
+                  **{block: "_.-~=+*#"[index] for index, block in enumerate("▁▂▃▄▅▆▇█")}}
+
+
+def _ascii_replacement(error: UnicodeError) -> tuple[str, int]:
+    assert isinstance(error, UnicodeEncodeError)
+    text = error.object[error.start:error.end]
+    return "".join(ASCII_FALLBACK.get(char, "?") for char in text), error.end
+
+
+codecs.register_error("mcdata-ascii", _ascii_replacement)
+
+
+def ascii_fallback(stream: TextIO) -> None:
+    """A stream whose encoding is not UTF (PYTHONIOENCODING=latin-1, LANG=C) writes what it cannot encode
+    as ASCII instead of raising UnicodeEncodeError mid-table (rich draws ASCII boxes there by itself)."""
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    if not encoding.startswith("utf") and isinstance(stream, io.TextIOWrapper):
+        stream.reconfigure(errors="mcdata-ascii")
 
 
 def console(out: TextIO) -> Console:

@@ -16,7 +16,7 @@ from mcdata.config import load_settings
 from mcdata.schema import raw_prices, runs
 from tests.conftest import unstamped
 from tests.fake_exchange import FakeExchange
-from tests.helpers import query
+from tests.helpers import execute, query
 
 LISTED_DEFAULTS = ["adaeur", "bateth", "btceur", "btcusd", "dogeusd", "etheur", "ltceur", "solusd", "xrpusd"]
 WEEK_OF_HOURS = 7 * 24
@@ -156,9 +156,9 @@ def test_unknown_pair_is_partial_with_suggestions(env: str, fake_exchange: FakeE
     assert "btcusdd" in run.error_summary
 
 
-def test_only_unknown_pairs_fail(env: str, runner: CliRunner) -> None:
+def test_only_unknown_pairs_are_a_usage_error(env: str, runner: CliRunner) -> None:
     result = runner.invoke(app, ["fetch", "--pairs", "nosuchpair"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a typo, not an outage (exit 1)
     assert stored(env) == []
 
 
@@ -365,10 +365,19 @@ def test_hostile_pair_names_are_refused_before_any_request(env: str, fake_exchan
     assert stored(env) == []
 
 
-def test_unmigrated_database_says_migrate(db_url: str, runner: CliRunner, fake_exchange: FakeExchange) -> None:
+def test_fetch_creates_the_schema_of_a_brand_new_database_as_run_does(db_url: str, runner: CliRunner,
+                                                                      fake_exchange: FakeExchange) -> None:
+    result = runner.invoke(app, ["--database-url", db_url, "fetch", "--api-url", fake_exchange.url, "--backfill", "0"])
+    assert result.exit_code == 0, result.stderr
+    assert "new database: creating the schema" in result.stderr
+    assert len(stored(db_url)) == len(LISTED_DEFAULTS)
+
+
+def test_a_database_with_tables_but_no_mcdata_schema_says_migrate(db_url: str, runner: CliRunner,
+                                                                   fake_exchange: FakeExchange) -> None:
+    execute(db_url, "CREATE TABLE runs (id INTEGER)")  # someone else's table
     result = runner.invoke(app, ["--database-url", db_url, "fetch", "--api-url", fake_exchange.url])
     assert result.exit_code == 4
-    assert "no mcdata tables yet; run `mcdata run` (fetches too) or `mcdata migrate` first" in result.stderr
     shown = sa.make_url(db_url).render_as_string(hide_password=True).replace("postgresql://", "postgresql+psycopg://")
-    assert f"the database {shown} has no mcdata tables yet" in result.stderr  # which database, password hidden
+    assert f"the database {shown} has tables but no mcdata schema version; run `mcdata migrate`" in result.stderr
     assert fake_exchange.requests == []

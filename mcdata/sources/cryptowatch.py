@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mcdata.config import PAIR_PATTERN, Settings
-from mcdata.errors import PairError, SourceError
+from mcdata.errors import ConfigError, PairError, SourceError
 from mcdata.sources.base import (
     HOUR,
     Candle,
@@ -43,6 +43,10 @@ class CryptowatchSource(OverHttp):
 
     @classmethod
     def create(cls, settings: Settings, now: Callable[[], datetime]) -> CryptowatchSource:
+        if not settings.api_url:  # its owner shut the public API down: retrying it is 15 s of nothing
+            raise ConfigError("--source cryptowatch needs api_url: Kraken shut the public Cryptowatch API down",
+                              "set --api-url (MCDATA_API_URL) to a Cryptowatch-compatible mirror, or use the default "
+                              "--source kraken")
         headers = {"X-CW-API-Key": settings.api_key} if settings.api_key else {}
         return cls(client_for(settings, DEFAULT_URL, headers), settings.exchange, now)
 

@@ -1,0 +1,57 @@
+"""Issue 24, the first week: what a newcomer meets between the README and a deployment. Real processes,
+the fake exchange on loopback, both databases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from mcdata.cli import app
+from mcdata.schema import runs
+from tests.fake_exchange import FakeExchange
+from tests.helpers import count_rows
+
+
+def _mcdata(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mcdata", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **env}, check=False)
+
+
+def test_output_never_crashes_on_a_terminal_that_is_not_utf8(env: str, runner: CliRunner) -> None:
+    assert runner.invoke(app, ["run", "--backfill", "1d"]).exit_code == 0
+    for command in (["show"], ["show", "btceur"], ["status"]):
+        done = _mcdata(*command, PYTHONIOENCODING="latin-1")
+        assert done.returncode == 0, done.stderr
+        assert "UnicodeEncodeError" not in done.stderr
+        assert "+--" in done.stdout or "|" in done.stdout  # rich's ASCII boxes
+
+
+def test_quiet_status_prints_problems_only(env: str, runner: CliRunner) -> None:
+    assert runner.invoke(app, ["run", "--backfill", "0"]).exit_code == 0
+    healthy = runner.invoke(app, ["--quiet", "status"])
+    assert healthy.exit_code == 0 and healthy.stdout == "" and healthy.stderr == ""
+    sick = runner.invoke(app, ["--quiet", "status", "--max-age", "1s"], env={"MCDATA_PAIRS": "btceur,zzzeur"})
+    assert sick.exit_code == 1 and sick.stdout == ""
+    assert "mcdata: unhealthy: " in sick.stderr
+    assert runner.invoke(app, ["--quiet", "status", "json"]).stdout.startswith("{")  # asked for: given
+
+
+def test_a_mistyped_pair_is_a_usage_error_and_no_run(env: str, runner: CliRunner,
+                                                     fake_exchange: FakeExchange) -> None:
+    result = runner.invoke(app, ["fetch", "--pairs", "btcuer"])
+    assert result.exit_code == 2
+    assert "btcuer: not listed by kraken (did you mean btceur or" in result.stderr
+    several = runner.invoke(app, ["fetch", "--pairs", "btcuer,btceur", "--backfill", "0"])
+    assert several.exit_code == 3  # one of them exists: a partial fetch
+    assert count_rows(env, runs) == 1
+
+
+def test_cryptowatch_without_a_mirror_is_a_usage_error_at_once(env: str, runner: CliRunner,
+                                                               fake_exchange: FakeExchange) -> None:
+    result = runner.invoke(app, ["fetch", "--source", "cryptowatch"], env={"MCDATA_API_URL": ""})
+    assert result.exit_code == 2
+    assert "--source cryptowatch needs api_url" in result.stderr and "MCDATA_API_URL" in result.stderr
+    assert fake_exchange.requests == []
