@@ -112,7 +112,7 @@ def test_an_unknown_venue_and_a_missing_extra_are_exit_2(ccxt_env: str, runner: 
     monkeypatch.setattr(builtins, "__import__", without_ccxt)
     missing = runner.invoke(app, ["pairs"])
     assert missing.exit_code == 2
-    assert "--source ccxt needs ccxt, an optional extra of mcdata; install it: pip install 'mcdata[ccxt]'" in (
+    assert "--source ccxt needs ccxt, an optional extra of mcdata; install it: pip install '.[ccxt]' in your clone" in (
         missing.stderr)
 
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_wheel_ships_migrations_under_mcdata(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)],
                    cwd=ROOT, check=True, capture_output=True)
-    wheel = next(tmp_path.glob("mcdata-*.whl"))
+    wheel = next(tmp_path.glob("mcdata_collector-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "mcdata/alembic/env.py" in names
     assert "mcdata/alembic/script.py.mako" in names

@@ -31,7 +31,7 @@ SOURCES: dict[str, Registered] = {
     "cryptowatch": Registered("mcdata.sources.cryptowatch:CryptowatchSource",
                               "the Cryptowatch API, for compatible mirrors; any --exchange", None),
     "ccxt": Registered("mcdata.sources.ccxt_source:CcxtSource",
-                       "any exchange ccxt speaks, named by --exchange; the extra mcdata[ccxt]", None),
+                       "any exchange ccxt speaks, named by --exchange; the extra [ccxt]", None),
 }
 
 

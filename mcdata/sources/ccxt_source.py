@@ -2,8 +2,8 @@
 unified API: its markets, `fetch_tickers` (one request for every pair where the venue has it) and
 `fetch_ohlcv` (hourly candles, paged from `since`).
 
-ccxt is an optional extra (`pip install 'mcdata[ccxt]'`): this module imports it only when the source is
-made, and says how to install it when it is missing (exit 2).
+ccxt is an optional extra (`pip install '.[ccxt]'` in a clone; the distribution is mcdata-collector): this
+module imports it only when the source is made, and says how to install it when it is missing (exit 2).
 
 Names: a market's unified base and quote (BTC/EUR, DOGE/USD: ccxt already turns Kraken's XBT and XDG
 into BTC and DOGE) joined and lower-cased, as the native sources name them (btceur, dogeusd). Two spot
@@ -28,7 +28,7 @@ from mcdata.sources.http import MAX_ANSWER_BYTES, BoundedSession, Budget, backof
 
 log = logging.getLogger("mcdata.ccxt")
 
-INSTALL = "pip install 'mcdata[ccxt]'"
+INSTALL = "pip install '.[ccxt]' in your clone of mcdata (the distribution mcdata-collector, extra ccxt)"
 MAX_PAGES = 200  # of candles per pair and request of history: far more than any backfill needs
 
 

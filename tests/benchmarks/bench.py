@@ -268,7 +268,7 @@ def bench_compute_hourly(url: str, venues: int, pairs: int, tmp: Path) -> None:
     report("PostgreSQL compute from the raw table (baseline)", f"{raw * 1000:,.0f} ms")
     report("PostgreSQL compute speed-up at that scale", f"{raw / rollup:,.1f}x", ">= 15x", raw / rollup >= 15)
     report("DuckDB, one GROUP BY over the same raw rows in memory (peer)",
-           "not installed (pip install 'mcdata[bench]')" if peer is None else f"{peer * 1000:,.0f} ms")
+           "not installed (pip install '.[bench]')" if peer is None else f"{peer * 1000:,.0f} ms")
 
 
 # -- 3. the hourly steady state ------------------------------------------------------------------
