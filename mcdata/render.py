@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -114,7 +115,9 @@ def console(out: TextIO) -> Console:
 
     if out.isatty():
         return Console(file=out, markup=False, emoji=False, highlight=False)
-    return Console(file=out, width=200, no_color=True, highlight=False, emoji=False, soft_wrap=False, markup=False)
+    columns = os.environ.get("COLUMNS", "")  # a pipe is 200 wide unless COLUMNS says otherwise
+    width = int(columns) if columns.isdigit() and 20 <= int(columns) <= 1000 else 200
+    return Console(file=out, width=width, no_color=True, highlight=False, emoji=False, soft_wrap=False, markup=False)
 
 
 def pairs_table(rows: Sequence[ListedPairRow], out: TextIO) -> None:
@@ -209,6 +212,18 @@ def timestamp(value: datetime | None) -> str:
     return "–" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def age_text(as_of: datetime) -> str:
+    """How old a snapshot is (`14m old`, `2d3h old`): the newest one may be days old when runs stopped."""
+    age = datetime.now(UTC) - as_of
+    if age < timedelta(minutes=1):
+        return "just now"
+    from mcdata.config import duration_text
+
+    whole = timedelta(minutes=int(age.total_seconds() // 60)) if age < timedelta(days=1) else \
+        timedelta(hours=int(age.total_seconds() // 3600))
+    return f"{duration_text(whole)} old"
+
+
 def run_line(run: RunRow | None) -> str:
     """One short line (it fits 80 columns, so no timestamp is ever cut by a wrap)."""
     if not run:
@@ -275,7 +290,7 @@ def overview_table(view: Overview, out: TextIO) -> None:
     widths = {c: max([len(c), *(len(str(cells[c])) for cells in rows)]) for c in OVERVIEW_COLUMNS}
     terminal = console(out)
     shown = fitting_columns(widths, terminal.width)
-    table = Table(title=f"Metrics as of {timestamp(view.as_of)}, ranked by 24 h standard deviation",
+    table = Table(title=f"Metrics as of {timestamp(view.as_of)} ({age_text(view.as_of)}), ranked by 24 h stddev",
                   title_justify="left", caption=run_line(view.last_run), caption_justify="left")
     for name in shown:
         keep = OVERVIEW_COLUMNS.index(name) < ALWAYS_SHOWN  # rank, pair and price are never cut
@@ -284,6 +299,9 @@ def overview_table(view: Overview, out: TextIO) -> None:
     for cells in rows:
         table.add_row(*(cells[name] for name in shown))
     terminal.print(table)
+    hidden = [name for name in OVERVIEW_COLUMNS if name not in shown]
+    if hidden:  # never silently: the seed query's min_price is among the first to go
+        terminal.print(f"hidden: {', '.join(hidden)} (COLUMNS=200)")
 
 
 def _midnights(first: datetime, last: datetime) -> list[datetime]:
@@ -325,6 +343,7 @@ def pair_table(view: PairView, out: TextIO) -> None:
     summary.add_column("value", justify="right")
     volatility = percent(m["volatility_24h"])
     for name, value in (
+        ("snapshot age", age_text(view.as_of)),
         ("latest price", number(m["latest_price"])), ("latest sample", timestamp(m["latest_at"])),
         ("24h change", Text(text, style=style)), ("7d average", number(m["weekly_average"])),
         ("7d min", number(m["min_price"])), ("7d max", number(m["max_price"])),

@@ -55,3 +55,16 @@ def test_cryptowatch_without_a_mirror_is_a_usage_error_at_once(env: str, runner:
     assert result.exit_code == 2
     assert "--source cryptowatch needs api_url" in result.stderr and "MCDATA_API_URL" in result.stderr
     assert fake_exchange.requests == []
+
+
+def test_show_names_the_columns_it_hides_and_says_how_old_it_is(env: str, runner: CliRunner) -> None:
+    assert runner.invoke(app, ["run", "--backfill", "1d"]).exit_code == 0
+    narrow = runner.invoke(app, ["show"], env={"COLUMNS": "80"})  # a pipe honours COLUMNS
+    assert narrow.exit_code == 0
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
+    footer = narrow.stdout.strip().splitlines()[-1]
+    assert footer.startswith("hidden: ") and "7d min" in footer and "7d max" in footer
+    assert "(just now)" in narrow.stdout or " old)" in narrow.stdout
+    wide = runner.invoke(app, ["show"], env={"COLUMNS": "200"})
+    assert "hidden:" not in wide.stdout and "7d min" in wide.stdout
+    assert "snapshot age" in runner.invoke(app, ["show", "btceur"]).stdout

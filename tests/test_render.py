@@ -34,7 +34,8 @@ class Terminal(io.StringIO):
 
 
 def drawn(width: int | None, monkeypatch: pytest.MonkeyPatch) -> str:
-    if width is None:  # piped
+    if width is None:  # piped, no COLUMNS: 200 wide
+        monkeypatch.delenv("COLUMNS", raising=False)
         out: io.StringIO = io.StringIO()
     else:
         monkeypatch.setenv("COLUMNS", str(width))
@@ -60,8 +61,12 @@ def test_the_overview_fits_the_terminal_and_keeps_pair_rank_and_price(width: int
 def test_columns_drop_by_priority_as_the_terminal_narrows(monkeypatch: pytest.MonkeyPatch) -> None:
     headers = {}
     for width in (80, 120, None):
-        text = drawn(width, monkeypatch)
-        headers[width] = [name for name in render.OVERVIEW_COLUMNS if name in text]
+        lines = drawn(width, monkeypatch).splitlines()
+        table = "\n".join(line for line in lines if not line.startswith("hidden: "))
+        headers[width] = [name for name in render.OVERVIEW_COLUMNS if name in table]
+        footer = [line for line in lines if line.startswith("hidden: ")]
+        hidden = [name for name in render.OVERVIEW_COLUMNS if name not in headers[width]]
+        assert footer == ([f"hidden: {', '.join(hidden)} (COLUMNS=200)"] if hidden else [])  # never silently
     assert headers[None] == list(render.OVERVIEW_COLUMNS)  # piped: every column
     assert headers[80] == list(render.OVERVIEW_COLUMNS[:len(headers[80])])  # a prefix: the least important go
     assert headers[120] == list(render.OVERVIEW_COLUMNS[:len(headers[120])])

@@ -141,7 +141,7 @@ def test_show_all_csv_matches_the_database(after_run: str, runner: CliRunner) ->
 def test_show_all_table(after_run: str, runner: CliRunner) -> None:
     result = runner.invoke(app, ["show"])
     assert result.exit_code == 0, result.stderr
-    assert "ranked by 24 h standard deviation" in result.stdout
+    assert "ranked by 24 h stddev" in result.stdout
     for pair in PAIRS:
         assert pair in result.stdout
     assert "1/9" in result.stdout and "9/9" in result.stdout
