@@ -27,6 +27,7 @@ from mcdata.errors import (
     SourceError,
     classify,
     exit_code_of,
+    masked_url,
     worst,
 )
 from mcdata.sources import make_source
@@ -138,7 +139,8 @@ def _locked_step(settings: Settings, command: str, source: str | None,
         with writer_lock(engine) as still_held:
             if create_schema:
                 _create_schema_if_new(engine)
-            return _recorded(engine, command, source, lambda: step(engine, still_held))
+            return _recorded(engine, command, source, lambda: step(engine, still_held),
+                             _source_url(settings) if source else None)
 
 
 def _create_schema_if_new(engine: Engine) -> None:
@@ -159,11 +161,19 @@ def _write(engine: Engine, still_held: Callable[[], None]) -> Iterator[sa.Connec
         still_held()
 
 
-def _recorded(engine: Engine, command: str, source: str | None, work: Callable[[], Report]) -> Report:
+def _source_url(settings: Settings) -> str:
+    """Where a fetch asks, as `runs` records it: the api_url (password hidden), or the source's default."""
+    return masked_url(settings.api_url) if settings.api_url else f"the {settings.source} default"
+
+
+def _recorded(engine: Engine, command: str, source: str | None, work: Callable[[], Report],
+              source_url: str | None = None) -> Report:
     """Run `work` with a `runs` row that tells the truth, whatever happens."""
     with engine.begin() as connection:
         closed = store.close_abandoned_runs(connection, utc_now())  # we hold the lock: no other run is alive
-        run_id = store.start_run(connection, command, source, utc_now())
+        if source is not None and source_url is not None:
+            _say_if_elsewhere(connection, source, source_url)
+        run_id = store.start_run(connection, command, source, utc_now(), source_url)
     if closed:
         log.info("closed %d run record(s) left `running` by a process that ended without recording", closed)
     try:
@@ -185,6 +195,16 @@ def _recorded(engine: Engine, command: str, source: str | None, work: Callable[[
                 rows_written=report.rows_written + report.metric_rows, http_requests=report.http_requests,
                 error_summary="; ".join(problems)[:2000] or None)
     return report
+
+
+def _say_if_elsewhere(connection: sa.Connection, source: str, source_url: str) -> None:
+    """A fetch that asks elsewhere than the runs that stored this source's prices (the offline demo's fake
+    exchange, then the live API) would mix two series under one name: say so."""
+    last = store.last_source(connection, source)
+    if last is not None and last[1] != source_url:
+        log.warning("warning: the %s prices stored here came from %s (run #%d); this run asks %s: the two "
+                    "mix in one series (a demo belongs in a database of its own)", source, last[1], last[0],
+                    source_url)
 
 
 def _forget_run(engine: Engine, run_id: int) -> None:
@@ -786,7 +806,7 @@ def run(settings: Settings, progress: Progress = no_progress, *, now: datetime |
             _deliver_alerts(engine, settings, report, still_held)
             return report
 
-        return _recorded(engine, "run", settings.source, work)
+        return _recorded(engine, "run", settings.source, work, _source_url(settings))
 
 
 def _deliver_alerts(engine: Engine, settings: Settings, report: Report, still_held: Callable[[], None]) -> None:

@@ -180,6 +180,8 @@ runs = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, comment=" | ".join(RunStatus)),
     sa.Column("exit_code", sa.Integer(), nullable=True),
     sa.Column("source", sa.String(16), nullable=True),
+    sa.Column("source_url", sa.String(300), nullable=True,
+              comment="where a fetch asked (password hidden): a demo's fake prices never pass for real ones"),
     sa.Column("as_of", UTCDateTime(), nullable=True),
     sa.Column("pairs_requested", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("pairs_stored", sa.Integer(), nullable=False, server_default="0"),

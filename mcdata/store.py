@@ -175,10 +175,19 @@ def delisted(connection: sa.Connection, exchange: str) -> dict[str, datetime]:
     return {row.pair: row.since for row in connection.execute(query)}
 
 
-def start_run(connection: sa.Connection, command: str, source: str | None, started_at: datetime) -> int:
+def start_run(connection: sa.Connection, command: str, source: str | None, started_at: datetime,
+              source_url: str | None = None) -> int:
     statement = runs.insert().values(command=command, source=source, started_at=started_at,
-                                     status=RunStatus.RUNNING.value)
+                                     status=RunStatus.RUNNING.value, source_url=source_url)
     return int(connection.execute(statement.returning(runs.c.id)).scalar_one())
+
+
+def last_source(connection: sa.Connection, source: str) -> tuple[int, str] | None:
+    """The id and URL of the newest finished run of `source` that stored prices and recorded its URL."""
+    row = connection.execute(sa.select(runs.c.id, runs.c.source_url).where(
+        runs.c.source == source, runs.c.pairs_stored > 0, runs.c.source_url.is_not(None),
+        runs.c.finished_at.is_not(None)).order_by(runs.c.id.desc()).limit(1)).first()
+    return (int(row.id), str(row.source_url)) if row else None
 
 
 def close_abandoned_runs(connection: sa.Connection, now: datetime) -> int:

@@ -7,12 +7,13 @@ import os
 import subprocess
 import sys
 
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from mcdata.cli import app
 from mcdata.schema import runs
 from tests.fake_exchange import FakeExchange
-from tests.helpers import count_rows
+from tests.helpers import count_rows, query
 
 
 def _mcdata(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -68,3 +69,17 @@ def test_show_names_the_columns_it_hides_and_says_how_old_it_is(env: str, runner
     wide = runner.invoke(app, ["show"], env={"COLUMNS": "200"})
     assert "hidden:" not in wide.stdout and "7d min" in wide.stdout
     assert "snapshot age" in runner.invoke(app, ["show", "btceur"]).stdout
+
+
+def test_a_run_that_asks_elsewhere_than_the_stored_prices_came_from_says_so(env: str, runner: CliRunner,
+                                                                           fake_exchange: FakeExchange) -> None:
+    with FakeExchange() as demo:  # the offline demo's fake exchange, then the real one
+        assert runner.invoke(app, ["run", "--backfill", "0", "--api-url", demo.url]).exit_code == 0
+    result = runner.invoke(app, ["run", "--backfill", "0"])
+    assert result.exit_code == 0
+    assert (f"warning: the kraken prices stored here came from {demo.url} (run #1); this run asks "
+            f"{fake_exchange.url}: the two mix in one series") in result.stderr
+    again = runner.invoke(app, ["run", "--backfill", "0"])
+    assert "the two mix" not in again.stderr  # said once: the newest run that stored asked here
+    assert [r.source_url for r in query(env, sa.select(runs).order_by(runs.c.id))] == [
+        demo.url, fake_exchange.url, fake_exchange.url]

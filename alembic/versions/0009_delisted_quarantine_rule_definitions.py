@@ -8,7 +8,8 @@ Create Date: 2026-12-04
 stale). `raw_price_quarantine` holds the rows an older version stored that today's checks refuse: 0004
 creates it and moves them there when it meets one; a database that passed 0004 earlier gets it here.
 `alert_state.definition` is the fingerprint of the rule a state was judged for: a changed rule starts
-fresh.
+fresh. `runs.source_url` says where a fetch asked, so that a run asking elsewhere than the runs that
+stored a venue's prices (a demo's fake exchange, then the live API) says so.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ def upgrade() -> None:
     )
     if "raw_price_quarantine" not in sa.inspect(op.get_bind()).get_table_names():
         context.script.get_revision("0004").module.create_quarantine()
+    with op.batch_alter_table("runs") as batch:
+        batch.add_column(sa.Column("source_url", sa.String(length=300), nullable=True,
+                                   comment="where a fetch asked (password hidden): a demo's fake prices never "
+                                           "pass for real ones"))
     with op.batch_alter_table("alert_state") as batch:
         batch.add_column(sa.Column("definition", sa.String(length=16), nullable=True,
                                    comment="fingerprint of the rule as defined when judged: a changed rule "
@@ -44,4 +49,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("alert_state") as batch:
         batch.drop_column("definition")
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("source_url")
     op.drop_table("delisted_markets")  # the quarantine is 0004's
