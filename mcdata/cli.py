@@ -179,8 +179,11 @@ def command(fn: F, on: typer.Typer = app, name: str | None = None) -> F:
         ctx = kwargs.get("ctx")
         debug = _state(ctx).debug if ctx is not None else False
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # here, not at exit: click would make a closed pipe exit 1
+            return result
         except (typer.Exit, typer.Abort):
+            sys.stdout.flush()
             raise
         except BrokenPipeError:  # `mcdata show | head`: the reader has gone; so do we, quietly
             _silence_stdout()

@@ -114,10 +114,19 @@ def console(out: TextIO) -> Console:
     from rich.console import Console
 
     if out.isatty():
-        return Console(file=out, markup=False, emoji=False, highlight=False)
-    columns = os.environ.get("COLUMNS", "")  # a pipe is 200 wide unless COLUMNS says otherwise
-    width = int(columns) if columns.isdigit() and 20 <= int(columns) <= 1000 else 200
-    return Console(file=out, width=width, no_color=True, highlight=False, emoji=False, soft_wrap=False, markup=False)
+        terminal = Console(file=out, markup=False, emoji=False, highlight=False)
+    else:
+        columns = os.environ.get("COLUMNS", "")  # a pipe is 200 wide unless COLUMNS says otherwise
+        width = int(columns) if columns.isdigit() and 20 <= int(columns) <= 1000 else 200
+        terminal = Console(file=out, width=width, no_color=True, highlight=False, emoji=False, soft_wrap=False,
+                           markup=False)
+    terminal.on_broken_pipe = _reader_gone  # type: ignore[method-assign]
+    return terminal
+
+
+def _reader_gone() -> None:
+    """`mcdata show | head`: rich would exit 1; the command's wrapper ends it quietly with 0 instead."""
+    raise BrokenPipeError
 
 
 def pairs_table(rows: Sequence[ListedPairRow], out: TextIO) -> None:

@@ -83,3 +83,15 @@ def test_a_run_that_asks_elsewhere_than_the_stored_prices_came_from_says_so(env:
     assert "the two mix" not in again.stderr  # said once: the newest run that stored asked here
     assert [r.source_url for r in query(env, sa.select(runs).order_by(runs.c.id))] == [
         demo.url, fake_exchange.url, fake_exchange.url]
+
+
+def test_a_reader_that_goes_away_is_no_failure(env: str, runner: CliRunner) -> None:
+    """`mcdata show btceur | head -1`: rich and click made a closed pipe exit 1."""
+    assert runner.invoke(app, ["run", "--backfill", "1d"]).exit_code == 0
+    for command in (["show", "btceur"], ["status"], ["show"], ["show", "csv"]):
+        process = subprocess.Popen([sys.executable, "-m", "mcdata", *command], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "60"})
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.readline()
+        process.stdout.close()  # the reader has gone
+        assert process.wait(timeout=60) == 0, (command, process.stderr.read())
