@@ -590,7 +590,15 @@ def overview(settings: Settings, exchange: str | None = None) -> Overview:
         series = store.price_series(connection, markets, as_of - metrics.DAY, as_of)
         return Overview(as_of, store.ranked_counts(connection, as_of, exchange), rows,
                         {m: [price for _, price in points] for m, points in series.items()},
-                        store.last_run(connection))
+                        store.last_run(connection), _unconfigured(settings, markets))
+
+
+def _unconfigured(settings: Settings, markets: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The markets of a snapshot that no configured venue and pair fetches any more (their numbers stop at
+    their last fetch): `show` marks them."""
+    every = settings.pairs == ("all",)
+    return {(venue, pair) for venue, pair in markets
+            if venue not in settings.venues or not (every or pair in settings.pairs)}
 
 
 def pair_view(settings: Settings, pair: str, exchange: str | None, history: int = 24) -> PairView:

@@ -248,7 +248,8 @@ def _metric_row(row: MetricRow, ranked: int) -> dict[str, Any]:
 
 def overview_output(view: Overview) -> Output:
     pairs = [_metric_row(r, view.ranked_pairs.get(r["exchange"], 0)) for r in view.pairs]
-    document = {"as_of": view.as_of, "ranked_pairs": view.ranked_pairs, "pairs": pairs, "last_run": view.last_run}
+    document = {"as_of": view.as_of, "ranked_pairs": view.ranked_pairs, "pairs": pairs, "last_run": view.last_run,
+                "not_configured": [{"exchange": e, "pair": p} for e, p in sorted(view.unconfigured)]}
     return Output(document, pairs, SHOWN_METRIC_COLUMNS, lambda out: overview_table(view, out))
 
 
@@ -292,7 +293,11 @@ def overview_table(view: Overview, out: TextIO) -> None:
     from rich.table import Table
 
     several_venues = len({r["exchange"] for r in view.pairs}) > 1
-    rows = [_overview_cells(row, f"{row['exchange']}:{row['pair']}" if several_venues else row["pair"],
+    def label(row: MetricRow) -> str:
+        name = f"{row['exchange']}:{row['pair']}" if several_venues else row["pair"]
+        return f"{name} *" if (row["exchange"], row["pair"]) in view.unconfigured else name
+
+    rows = [_overview_cells(row, label(row),
                             view.ranked_pairs.get(row["exchange"], 0),
                             view.sparklines.get((row["exchange"], row["pair"]), []))
             for row in view.pairs]
@@ -308,6 +313,8 @@ def overview_table(view: Overview, out: TextIO) -> None:
     for cells in rows:
         table.add_row(*(cells[name] for name in shown))
     terminal.print(table)
+    if view.unconfigured:
+        terminal.print("* not configured any more: not fetched, its numbers stop at its last sample")
     hidden = [name for name in OVERVIEW_COLUMNS if name not in shown]
     if hidden:  # never silently: the seed query's min_price is among the first to go
         terminal.print(f"hidden: {', '.join(hidden)} (COLUMNS=200)")

@@ -76,6 +76,7 @@ class Overview:
     pairs: list[MetricRow]
     sparklines: dict[tuple[str, str], list[float]]
     last_run: RunRow | None
+    unconfigured: set[tuple[str, str]] = field(default_factory=set)  # stored, no longer fetched: marked
 
 
 @dataclass

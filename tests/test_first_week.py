@@ -3,6 +3,7 @@ the fake exchange on loopback, both databases."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -95,3 +96,16 @@ def test_a_reader_that_goes_away_is_no_failure(env: str, runner: CliRunner) -> N
         process.stdout.readline()
         process.stdout.close()  # the reader has gone
         assert process.wait(timeout=60) == 0, (command, process.stderr.read())
+
+
+def test_show_marks_pairs_no_longer_configured(env: str, runner: CliRunner) -> None:
+    assert runner.invoke(app, ["run", "--backfill", "1d"]).exit_code == 0
+    table = runner.invoke(app, ["show"], env={"MCDATA_PAIRS": "btceur,etheur"})
+    assert table.exit_code == 0
+    marked = {line.split("│")[2].strip() for line in table.stdout.splitlines() if line.count("│") > 3}
+    assert "btceur" in marked and "etheur" in marked and "btcusd *" in marked
+    assert "* not configured any more" in table.stdout
+    document = json.loads(runner.invoke(app, ["show", "json"], env={"MCDATA_PAIRS": "btceur,etheur"}).stdout)
+    assert {m["pair"] for m in document["not_configured"]} == {r["pair"] for r in document["pairs"]} - {
+        "btceur", "etheur"}
+    assert "not configured" not in runner.invoke(app, ["show"]).stdout  # the defaults: every stored pair
