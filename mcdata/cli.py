@@ -119,13 +119,23 @@ class CliState:
         be ones the configured source can fetch, and a bad alert rule is a warning (load_settings)."""
         return load_settings({**self.flags, **command_flags}, config_file=self.config_file, fetching=False)
 
-    def alert_settings(self) -> Settings:
-        """For `mcdata alerts`, which reads the database but is about the rules: a bad one is exit 2."""
-        return load_settings(self.flags, config_file=self.config_file, fetching=False, strict_alerts=True)
+    def alert_settings(self, fetching: bool = False, **command_flags: Any) -> Settings:
+        """For `run` and `mcdata alerts`, which use the rules: a bad one, or a bad notify URL, is exit 2."""
+        return load_settings({**self.flags, **command_flags}, config_file=self.config_file, fetching=fetching,
+                             uses_alerts=True)
 
     def shown_settings(self) -> Settings:
-        """For `mcdata config`, which must show the settings whatever a rule or notify URL says."""
-        return load_settings(self.flags, config_file=self.config_file, strict_alerts=False)
+        """For `mcdata config`, which must show the settings whatever a rule or notify URL says (it says what
+        is wrong with them in a warning)."""
+        from mcdata.config import check_notify_urls
+
+        settings = load_settings(self.flags, config_file=self.config_file)
+        if settings.notify:
+            try:
+                check_notify_urls(settings.notify)
+            except ConfigError as error:
+                log.warning("warning: %s", error)
+        return settings
 
 
 def _state(ctx: typer.Context) -> CliState:
@@ -372,7 +382,7 @@ def run(ctx: typer.Context, source_flags: dict[str, str | None]) -> None:
     """
     from mcdata import monitoring, pipeline
 
-    settings, progress = _source_job(ctx, source_flags)
+    settings, progress = _source_job(ctx, source_flags, uses_alerts=True)
     began = pipeline.utc_now()
 
     def started() -> None:
@@ -636,13 +646,15 @@ def _output_format(positional: str | None, option: str | None) -> str:
     return chosen
 
 
-def _source_job(ctx: typer.Context, source_flags: dict[str, str | None]) -> tuple[Settings, Progress]:
-    """The settings of a job that fetches, and its progress display (a bar on a terminal, unless --quiet)."""
+def _source_job(ctx: typer.Context, source_flags: dict[str, str | None],
+                uses_alerts: bool = False) -> tuple[Settings, Progress]:
+    """The settings of a job that fetches (`run` uses the alert rules too), and its progress display (a
+    bar on a terminal, unless --quiet)."""
     from mcdata.render import progress_bar
 
     state = _state(ctx)
-    return state.settings(**source_flags), functools.partial(progress_bar,
-                                                             enabled=sys.stderr.isatty() and not state.quiet)
+    settings = state.alert_settings(fetching=True, **source_flags) if uses_alerts else state.settings(**source_flags)
+    return settings, functools.partial(progress_bar, enabled=sys.stderr.isatty() and not state.quiet)
 
 
 def _exit_with(ctx: typer.Context, report: Report) -> None:

@@ -379,7 +379,7 @@ def _secret_from_file(setting: Setting, env: Mapping[str, str]) -> str | None:
         raise ConfigError(f"{file_var}: cannot read {env[file_var]!r} ({exc.__class__.__name__})") from exc
 
 
-def _check_notify_urls(urls: tuple[str, ...]) -> None:
+def check_notify_urls(urls: tuple[str, ...]) -> None:
     import apprise
 
     for index, url in enumerate(urls, 1):
@@ -447,12 +447,12 @@ def load_settings(
     env: Mapping[str, str] | None = None,
     config_file: str | None = None,
     fetching: bool = True,
-    strict_alerts: bool | None = None,
+    uses_alerts: bool = False,
 ) -> Settings:
     """Resolve every setting. `flags` holds command-line values (None = not given). A command that only
-    reads the database (`fetching=False`) may name venues the configured source cannot fetch, and a bad
-    alert rule or notify URL is a warning there, not exit 2 (`strict_alerts` overrides: `mcdata alerts`
-    and `run` use the rules; `show`, `status` and `config` must work whatever they say)."""
+    reads the database (`fetching=False`) may name venues the configured source cannot fetch. A bad alert
+    rule is exit 2 only for a command that `uses_alerts` (`run`, `alerts`), a warning for the others (they
+    must work whatever the rules say); the notify URLs are checked (apprise: 0.3 s) only there too."""
     env = os.environ if env is None else env
     flags = flags or {}
     explicit = config_file or env.get("MCDATA_CONFIG")
@@ -463,15 +463,9 @@ def load_settings(
     origins: dict[str, str] = {}
     for setting in SETTINGS.values():
         origins[setting.name], values[setting.name] = _resolve(setting, flags, env, path, file_values)
-    strict = fetching if strict_alerts is None else strict_alerts
-    values["alerts"] = _rules(values, flags, env, path, file_values, strict=strict)
-    if values["notify"] and strict:
-        _check_notify_urls(values["notify"])
-    elif values["notify"] and strict_alerts is False:  # `config`: say what is wrong, show the rest
-        try:
-            _check_notify_urls(values["notify"])
-        except ConfigError as error:
-            log.warning("warning: %s", error)
+    values["alerts"] = _rules(values, flags, env, path, file_values, strict=uses_alerts)
+    if values["notify"] and uses_alerts:
+        check_notify_urls(values["notify"])
     only_venue = SOURCES[values["source"]].only_venue
     if fetching and only_venue and values["exchange"] != only_venue:
         others = [name for name, s in SOURCES.items() if s.only_venue is None]

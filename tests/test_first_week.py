@@ -109,3 +109,27 @@ def test_show_marks_pairs_no_longer_configured(env: str, runner: CliRunner) -> N
     assert {m["pair"] for m in document["not_configured"]} == {r["pair"] for r in document["pairs"]} - {
         "btceur", "etheur"}
     assert "not configured" not in runner.invoke(app, ["show"]).stdout  # the defaults: every stored pair
+
+
+PROBE_APPRISE = """import sys
+sys.argv = ["mcdata", *sys.argv[1:]]
+from mcdata.cli import main
+try:
+    main()
+except SystemExit as done:
+    print("apprise" in sys.modules, done.code, file=sys.stderr)
+"""
+
+
+def test_notify_urls_are_checked_only_where_they_are_used(env: str, runner: CliRunner) -> None:
+    """apprise costs every command 0.3 s to load: show, status and fetch never load it."""
+    assert runner.invoke(app, ["run", "--backfill", "0"]).exit_code == 0
+    notify = {"MCDATA_NOTIFY": "json://127.0.0.1:9/hook"}
+    for command, loaded in ((["show"], False), (["status"], False), (["fetch", "--backfill", "0"], False),
+                            (["alerts"], True)):
+        done = subprocess.run([sys.executable, "-c", PROBE_APPRISE, *command], capture_output=True, text=True,
+                              env={**os.environ, **notify}, timeout=60, check=False)
+        assert done.stderr.strip().splitlines()[-1] == f"{loaded} 0", (command, done.stderr)
+    bad = runner.invoke(app, ["fetch", "--backfill", "0"], env={
+        "MCDATA_ALERTS": '[{"name": "x", "rule": "spike", "factor": 0.5, "window": "1h"}]'})
+    assert bad.exit_code == 0 and 'warning: alert "x": factor: must be greater than 1' in bad.stderr
