@@ -113,10 +113,21 @@ def write_textfile(path: Path, facts: RunFacts) -> None:
                  registry=registry)
     sample = Gauge("mcdata_last_sample_timestamp_seconds", "Time of each pair's newest stored sample (Unix time).",
                    labels, registry=registry)
+    per_pair = {  # a pair whose value is NULL (too few samples) has no sample in that family
+        "stddev_24h": Gauge("mcdata_stddev_24h", "24 h standard deviation of each pair's price.", labels,
+                            registry=registry),
+        "volatility_24h": Gauge("mcdata_volatility_24h", "24 h standard deviation / latest price, in percent.",
+                                labels, registry=registry),
+        "change_24h_pct": Gauge("mcdata_change_24h_pct", "Change of each pair's price over 24 h, in percent.",
+                                labels, registry=registry),
+    }
     for row in facts.metrics:
         price.labels(row["exchange"], row["pair"]).set(row["latest_price"])
         if row["std_rank"] is not None:
             rank.labels(row["exchange"], row["pair"]).set(row["std_rank"])
+        for column, gauge_of_pair in per_pair.items():
+            if row[column] is not None:  # type: ignore[literal-required]
+                gauge_of_pair.labels(row["exchange"], row["pair"]).set(row[column])  # type: ignore[literal-required]
     for (exchange, pair), moment in facts.last_samples.items():
         sample.labels(exchange, pair).set(moment.timestamp())
     path.parent.mkdir(parents=True, exist_ok=True)

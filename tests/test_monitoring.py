@@ -132,6 +132,10 @@ def test_the_textfile_says_what_the_runs_row_and_the_metrics_say(env: str, runne
     assert prices == {(m.exchange, m.pair): m.latest_price for m in latest}
     ranks = {(labels["exchange"], labels["pair"]): value for labels, value in found["mcdata_std_rank"]}
     assert ranks == {(m.exchange, m.pair): m.std_rank for m in latest if m.std_rank is not None}
+    for column in ("stddev_24h", "volatility_24h", "change_24h_pct"):  # per pair, as the snapshot says
+        shown = {(labels["exchange"], labels["pair"]): value for labels, value in found.get(f"mcdata_{column}", [])}
+        assert shown == {(m.exchange, m.pair): getattr(m, column) for m in latest if getattr(m, column) is not None}
+    assert found["mcdata_stddev_24h"]  # a day of candles: every pair has one
     samples = {(labels["exchange"], labels["pair"]): value
                for labels, value in found["mcdata_last_sample_timestamp_seconds"]}
     assert samples == {(m.exchange, m.pair): m.last_at.timestamp() for m in query(env, sa.select(markets))}
