@@ -7,11 +7,15 @@ NaN prices, delisted pairs). Kraken names and keys follow shared/reference/excha
 the Cryptowatch listing and price payloads are the recordings in tests/fixtures/cryptowatch.
 
 Run it by hand for a demo: `python -m tests.fake_exchange --port 8765`, then
-`MCDATA_API_URL=http://127.0.0.1:8765 mcdata run`.
+`MCDATA_API_URL=http://127.0.0.1:8765 mcdata run`. Steer it to watch an alert fire offline: from its
+command line (`--price btceur=100000`, `--scale etheur=3`) or while it runs, through its control route
+(`curl 'http://127.0.0.1:8765/_control/scale?pair=btceur&factor=3'`, `.../_control/price?pair=btceur&value=1`,
+`.../_control/reset`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import functools
 import gzip
@@ -169,7 +173,35 @@ class FakeExchange:
                     return fault
         return None
 
+    def steer(self, prices: dict[str, str] | None = None, scales: dict[str, float] | None = None) -> None:
+        """Serve `prices` as the pairs' last prices, and multiply the pairs' series by `scales`."""
+        for pair, value in (prices or {}).items():
+            self.price_overrides[pair] = value
+        for pair, factor in (scales or {}).items():
+            if pair not in self.markets:
+                raise ValueError(f"no market {pair!r}")
+            market = self.markets[pair]  # a copy: the markets are shared with every other fake
+            self.markets[pair] = dataclasses.replace(market, price=market.price * factor)
+
+    def _control(self, action: str, query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        try:
+            if action == "price":
+                self.steer(prices={query["pair"]: query["value"]})
+            elif action == "scale":
+                self.steer(scales={query["pair"]: float(query["factor"])})
+            elif action == "reset":
+                self.price_overrides.clear()
+                self.markets.update({m.pair: dataclasses.replace(m) for m in KRAKEN_MARKETS})
+            else:
+                return 404, {"error": f"no control {action!r}: price, scale or reset"}, {}
+        except (KeyError, ValueError) as exc:
+            return 400, {"error": f"{action}: {exc}"}, {}
+        return 200, {"overrides": self.price_overrides,
+                     "levels": {pair: m.price for pair, m in sorted(self.markets.items())}}, {}
+
     def route(self, path: str, query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        if path.startswith("/_control/"):
+            return self._control(path.removeprefix("/_control/"), query)
         if path.startswith("/0/public/"):
             return self._kraken(path.removeprefix("/0/public/"), query)
         if path.startswith("/markets"):
@@ -394,13 +426,26 @@ def _handler_for(exchange: FakeExchange) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _pair_value(text: str) -> tuple[str, str]:
+    pair, _, value = text.partition("=")
+    if not pair or not value:
+        raise SystemExit(f"expected PAIR=VALUE, got {text!r}")
+    return pair.lower(), value
+
+
 def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--price", action="append", default=[], metavar="PAIR=P",
+                        help="serve P as PAIR's last price (e.g. btceur=100000); repeatable")
+    parser.add_argument("--scale", action="append", default=[], metavar="PAIR=F",
+                        help="multiply PAIR's price series by F (e.g. etheur=3: a spike); repeatable")
     args = parser.parse_args()
     exchange = FakeExchange()
+    exchange.steer(dict(_pair_value(text) for text in args.price),
+                   {pair: float(value) for pair, value in map(_pair_value, args.scale)})
     server = _QuietServer(("127.0.0.1", args.port), _handler_for(exchange))
     print(f"fake exchange on http://127.0.0.1:{args.port} (Kraken /0/public/..., Cryptowatch /markets/...)")
     server.serve_forever()

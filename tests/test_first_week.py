@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import sqlalchemy as sa
 from typer.testing import CliRunner
@@ -133,3 +134,25 @@ def test_notify_urls_are_checked_only_where_they_are_used(env: str, runner: CliR
     bad = runner.invoke(app, ["fetch", "--backfill", "0"], env={
         "MCDATA_ALERTS": '[{"name": "x", "rule": "spike", "factor": 0.5, "window": "1h"}]'})
     assert bad.exit_code == 0 and 'warning: alert "x": factor: must be greater than 1' in bad.stderr
+
+
+def test_the_fake_exchange_can_be_steered_to_watch_an_alert_fire_offline(env: str, runner: CliRunner,
+                                                                        fake_exchange: FakeExchange) -> None:
+    import urllib.request
+
+    from tests.fake_exchange import KRAKEN_MARKETS
+
+    rules = '[{"name": "btc-spike", "rule": "spike", "factor": 2, "window": "2h", "pairs": ["btceur"]}]'
+    assert runner.invoke(app, ["run", "--backfill", "1d"], env={"MCDATA_ALERTS": rules}).exit_code == 0
+    with urllib.request.urlopen(f"{fake_exchange.url}/_control/scale?pair=btceur&factor=3") as answer:  # noqa: S310
+        assert json.loads(answer.read())["levels"]["btceur"] == 3 * 24067.9
+    time.sleep(1.1)  # a sample time of its own
+    fired = runner.invoke(app, ["run", "--backfill", "1d"], env={"MCDATA_ALERTS": rules})
+    assert fired.exit_code == 0 and "alert: btc-spike: btceur on kraken" in fired.stderr
+    assert next(m for m in KRAKEN_MARKETS if m.pair == "btceur").price == 24067.9  # no other fake is touched
+    with urllib.request.urlopen(f"{fake_exchange.url}/_control/reset"):  # noqa: S310
+        pass
+    assert fake_exchange.markets["btceur"].price == 24067.9
+    started = subprocess.Popen([sys.executable, "-m", "tests.fake_exchange", "--port", "0", "--price", "btceur=7",
+                                "--scale", "nosuch=2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert started.wait(timeout=30) != 0 and "nosuch" in started.stderr.read()  # a typo is said, not served
