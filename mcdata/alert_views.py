@@ -67,7 +67,7 @@ def test_notifications(settings: Settings, rule: str | None) -> list[tuple[str, 
                           f"the rules: {', '.join(r.name for r in settings.alerts) or 'none'}")
     about = f" for the rule {rule!r}" if rule else ""
     body = f"A test of mcdata's notifications{about}, sent {utc_now():%Y-%m-%d %H:%M:%S} UTC."
-    outcomes = notify.send_all([(url, alerts.TEST_TITLE, body) for url in settings.notify],
+    outcomes = notify.send_all([(url, alerts.TEST_TITLE, body, "info") for url in settings.notify],
                                alerts.DELIVERY_BUDGET.total_seconds())
     return [(f"#{index} {masked_notify_url(url)}", outcome.error)
             for index, (url, outcome) in enumerate(zip(settings.notify, outcomes, strict=True), 1)]

@@ -180,6 +180,37 @@ def _windows(connection: sa.Connection, rule: AlertRule,
     return windows
 
 
+# Quote currencies, longest first: a pair's quote is the longest of these it ends with (btcusdt: USDT).
+QUOTES = ("usdt", "usdc", "busd", "dai", "eur", "usd", "gbp", "jpy", "chf", "cad", "aud", "try", "btc", "eth")
+
+
+def quote_of(pair: str) -> str | None:
+    found = [quote for quote in QUOTES if pair.endswith(quote) and len(pair) > len(quote)]
+    return max(found, key=len).upper() if found else None
+
+
+def _message(rule: AlertRule, market: Market, judgement: Judgement, as_of: datetime) -> str:
+    """What is sent, read hours later maybe (an outbox): when it happened, in which currency, how far it
+    moved and over which window."""
+    details = []
+    quote = quote_of(market.pair)
+    if quote and rule.kind != "stale":
+        details.append(f"prices in {quote}")
+    if rule.kind in ("spike", "drop", "above", "below") and judgement.baseline:
+        details.append(f"{(market.latest_price / judgement.baseline - 1) * 100:+.2f}%")
+    if rule.window is not None:
+        details.append(f"window {_duration(rule.window)}")
+    extra = f" ({'; '.join(details)})" if details else ""
+    return (f"{rule.name}: {market.pair} on {market.exchange} at {as_of:%Y-%m-%d %H:%M} UTC: "
+            f"{judgement.text}{extra}")
+
+
+def _duration(value: timedelta) -> str:
+    from mcdata.config import duration_text
+
+    return duration_text(value)
+
+
 def _record(connection: sa.Connection, rule: AlertRule, definition: str, market: Market, judgement: Judgement,
             state: Any, as_of: datetime, now: datetime) -> Fired | None:
     """Apply fire once / re-arm / cool down; the new event, if it fired. A state judged for another
@@ -192,7 +223,7 @@ def _record(connection: sa.Connection, rule: AlertRule, definition: str, market:
     last_fired = state.last_fired_at if same_rule else None
     event = None
     if judgement.holds and not was_firing and (last_fired is None or as_of - last_fired >= rule.cooldown):
-        message = f"{rule.name}: {market.pair} on {market.exchange}: {judgement.text}"
+        message = _message(rule, market, judgement, as_of)
         event = Fired(int(connection.execute(alert_events.insert().values(
             **key, as_of=as_of, value=judgement.value, baseline=judgement.baseline, message=message,
             created_at=now, attempts=0).returning(alert_events.c.id)).scalar_one()), message)
@@ -243,7 +274,7 @@ def deliver(write: Callable[[], Any], urls: Sequence[str], now: Callable[[], dat
         taken = set((event.delivered_to or "").split())
         for index, (url, mark) in enumerate(zip(urls, marks, strict=True)):
             if mark not in taken:
-                jobs.append((url, f"mcdata alert: {event.rule}", event.message))
+                jobs.append((url, f"mcdata alert: {event.rule}", event.message, "warning"))
                 owners.append((number, index))
     tried = sorted({events[number].id for number, _ in owners})
     with write() as connection:

@@ -8,7 +8,7 @@ In the worker, every HTTP call apprise makes follows no redirect, waits at most 
 connection and for each read, and reads at most NOTIFY_ANSWER_BYTES of the answer (its status is what
 counts). A call with no answer at all is *uncertain*: the receiver may have taken the notification.
 
-Protocol: the first line of stdin is {"budget": seconds, "jobs": [[url, title, body], ...]}; for each job,
+Protocol: the first line of stdin is {"budget": seconds, "jobs": [[url, title, body, type], ...]}; for each job,
 in order, the worker prints {"started": i} before sending and {"done": i, "error": text or null,
 "uncertain": bool} after. It exits when stdin closes (the run ended, however) or its budget has passed.
 """
@@ -33,7 +33,7 @@ from typing import Any
 NOTIFY_TIMEOUT = 5.0  # seconds: to connect, and between two reads of an answer
 NOTIFY_ANSWER_BYTES = 64 * 1024  # of an answer's body: a receiver says ok or not in far less
 
-Job = tuple[str, str, str]  # url, title, body
+Job = tuple[str, str, str, str]  # url, title, body, apprise's notify type (info, warning, ...)
 
 
 @dataclass(frozen=True)
@@ -146,8 +146,9 @@ def _head_of(answer: Any) -> bytes:
     return bytes(body)
 
 
-def send(url: str, title: str, body: str) -> str | None:
-    """Send one notification through apprise; None when it went, else why not (no URL, no token in it)."""
+def send(url: str, title: str, body: str, kind: str = "info") -> str | None:
+    """Send one notification through apprise (`kind`: its notify type, an alert is a `warning`); None when
+    it went, else why not (no URL, no token in it)."""
     import apprise
 
     notifier = apprise.Apprise()
@@ -155,7 +156,7 @@ def send(url: str, title: str, body: str) -> str | None:
         return "not a notification URL apprise accepts"
     with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
         try:
-            sent = notifier.notify(body=body, title=title)
+            sent = notifier.notify(body=body, title=title, notify_type=kind)
         except Exception as exc:  # a plugin's own bug: the event stays pending
             return f"the notifier failed ({exc.__class__.__name__})"
     if sent:
@@ -182,10 +183,10 @@ def main() -> None:
     request = json.loads(sys.stdin.readline())
     _end_with_the_parent(float(request["budget"]))
     _bound_requests()
-    for index, (url, title, body) in enumerate(request["jobs"]):
+    for index, (url, title, body, kind) in enumerate(request["jobs"]):
         print(json.dumps({"started": index}), flush=True)
         _call.uncertain = False
-        error = send(url, title, body)
+        error = send(url, title, body, kind)
         print(json.dumps({"done": index, "error": error, "uncertain": error is not None and _call.uncertain}),
               flush=True)
     sys.stdout.flush()

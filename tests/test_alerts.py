@@ -216,6 +216,11 @@ def test_a_spike_fires_once_rearms_and_fires_again_after_the_cooldown(hourly: di
     event = query(hourly["db"], sa.select(alert_events))[0]
     assert event.value == round(normal * 20, 1) and event.baseline == pytest.approx(normal, rel=0.01)
     assert f"{event.baseline:g}" in sent[0]["message"]
+    # read hours later maybe (an outbox): when, in which currency, how far, over which window; a warning
+    assert f" at {event.as_of:%Y-%m-%d %H:%M} UTC: " in sent[0]["message"]
+    move = (event.value / event.baseline - 1) * 100
+    assert sent[0]["message"].endswith(f"(prices in EUR; {move:+.2f}%; window 1h)")
+    assert sent[0]["type"] == "warning"
     hour(hourly, price=round(normal * 20, 1))  # still high: nothing
     hour(hourly)  # back to normal: re-armed
     assert len(notifications(receiver)) == 1

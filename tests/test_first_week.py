@@ -156,3 +156,10 @@ def test_the_fake_exchange_can_be_steered_to_watch_an_alert_fire_offline(env: st
     started = subprocess.Popen([sys.executable, "-m", "tests.fake_exchange", "--port", "0", "--price", "btceur=7",
                                 "--scale", "nosuch=2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert started.wait(timeout=30) != 0 and "nosuch" in started.stderr.read()  # a typo is said, not served
+
+
+def test_an_alert_names_its_quote_currency() -> None:
+    from mcdata.alerts import quote_of
+
+    assert [quote_of(p) for p in ("btceur", "btcusdt", "bateth", "dogeusd", "xyz", "usd")] == [
+        "EUR", "USDT", "ETH", "USD", None, None]
