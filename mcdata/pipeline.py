@@ -32,7 +32,7 @@ from mcdata.errors import (
 )
 from mcdata.sources import make_source
 from mcdata.sources.base import ListedPair, PriceBatch, Quote, Source
-from mcdata.views import ListedPairRow, Overview, PairView
+from mcdata.views import ListedPairRow, Overview, PairView, hourly_closes
 
 log = logging.getLogger("mcdata")
 
@@ -589,7 +589,7 @@ def overview(settings: Settings, exchange: str | None = None) -> Overview:
         markets = [(str(r["exchange"]), str(r["pair"])) for r in rows]
         series = store.price_series(connection, markets, as_of - metrics.DAY, as_of)
         return Overview(as_of, store.ranked_counts(connection, as_of, exchange), rows,
-                        {m: [price for _, price in points] for m, points in series.items()},
+                        {m: hourly_closes(points, as_of) for m, points in series.items()},
                         store.last_run(connection), _unconfigured(settings, markets))
 
 

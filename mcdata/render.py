@@ -173,15 +173,15 @@ SHOWN_METRIC_COLUMNS = (*METRIC_COLUMNS, "std_rank_of")  # JSON and CSV: each ro
 SPARK = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: Sequence[float], width: int = 24) -> str:
-    if not values:
-        return ""
-    step = max(1, -(-len(values) // width))  # ceil: at most `width` characters
-    points = [values[min(i + step, len(values)) - 1] for i in range(0, len(values), step)]
-    low, high = min(points), max(points)
+def hour_sparkline(closes: Sequence[float | None]) -> str:
+    """One glyph per hour (hourly_closes): the hours without a sample are blank."""
+    known = [value for value in closes if value is not None]
+    if not known:
+        return " " * len(closes)
+    low, high = min(known), max(known)
     span = high - low
-    line = "".join(SPARK[int((p - low) / span * (len(SPARK) - 1)) if span else 0] for p in points)
-    return line.ljust(width)  # one width for every row
+    return "".join(" " if value is None else SPARK[int((value - low) / span * (len(SPARK) - 1)) if span else 0]
+                   for value in closes)
 
 
 PRICE_DIGITS, SPREAD_DIGITS = 6, 4  # significant digits of prices and of deviations, in every view
@@ -268,7 +268,7 @@ OVERVIEW_COLUMNS = ("rank", "pair", "latest", "24h change", "24h stddev", "24h v
 ALWAYS_SHOWN = 3
 
 
-def _overview_cells(row: MetricRow, label: str, ranked: int, spark: list[float]) -> dict[str, Any]:
+def _overview_cells(row: MetricRow, label: str, ranked: int, spark: list[float | None]) -> dict[str, Any]:
     from rich.text import Text
 
     text, style = change(row["change_24h_pct"])
@@ -276,7 +276,7 @@ def _overview_cells(row: MetricRow, label: str, ranked: int, spark: list[float])
     return {"rank": rank(row["std_rank"], ranked), "pair": printable(label), "latest": number(row["latest_price"]),
             "24h change": Text(text, style=style), "24h stddev": number(row["stddev_24h"], SPREAD_DIGITS),
             "24h volatility": volatility, "7d average": number(row["weekly_average"]),
-            "last 24h": sparkline(spark), "samples 24h/7d": f"{row['samples_24h']}/{row['samples_7d']}",
+            "last 24h": hour_sparkline(spark), "samples 24h/7d": f"{row['samples_24h']}/{row['samples_7d']}",
             "7d min": number(row["min_price"]), "7d max": number(row["max_price"])}
 
 
@@ -299,7 +299,7 @@ def overview_table(view: Overview, out: TextIO) -> None:
 
     rows = [_overview_cells(row, label(row),
                             view.ranked_pairs.get(row["exchange"], 0),
-                            view.sparklines.get((row["exchange"], row["pair"]), []))
+                            view.sparklines.get((row["exchange"], row["pair"]), [None] * 24))
             for row in view.pairs]
     widths = {c: max([len(c), *(len(str(cells[c])) for cells in rows)]) for c in OVERVIEW_COLUMNS}
     terminal = console(out)

@@ -4,6 +4,8 @@ and the views `show` draws. The core fills them; `render` only reads them.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypedDict
@@ -74,7 +76,7 @@ class Overview:
     as_of: datetime
     ranked_pairs: dict[str, int]  # per venue: ranks are among the pairs of one venue
     pairs: list[MetricRow]
-    sparklines: dict[tuple[str, str], list[float]]
+    sparklines: dict[tuple[str, str], list[float | None]]  # one close per hour of the last 24, oldest first
     last_run: RunRow | None
     unconfigured: set[tuple[str, str]] = field(default_factory=set)  # stored, no longer fetched: marked
 
@@ -121,3 +123,14 @@ class StatusView:
     def several_venues(self) -> bool:
         """The same pair may then be two series: every name shown says its venue."""
         return len({pair.exchange for pair in self.pairs}) > 1
+
+
+def hourly_closes(points: Sequence[tuple[datetime, float]], end: datetime, hours: int = 24) -> list[float | None]:
+    """One value per hour of the `hours` before `end`, oldest first: the last price of that hour, or None
+    for an hour without a sample (a gap shows as a gap)."""
+    closes: list[float | None] = [None] * hours
+    start = end - timedelta(hours=hours)
+    for moment, price in points:  # oldest first: a later sample of an hour replaces an earlier one
+        if start < moment <= end:
+            closes[math.ceil((moment - start) / timedelta(hours=1)) - 1] = price  # hours end-inclusive
+    return closes

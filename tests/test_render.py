@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from mcdata import render
-from mcdata.views import Overview
+from mcdata.views import Overview, hourly_closes
 
 AS_OF = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 PAIRS = ["btceur", "btcusd", "dogeusd", "etheur", "ltceur", "solusd", "xrpusd", "adaeur", "bateth"]
@@ -80,10 +80,18 @@ def test_fitting_columns_never_drops_the_first_three() -> None:
     assert render.fitting_columns(widths, 1000) == list(render.OVERVIEW_COLUMNS)
 
 
-def test_sparkline_is_24_characters_wide_whatever_the_samples() -> None:
-    assert {len(render.sparkline([float(i) for i in range(n)])) for n in (1, 3, 24, 25, 1000)} == {24}
-    assert render.sparkline([]) == ""
-    assert render.sparkline([5.0, 5.0, 5.0]).rstrip() == "▁▁▁"
+def test_the_sparkline_is_one_glyph_per_hour_of_the_last_24() -> None:
+    end = datetime(2026, 11, 20, 12, 5, tzinfo=UTC)
+    hourly = [(end - timedelta(hours=h), 100.0 + h) for h in range(30, -1, -1)]  # 31 hourly samples
+    closes = hourly_closes(hourly, end)
+    assert len(closes) == 24 and closes[-1] == 100.0 and closes[0] == 123.0  # one an hour, oldest first
+    assert len(render.hour_sparkline(closes)) == 24
+    every_minute = [(end - timedelta(minutes=m), 50.0) for m in range(24 * 60 - 1, -1, -1)]
+    assert render.hour_sparkline(hourly_closes(every_minute, end)) == "▁" * 24  # flat: 24, not 1,440
+    gap = [(t, p) for t, p in hourly if not end - timedelta(hours=8) < t <= end - timedelta(hours=5)]
+    drawn = render.hour_sparkline(hourly_closes(gap, end))
+    assert len(drawn) == 24 and drawn[16:19] == "   "  # the hours without a sample show as a gap
+    assert render.hour_sparkline([None] * 24) == " " * 24
 
 
 @pytest.mark.parametrize(("value", "text"), [(87654.321, "87,654.32"), (21.85123456, "21.8512"),
