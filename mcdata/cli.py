@@ -71,7 +71,8 @@ SOURCE_OPTIONS: dict[str, Any] = {
     "source": Annotated[str | None, _option("source", metavar="NAME")],
     "api_url": Annotated[str | None, _option("api_url", metavar="URL")],
     "exchange": Annotated[str | None, _option("exchange", metavar="VENUE")],
-    "pairs": Annotated[str | None, _option("pairs", "--pairs", "-p", metavar="PAIRS")],
+    # repeatable: `-p btceur -p etheur` is `--pairs btceur,etheur`
+    "pairs": Annotated[list[str] | None, _option("pairs", "--pairs", "-p", metavar="PAIRS")],
     "backfill": Annotated[str | None, _option("backfill", metavar="DURATION")],
 }
 Keep = Annotated[str | None, _option("retention", "--keep", metavar="DURATION")]
@@ -96,6 +97,8 @@ def source_options(*names: str) -> Callable[[F], F]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             flags = {name: kwargs.pop(name, None) for name in names}
+            if isinstance(flags.get("pairs"), list):
+                flags["pairs"] = ",".join(flags["pairs"]) or None
             return fn(*args, source_flags=flags, **kwargs)
 
         wrapper.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]

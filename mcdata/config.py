@@ -74,6 +74,9 @@ EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 def validate_pair(pair: str) -> str:
     if not PAIR_PATTERN.match(pair):
         shown = repr(pair) if len(pair) <= 60 else repr(pair[:57]) + "..."
+        words = pair.split()
+        if len(words) > 1 and all(PAIR_PATTERN.match(word) for word in words):
+            raise ConfigError(f"invalid pair name {shown}", f"separate pairs with commas: {','.join(words)}")
         raise ConfigError(
             f"invalid pair name {shown}",
             "pair names are 2-40 lowercase letters and digits, such as btceur",

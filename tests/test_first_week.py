@@ -163,3 +163,13 @@ def test_an_alert_names_its_quote_currency() -> None:
 
     assert [quote_of(p) for p in ("btceur", "btcusdt", "bateth", "dogeusd", "xyz", "usd")] == [
         "EUR", "USDT", "ETH", "USD", None, None]
+
+
+def test_pairs_flags_accumulate_and_spaces_get_a_hint(env: str, runner: CliRunner) -> None:
+    repeated = runner.invoke(app, ["fetch", "-p", "btceur", "-p", "etheur,ltceur", "--backfill", "0"])
+    assert repeated.exit_code == 0 and "3 of 3 pairs stored" in repeated.stderr
+    spaced = runner.invoke(app, ["fetch", "--pairs", "btceur etheur"])
+    assert spaced.exit_code == 2 and "separate pairs with commas: btceur,etheur" in spaced.stderr
+    shown = runner.invoke(app, ["config", "json"], env={"MCDATA_PAIRS": "btceur,etheur"})
+    rows = {row["name"]: row for row in json.loads(shown.stdout)["settings"]}
+    assert (rows["pairs"]["value"], rows["pairs"]["origin"]) == ("btceur,etheur", "MCDATA_PAIRS")
