@@ -537,11 +537,13 @@ def prune(
     ctx: typer.Context,
     keep: Keep = None,
 ) -> None:
-    """Delete raw prices older than --keep (whole UTC days); the rollups (hourly, 6-hourly, daily) stay.
+    """Delete raw prices older than --keep (whole UTC days); the rollups (hourly, two-hour, quarter-day,
+    daily) and the markets list stay.
 
     The 7-day metrics are unchanged: they read whole hours from the rollups and only the window's edges
     from raw prices, so --keep must be at least 8d; `compute --as-of` refuses times whose windows need
-    deleted prices. `run` prunes too when MCDATA_RETENTION is set.
+    deleted prices. A prune with nothing to delete leaves the pruned mark; nothing older than the mark is
+    fetched again. `run` prunes too when MCDATA_RETENTION is set.
 
     Example: mcdata prune --keep 90d
     """

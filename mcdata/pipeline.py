@@ -612,7 +612,8 @@ def pair_view(settings: Settings, pair: str, exchange: str | None, history: int 
                 raise _no_metrics(engine)
             close = difflib.get_close_matches(pair, known, n=3)
             raise ConfigError(f"no metrics for {pair}",
-                              f"did you mean {' or '.join(close)}?" if close else "`mcdata show` lists the pairs")
+                              f"did you mean {' or '.join(close)}?" if close else
+                              "`mcdata show` lists the pairs; the formats are table, json and csv")
         venue = exchange or (exchanges[0] if len(exchanges) == 1 else settings.venue)
         if venue not in exchanges:
             raise ConfigError(f"no metrics for {pair} on {venue}", f"it has metrics on {', '.join(exchanges)}")
