@@ -44,6 +44,7 @@ class RunRow(TypedDict):
     status: str
     exit_code: int | None
     source: str | None
+    source_url: str | None
     as_of: datetime | None
     pairs_requested: int
     pairs_stored: int

@@ -309,7 +309,7 @@ def test_without_notify_urls_an_alert_is_recorded_and_printed_even_with_quiet(
     hourly["exchange"].price_overrides["btceur"] = str(normal * 20)
     result = runner.invoke(app, ["--quiet", "run"])
     assert result.exit_code == 0, result.stderr
-    assert "mcdata: alert: btc-spike: btceur on kraken: " in result.stderr
+    assert "mcdata: alert: btc-spike: btceur on kraken at " in result.stderr
     [event] = query(hourly["db"], sa.select(alert_events))
     # nobody to tell is its own state: never "delivered", and the event waits for a notify URL
     assert event.delivered_at is None and event.last_error is None and event.attempts == 0
