@@ -46,7 +46,7 @@ def _ping(url: str, deadline: float) -> str | None:
     are read: the body is never downloaded, however big or slow."""
     import requests
 
-    from mcdata.sources.http import NoRedirectSession
+    from mcdata.sources.http import RETRY_STATUSES, NoRedirectSession, backoff
 
     problem = "failed: not sent"
     with NoRedirectSession() as session:
@@ -65,9 +65,10 @@ def _ping(url: str, deadline: float) -> str | None:
                 if status < 300:
                     return None
                 problem = f"was answered with HTTP {status}"
-                if status not in (429, 500, 502, 503, 504):
+                if status not in RETRY_STATUSES:
                     return problem
-            time.sleep(max(0.0, min(0.1 * 2**attempt, deadline - time.monotonic())))
+            if attempt < PING_RETRIES:
+                time.sleep(max(0.0, min(backoff(attempt, None, 0.1), deadline - time.monotonic())))
     return problem
 
 

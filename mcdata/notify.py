@@ -128,7 +128,9 @@ def _bound_requests() -> None:
         return answer
 
     requests.Session.request = bounded  # type: ignore[method-assign]
-    requests.Session.resolve_redirects = lambda *args, **kwargs: iter(())  # type: ignore[method-assign]
+    from mcdata.sources.http import NoRedirectSession
+
+    requests.Session.resolve_redirects = NoRedirectSession.resolve_redirects  # type: ignore[method-assign,assignment]
 
 
 def _head_of(answer: Any) -> bytes:

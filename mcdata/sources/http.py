@@ -57,6 +57,10 @@ class Budget:
     def left(self) -> float:
         return self.deadline - time.monotonic()
 
+    def limit(self, seconds: float) -> float:
+        """`seconds`, or what is left of the budget when that is less (a socket timeout of at least 50 ms)."""
+        return max(0.05, min(seconds, self.left()))
+
     def check(self) -> None:
         """Before a try: fail now when cancelled or when the budget is spent."""
         if self.cancelled.is_set():
@@ -100,11 +104,14 @@ def read_capped(answer: requests.Response, source: str, shown: str, max_bytes: i
     return bytes(body)
 
 
-def refuse_redirect(source: str, shown: str, answer: requests.Response) -> None:
-    """Never follow a redirect: a market-data API has no reason to send one, and following it would carry
+def read_answer(answer: requests.Response, budget: Budget, shown: str, max_bytes: int, timeout: float) -> bytes:
+    """The body of an answer that is no redirect, read within three times `timeout` and the budget.
+
+    Never follow a redirect: a market-data API has no reason to send one, and following it would carry
     the API key to another host, bypass the rate limit and read an unbounded body."""
     if answer.is_redirect or 300 <= answer.status_code < 400:
-        raise SourceError(*_redirect_message(source, shown, answer))
+        raise SourceError(*_redirect_message(budget.source, shown, answer))
+    return read_capped(answer, budget.source, shown, max_bytes, budget.limit(3 * timeout))
 
 
 class NoRedirectSession(requests.Session):
@@ -129,14 +136,12 @@ class BoundedSession(NoRedirectSession):
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         self.budget.check()
-        seconds = max(0.05, min(self.timeout, self.budget.left()))
+        seconds = self.budget.limit(self.timeout)
         kwargs.update(stream=True, allow_redirects=False, timeout=(seconds, seconds))
         answer = super().request(method, url, *args, **kwargs)
-        shown = masked_url(str(answer.url).split("?")[0])
         try:
-            refuse_redirect(self.budget.source, shown, answer)
-            body = read_capped(answer, self.budget.source, shown, self.max_bytes,
-                               max(0.05, min(3 * self.timeout, self.budget.left())))
+            body = read_answer(answer, self.budget, masked_url(str(answer.url).split("?")[0]), self.max_bytes,
+                               self.timeout)
         except _Retryable as slow:
             raise requests.Timeout(slow.reason) from None
         finally:
@@ -253,13 +258,11 @@ class HttpClient:
         self._pace()
         self.budget.check()
         log.debug("%s: GET %s %s", self.source, shown, dict(params or {}))
-        wait = max(0.05, min(self.timeout, self.budget.left()))
+        wait = self.budget.limit(self.timeout)
         try:
             with self.session.get(url, params=params, timeout=(wait, wait), stream=True,
                                   allow_redirects=False) as answer:
-                refuse_redirect(self.source, shown, answer)
-                payload = read_capped(answer, self.source, shown, self.max_bytes,
-                                      max(0.05, min(3 * self.timeout, self.budget.left())))
+                payload = read_answer(answer, self.budget, shown, self.max_bytes, self.timeout)
         except requests.Timeout:
             raise _Retryable(f"no answer within {self.timeout:g}s") from None
         except requests.ConnectionError as exc:
