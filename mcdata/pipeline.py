@@ -257,24 +257,24 @@ def _fetch_venues(engine: Engine, settings: Settings, now: datetime, progress: P
         part.not_in_list = {f"{venue}:{pair}" for pair in part.not_in_list}
         part.errors = [f"{venue}: {error}" for error in part.errors]
         report.merge(part)
-    if named and all(f"{venue}:{pair}" in report.unlisted for pair in settings.pairs for venue in settings.venues):
-        for why in (why for pair in settings.pairs for why in not_listed.get(pair, [])):
-            log.warning("%s", why)  # each venue's "did you mean"
-        raise ConfigError(f"{', '.join(settings.pairs)}: listed by none of {', '.join(settings.venues)}",
-                          "`mcdata pairs --exchange VENUE` lists a venue's pairs")
     if named:
-        for pair in settings.pairs:
-            nowhere = [key for venue in settings.venues if (key := f"{venue}:{pair}") in report.unlisted]
-            if len(nowhere) == len(settings.venues):
-                for why in not_listed.get(pair, []):  # each venue's "did you mean"
-                    log.info("%s", why)
-                for key in nowhere:
-                    del report.skipped[key]
-                    report.unlisted.discard(key)
-                    report.not_in_list.discard(key)
-                report.failures[pair] = f"{pair}: listed by none of {', '.join(settings.venues)}"
-                report.pairs_requested += 1
-                report.exit_code = worst(report.exit_code, ExitCode.PARTIAL)
+        nowhere = [pair for pair in settings.pairs
+                   if all(f"{venue}:{pair}" in report.unlisted for venue in settings.venues)]
+        typo = len(nowhere) == len(settings.pairs)  # a usage error, not an outage: said even with --quiet
+        for why in (why for pair in nowhere for why in not_listed.get(pair, [])):
+            log.log(logging.WARNING if typo else logging.INFO, "%s", why)  # each venue's "did you mean"
+        if typo:
+            raise ConfigError(f"{', '.join(settings.pairs)}: listed by none of {', '.join(settings.venues)}",
+                              "`mcdata pairs --exchange VENUE` lists a venue's pairs")
+        for pair in nowhere:
+            for venue in settings.venues:
+                key = f"{venue}:{pair}"
+                del report.skipped[key]
+                report.unlisted.discard(key)
+                report.not_in_list.discard(key)
+            report.failures[pair] = f"{pair}: listed by none of {', '.join(settings.venues)}"
+            report.pairs_requested += 1
+            report.exit_code = worst(report.exit_code, ExitCode.PARTIAL)
     if report.exit_code == ExitCode.FAILED and stored:
         report.exit_code = ExitCode.PARTIAL
     elif report.failures and not stored:
