@@ -89,11 +89,11 @@ def recompute_snapshots(connection: sa.Connection, first: datetime, last: dateti
     """Bring every stored snapshot that reads a sample in [first, last] back to the raw rows.
 
     A sample is read by the windows of every as-of time up to REACH later: those snapshots are computed
-    again, or dropped when their week reaches pruned prices (the
-    rollups keep no raw edge hour: the numbers could not be exact), but for a market with no sample left,
-    which only leaves them. A `market`'s sample is also its latest
-    price in every later snapshot until its next sample: there only latest_price and latest_at change (the
-    market has no 24-hour or 7-day samples so far from its last one), or its rows go when no sample is left.
+    again, or dropped when their week reaches pruned prices (the rollups keep no raw edge hour: the numbers
+    could not be exact), except that a market with no sample left only leaves them. A `market`'s sample is
+    also its latest price in every later snapshot until its next sample: there only latest_price and
+    latest_at change (the market has no 24-hour or 7-day samples so far from its last one), or its rows go
+    when no sample is left.
     """
     result = Recomputed()
     pruned = rollups.pruned_before(connection)
@@ -116,7 +116,7 @@ def recompute_snapshots(connection: sa.Connection, first: datetime, last: dateti
             connection.execute(metric_rows.delete().where(metric_rows.c.timestamp == as_of))
             result.dropped += 1
     if market is not None:
-        result.updated = _later_latest(connection, market, last + REACH)
+        result.updated += _later_latest(connection, market, window_end)
     return result
 
 
