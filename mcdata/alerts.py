@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from mcdata import notify, store
 from mcdata.alert_rules import JITTER, SAMPLING_INTERVAL, AlertRule
+from mcdata.config import duration_text
 from mcdata.errors import masked_notify_url
 from mcdata.schema import alert_events, alert_state, metrics, raw_prices
 
@@ -199,16 +200,10 @@ def _message(rule: AlertRule, market: Market, judgement: Judgement, as_of: datet
     if rule.kind in ("spike", "drop", "above", "below") and judgement.baseline:
         details.append(f"{(market.latest_price / judgement.baseline - 1) * 100:+.2f}%")
     if rule.window is not None:
-        details.append(f"window {_duration(rule.window)}")
+        details.append(f"window {duration_text(rule.window)}")
     extra = f" ({'; '.join(details)})" if details else ""
     return (f"{rule.name}: {market.pair} on {market.exchange} at {as_of:%Y-%m-%d %H:%M} UTC: "
             f"{judgement.text}{extra}")
-
-
-def _duration(value: timedelta) -> str:
-    from mcdata.config import duration_text
-
-    return duration_text(value)
 
 
 def _record(connection: sa.Connection, rule: AlertRule, definition: str, market: Market, judgement: Judgement,
