@@ -196,7 +196,10 @@ def command(fn: F, on: typer.Typer = app, name: str | None = None) -> F:
             sys.stdout.flush()  # here, not at exit: click would make a closed pipe exit 1
             return result
         except (typer.Exit, typer.Abort):
-            sys.stdout.flush()
+            try:  # the command's own exit code stands, whether the reader is still there or not
+                sys.stdout.flush()
+            except BrokenPipeError:
+                _silence_stdout()
             raise
         except BrokenPipeError:  # `mcdata show | head`: the reader has gone; so do we, quietly
             _silence_stdout()
