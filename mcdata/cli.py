@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from mcdata import __version__
 from mcdata.config import SETTINGS, Settings, load_settings
@@ -26,6 +27,7 @@ from mcdata.errors import (
     McdataError,
     Terminated,
     classify,
+    did_you_mean,
     exit_code_of,
     interrupted_code,
     printable,
@@ -65,6 +67,24 @@ def _option(name: str, *decls: str, **kwargs: Any) -> Any:
     )
 
 
+def complete_formats(incomplete: str) -> list[str]:
+    from mcdata.render import FORMATS
+
+    return [name for name in FORMATS if name.startswith(incomplete.lower())]
+
+
+def complete_pairs(incomplete: str) -> list[str]:
+    """The stored pairs (else the configured ones) for shell completion; `btceur,et` completes the last one."""
+    from mcdata.pipeline import known_pairs
+
+    done, _, last = incomplete.lower().rpartition(",")
+    try:
+        pairs = known_pairs(load_settings({}))
+    except Exception:  # completion must never print an error into the user's shell
+        pairs = []
+    return [f"{done},{pair}" if done else pair for pair in pairs if pair.startswith(last)]
+
+
 DatabaseUrl = Annotated[str | None, _option("database_url", metavar="URL")]
 # The options of the commands that talk to a source, declared once (sqlite-utils' shared option decorators)
 SOURCE_OPTIONS: dict[str, Any] = {
@@ -72,26 +92,42 @@ SOURCE_OPTIONS: dict[str, Any] = {
     "api_url": Annotated[str | None, _option("api_url", metavar="URL")],
     "exchange": Annotated[str | None, _option("exchange", metavar="VENUE")],
     # repeatable: `-p btceur -p etheur` is `--pairs btceur,etheur`
-    "pairs": Annotated[list[str] | None, _option("pairs", "--pairs", "-p", metavar="PAIRS")],
+    "pairs": Annotated[list[str] | None, _option("pairs", "--pairs", "-p", metavar="PAIRS",
+                                                  autocompletion=complete_pairs)],
     "backfill": Annotated[str | None, _option("backfill", metavar="DURATION")],
+}
+# `--exchange` of the commands that only read the database: it chooses what is shown or changed
+READ_EXCHANGE_HELP = {
+    "status": "Watch this venue's pairs (several separated by commas; default: the configured venues). "
+              "It only reads the database, so any venue mcdata stored works, whatever --source is.",
+    "prices": "The venue of the series to change (default: the configured one).",
 }
 Keep = Annotated[str | None, _option("retention", "--keep", metavar="DURATION")]
 MaxAge = Annotated[str | None, _option("max_age", metavar="DURATION")]
-FormatArg = Annotated[str | None, typer.Argument(metavar="[FORMAT]", help="table (default), json or csv.")]
-FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="table (default), json or csv.")]
+FormatArg = Annotated[str | None, typer.Argument(metavar="FORMAT", show_default=False, autocompletion=complete_formats,
+                                                 help="table (default), json or csv.")]
+FormatOpt = Annotated[str | None, typer.Option("--format", "-f", metavar="FORMAT", autocompletion=complete_formats,
+                                               help="table (default), json or csv.")]
+PairArg = Annotated[str, typer.Argument(metavar="PAIR", autocompletion=complete_pairs,
+                                        help="The pair, such as btceur.")]
 AsOf = Annotated[
     str | None,
     typer.Option("--as-of", metavar="TIME", help="As-of time, ISO 8601 (UTC when no offset is given). Default: now."),
 ]
 
 
-def source_options(*names: str) -> Callable[[F], F]:
-    """Add the named SOURCE_OPTIONS to a command; it receives their values as `source_flags`."""
+def source_options(*names: str, exchange_help: str | None = None) -> Callable[[F], F]:
+    """Add the named SOURCE_OPTIONS to a command; it receives their values as `source_flags`. A command
+    that reads the database says with `exchange_help` what its --exchange chooses."""
+    options = dict(SOURCE_OPTIONS)
+    if exchange_help:
+        options["exchange"] = Annotated[str | None, typer.Option(
+            "--exchange", metavar="VENUE", envvar=SETTINGS["exchange"].envvar, show_default=False, help=exchange_help)]
 
     def decorate(fn: F) -> F:
         signature = inspect.signature(fn, eval_str=True)
         own = [p for p in signature.parameters.values() if p.name != "source_flags"]
-        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=SOURCE_OPTIONS[name])
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=options[name])
                  for name in names]
 
         @functools.wraps(fn)
@@ -184,7 +220,7 @@ prices_app = typer.Typer(
 app.add_typer(prices_app, name="prices")
 
 
-def command(fn: F, on: typer.Typer = app, name: str | None = None) -> F:
+def command(fn: F, on: typer.Typer = app, name: str | None = None, hidden: bool = False) -> F:
     """Register a subcommand whose McdataErrors map to their exit codes."""
 
     @functools.wraps(fn)
@@ -210,7 +246,7 @@ def command(fn: F, on: typer.Typer = app, name: str | None = None) -> F:
         except Exception as error:
             report_and_exit(error, debug)
 
-    return on.command(name)(wrapper)  # type: ignore[return-value]
+    return on.command(name, hidden=hidden)(wrapper)  # type: ignore[return-value]
 
 
 def prices_command(fn: F) -> F:
@@ -266,7 +302,7 @@ def main_options(
     database_url: DatabaseUrl = None,
     config: Annotated[
         str | None,
-        typer.Option("--config", envvar="MCDATA_CONFIG", show_envvar=True,
+        typer.Option("--config", envvar="MCDATA_CONFIG", show_envvar=True, metavar="PATH",
                      help="TOML config file with the same settings (default: the user config dir)."),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more, including HTTP details.")] = False,
@@ -283,7 +319,8 @@ def main_options(
 @command
 def migrate(
     ctx: typer.Context,
-    revision: Annotated[str, typer.Option("--revision", help="Target revision.")] = "head",
+    revision: Annotated[str, typer.Option("--revision", metavar="REV",
+                                          help="Target revision (default: the newest).")] = "head",
 ) -> None:
     """Create or upgrade the database schema (safe any time).
 
@@ -343,7 +380,9 @@ def compute(
 @command
 def show(
     ctx: typer.Context,
-    pair: Annotated[str | None, typer.Argument(help="A pair such as btceur; all pairs when omitted.")] = None,
+    pair: Annotated[str | None, typer.Argument(
+        metavar="PAIR", show_default=False, autocompletion=complete_pairs,
+        help="A pair such as btceur; all pairs when omitted.")] = None,
     output_format: FormatArg = None,
     format_option: FormatOpt = None,
     exchange: Annotated[
@@ -351,7 +390,8 @@ def show(
                                  help="Only this venue's pairs (ranks are among the pairs of one venue); "
                                       "with PAIR: the venue, when the pair has metrics on several.")
     ] = None,
-    history: Annotated[int, typer.Option("--history", min=1, max=10_000, help="Rows of metric history.")] = 24,
+    history: Annotated[int, typer.Option("--history", min=1, max=10_000, metavar="ROWS",
+                                         help="Rows of metric history.")] = 24,
 ) -> None:
     """Show metrics: all pairs ranked, or one pair with a chart.
 
@@ -421,7 +461,7 @@ def _after_run(settings: Settings, began: datetime, code: int) -> None:
 
 
 @command
-@source_options("exchange")
+@source_options("exchange", exchange_help=READ_EXCHANGE_HELP["status"])
 def status(
     ctx: typer.Context,
     source_flags: dict[str, str | None],
@@ -449,51 +489,88 @@ def status(
         raise typer.Exit(int(ExitCode.FAILED))
 
 
-@command
-def alerts(
-    ctx: typer.Context,
-    words: Annotated[list[str] | None, typer.Argument(
-        metavar="[history [FORMAT] | test [NAME] | FORMAT]",
-        help="Nothing or a FORMAT: each rule's state; `history`: the events; `test`: a test notification.")] = None,
-    since: Annotated[str, typer.Option("--since", metavar="DURATION", help="History of the last DURATION.")] = "7d",
-    format_option: FormatOpt = None,
-) -> None:
-    """Show the alert rules and their state, their history, or send a test notification.
+class _AlertsGroup(TyperGroup):
+    """`mcdata alerts [FORMAT]` lists the rules' state (the hidden `states` command); `history` and `test`
+    are subcommands, each with its own --help."""
 
-    `mcdata alerts` lists each rule's markets: firing, ok or not judged yet, and when it last fired.
-    `mcdata alerts history [FORMAT] --since 7d` lists the events and their delivery. `mcdata alerts test
-    [NAME]` sends one test notification through every notify URL and exits 1 if any failed.
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's vendored click.Context
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = ["states", *args]
+        return super().parse_args(ctx, args)
+
+
+alerts_app = typer.Typer(
+    cls=_AlertsGroup,
+    help="Show the alert rules and their state, their history, or send a test notification.\n\n"
+    "`mcdata alerts [FORMAT]` lists each rule's markets: firing, ok or not judged yet, and when it last fired.\n\n"
+    "Example: mcdata alerts history json --since 1d",
+    subcommand_metavar="[FORMAT] | history [FORMAT] | test [NAME]",
+    rich_markup_mode=None,
+)
+app.add_typer(alerts_app, name="alerts")
+
+
+def alerts_command(fn: F) -> F:
+    """A subcommand of `mcdata alerts`: alerts_history is `mcdata alerts history`."""
+    name = fn.__name__.removeprefix("alerts_")
+    return command(fn, on=alerts_app, name=name, hidden=name == "states")
+
+
+@alerts_command
+def alerts_states(ctx: typer.Context, output_format: FormatArg = None, format_option: FormatOpt = None) -> None:
+    """Each rule's markets: firing, ok or not judged yet, and when it last fired."""
+    from mcdata import alert_views, render
+
+    if output_format and output_format.lower() not in render.FORMATS:
+        raise ConfigError(f"unknown alerts command or format {output_format[:40]!r}",
+                          did_you_mean(output_format, [*render.FORMATS, "history", "test"])
+                          or "use: mcdata alerts [FORMAT] | history [FORMAT] | test [NAME]")
+    chosen = _output_format(output_format, format_option)
+    output = render.alerts_output(alert_views.alert_states(_state(ctx).alert_settings()))
+    render.emit(output, chosen, sys.stdout)
+
+
+@alerts_command
+def alerts_history(
+    ctx: typer.Context,
+    output_format: FormatArg = None,
+    format_option: FormatOpt = None,
+    since: Annotated[str, typer.Option("--since", metavar="DURATION", help="History of the last DURATION.")] = "7d",
+) -> None:
+    """The alert events of the last --since and their delivery: delivered, pending, given up or no notify URL.
 
     Example: mcdata alerts history json --since 1d
     """
     from mcdata import alert_views, render
     from mcdata.config import parse_duration
 
-    action, rest = (words[0], words[1:]) if words else (None, [])
+    chosen = _output_format(output_format, format_option)
     settings = _state(ctx).alert_settings()
-    if action == "test":
-        if len(rest) > 1:
-            raise ConfigError("`mcdata alerts test` takes one rule name at most")
-        results = alert_views.test_notifications(settings, rest[0] if rest else None)
-        for label, error in results:
-            say(f"mcdata: notify URL {label}: {'sent' if error is None else 'failed: ' + printable(error)}")
-        if any(error is not None for _, error in results):
-            raise typer.Exit(int(ExitCode.FAILED))
-        return
-    if action == "history":
-        if len(rest) > 1:
-            raise ConfigError("`mcdata alerts history` takes a FORMAT at most")
-        try:
-            window = parse_duration(since)
-        except ValueError as exc:
-            raise ConfigError(f"--since {since[:40]!r}: {exc}") from None
-        output = render.history_output(alert_views.alert_history(settings, window))
-        render.emit(output, _output_format(rest[0] if rest else None, format_option), sys.stdout)
-        return
-    if rest:
-        raise ConfigError(f"unexpected {printable(rest[0][:40])!r}", "use: mcdata alerts [history|test] ...")
-    chosen = _output_format(action, format_option)
-    render.emit(render.alerts_output(alert_views.alert_states(settings)), chosen, sys.stdout)
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise ConfigError(f"--since {since[:40]!r}: {exc}") from None
+    render.emit(render.history_output(alert_views.alert_history(settings, window)), chosen, sys.stdout)
+
+
+@alerts_command
+def alerts_test(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(metavar="NAME", show_default=False,
+                                               help="A rule's name, said in the test message (it must exist).")]
+    = None,
+) -> None:
+    """Send one test notification through every notify URL; exit 1 if any failed.
+
+    Example: mcdata alerts test btc-spike
+    """
+    from mcdata import alert_views
+
+    results = alert_views.test_notifications(_state(ctx).alert_settings(), name)
+    for label, error in results:
+        say(f"mcdata: notify URL {label}: {'sent' if error is None else 'failed: ' + printable(error)}")
+    if any(error is not None for _, error in results):
+        raise typer.Exit(int(ExitCode.FAILED))
 
 
 @command
@@ -595,11 +672,11 @@ def _one_venue(settings: Settings) -> str:
 
 
 @prices_command
-@source_options("exchange")
+@source_options("exchange", exchange_help=READ_EXCHANGE_HELP["prices"])
 def prices_delete(
     ctx: typer.Context,
     source_flags: dict[str, str | None],
-    pair: Annotated[str, typer.Argument(help="The pair, such as btceur.")],
+    pair: PairArg,
     since: Annotated[str | None, typer.Option("--since", metavar="TIME", help="First time deleted (ISO 8601).")] = None,
     until: Annotated[str | None, typer.Option("--until", metavar="TIME", help="Last time deleted (ISO 8601).")] = None,
 ) -> None:
@@ -620,13 +697,13 @@ def prices_delete(
 
 
 @prices_command
-@source_options("exchange")
+@source_options("exchange", exchange_help=READ_EXCHANGE_HELP["prices"])
 def prices_set(
     ctx: typer.Context,
     source_flags: dict[str, str | None],
-    pair: Annotated[str, typer.Argument(help="The pair, such as btceur.")],
+    pair: PairArg,
     at: Annotated[str, typer.Option("--at", metavar="TIME", help="The sample's time (ISO 8601).")],
-    price: Annotated[float, typer.Option("--price", help="The correct price.")],
+    price: Annotated[float, typer.Option("--price", metavar="PRICE", help="The correct price.")],
     new: NewSeries = False,
 ) -> None:
     """Set the price of a pair at one time, replacing the stored one if there is one.
@@ -650,7 +727,8 @@ def _output_format(positional: str | None, option: str | None) -> str:
 
     chosen = (positional or option or "table").lower()
     if chosen not in FORMATS:
-        raise ConfigError(f"unknown format {printable(chosen[:40])!r}", f"use one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown format {printable(chosen[:40])!r}",
+                          did_you_mean(chosen, FORMATS) or f"use one of {', '.join(FORMATS)}")
     return chosen
 
 

@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-from mcdata.errors import ConfigError, masked_notify_url, masked_url, printable, register_secret
+from mcdata.clock import instant_text
+from mcdata.errors import ConfigError, did_you_mean, masked_notify_url, masked_url, printable, register_secret
 from mcdata.sources import SOURCES
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def parse_timestamp(text: str, option: str = "--as-of") -> datetime:
         raise ConfigError(f"{option}: {printable(text[:60])!r} is not an ISO 8601 time",
                           "write it like 2026-11-24T12:00 or 2026-11-24T12:00+01:00") from None
     if value < EARLIEST_TIME:
-        raise ConfigError(f"{option}: {value.isoformat()} is before {EARLIEST_TIME.year}",
+        raise ConfigError(f"{option}: {instant_text(value)} is before {EARLIEST_TIME.year}",
                           "crypto prices start in 2009; write a later time")
     return value
 
@@ -361,8 +362,8 @@ def _read_config_file(path: Path | None, explicit: bool) -> dict[str, Any]:
     unknown = sorted(set(data) - set(SETTINGS))
     if unknown:
         raise ConfigError(
-            f"config file {path}: unknown setting {unknown[0]!r}",
-            f"known settings: {', '.join(SETTINGS)}",
+            f"config file {path}: unknown setting {printable(unknown[0][:40])!r}",
+            did_you_mean(unknown[0], SETTINGS) or f"known settings: {', '.join(SETTINGS)}",
         )
     return data
 

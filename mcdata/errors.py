@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from enum import IntEnum, StrEnum
 from urllib.parse import urlsplit
 
@@ -166,3 +168,9 @@ def masked_url(url: str) -> str:
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+def did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str | None:
+    """`did you mean btceur or btcusd?` for a word close to one of the choices, else None."""
+    close = difflib.get_close_matches(word.lower(), list(choices), n=3)
+    return f"did you mean {' or '.join(prefix + choice for choice in close)}?" if close else None

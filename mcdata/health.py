@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from mcdata import migrations, store
 from mcdata.config import Settings, duration_text
 from mcdata.db import connect
-from mcdata.errors import McdataError, RunStatus
+from mcdata.errors import McdataError, RunStatus, did_you_mean
 from mcdata.monitoring import RunFacts
 from mcdata.pipeline import CLOCK_TOLERANCE, engine_for, utc_now
 from mcdata.views import PairFreshness, StatusView
@@ -44,6 +44,8 @@ def status(settings: Settings) -> StatusView:
                    for row in _freshness(settings, venue, samples[venue], gone[venue], now)],
             empty_venues=[venue for venue in settings.venues if not samples[venue]],
         )
+        if view.empty_venues:
+            view.stored_venues = sorted({venue for venue, _ in store.newest_samples(connection)})
     view.problems = _problems(view)
     return view
 
@@ -86,7 +88,9 @@ def _problems(view: StatusView) -> list[str]:
                             + (f": {why[0][:300]}" if why else ""))
     if view.empty_venues and last is not None:  # (before any run, that one problem says it)
         problems.append(f"nothing stored for {', '.join(view.empty_venues)}: "
-                        f"no run has fetched {'that venue' if len(view.empty_venues) == 1 else 'those venues'}")
+                        f"no run has fetched {'that venue' if len(view.empty_venues) == 1 else 'those venues'}"
+                        + "".join(f" ({hint})" for venue in view.empty_venues[:1]
+                                  if (hint := did_you_mean(venue, view.stored_venues, "--exchange "))))
     stale = [p for p in view.pairs if p.stale]
     if stale:
         names = ", ".join(f"{p.exchange}:{p.pair}" if view.several_venues else p.pair for p in stale[:10])

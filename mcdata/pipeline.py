@@ -3,7 +3,7 @@ recorded as one row in `runs`."""
 
 from __future__ import annotations
 
-import difflib
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mcdata import alerts, corrections, metrics, migrations, rollups, store
+from mcdata.clock import instant_text
 from mcdata.config import Settings
 from mcdata.db import connect, display_url, make_engine, writer_lock
 from mcdata.errors import (
@@ -26,6 +27,7 @@ from mcdata.errors import (
     RunStatus,
     SourceError,
     classify,
+    did_you_mean,
     exit_code_of,
     masked_url,
     worst,
@@ -355,9 +357,8 @@ def _plan(settings: Settings, source: Source, one_of_several: bool) -> PairPlan:
 def _unavailable(pair: str, listing: dict[str, ListedPair], source: Source) -> str | None:
     listed = listing.get(pair)
     if listed is None:
-        close = difflib.get_close_matches(pair, [p for p, info in listing.items() if info.active], n=3)
-        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-        return f"{pair}: not listed by {source.venue}{hint}"
+        hint = did_you_mean(pair, [p for p, info in listing.items() if info.active])
+        return f"{pair}: not listed by {source.venue}" + (f" ({hint})" if hint else "")
     if not listed.active:
         return f"{pair}: listed by {source.venue} but not trading"
     return None
@@ -523,7 +524,7 @@ def _collect_rows(
     short = sorted(pair for pair, since in history_from.items() if since == floor)
     if short:
         log.info("not fetching history before the pruned mark %s (%s): older samples are not kept",
-                 floor.isoformat(), ", ".join(short) if len(short) <= 5 else f"{len(short)} pairs")
+                 instant_text(floor), ", ".join(short) if len(short) <= 5 else f"{len(short)} pairs")
     dropped = 0
     rows: list[store.PriceRow] = []
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill")
@@ -548,7 +549,7 @@ def _collect_rows(
         raise
     pool.shutdown()
     if dropped:
-        log.info("%d candle(s) close before the pruned history (%s): not stored", dropped, floor.isoformat())
+        log.info("%d candle(s) close before the pruned history (%s): not stored", dropped, instant_text(floor))
     for pair, quote in quotes.items():
         if pair not in plan.failed:
             rows.append(store.PriceRow(source.venue, pair, sample_time, quote.price, None, "ticker", now))
@@ -556,6 +557,15 @@ def _collect_rows(
 
 
 # -- pairs --------------------------------------------------------------------------------------
+def known_pairs(settings: Settings) -> list[str]:
+    """The pairs stored in the database (for shell completion), else the configured ones."""
+    stored: set[str] = set()
+    with contextlib.suppress(McdataError, sa.exc.SQLAlchemyError), engine_for(settings, read_only=True) as engine, \
+            connect(engine) as connection:
+        stored = {pair for _, pair in store.newest_samples(connection)}
+    return sorted(stored) or [pair for pair in settings.pairs if pair != "all"]
+
+
 def list_pairs(settings: Settings) -> list[ListedPairRow]:
     """The source's pairs (canonical and venue symbol, trading or not), marking the configured ones."""
     if len(settings.venues) > 1:
@@ -583,7 +593,9 @@ def overview(settings: Settings, exchange: str | None = None) -> Overview:
         if not rows:
             venues = store.exchanges_with_metrics(connection)
             if exchange is not None and venues:
-                raise ConfigError(f"no metrics for {exchange}", f"there are metrics for {', '.join(venues)}")
+                raise ConfigError(f"no metrics for {exchange[:40]}",
+                                  did_you_mean(exchange, venues, "--exchange ")
+                                  or f"there are metrics for {', '.join(venues)}")
             raise _no_metrics(engine)
         as_of: datetime = rows[0]["timestamp"]
         markets = [(str(r["exchange"]), str(r["pair"])) for r in rows]
@@ -610,10 +622,8 @@ def pair_view(settings: Settings, pair: str, exchange: str | None, history: int 
             known = store.pairs_with_metrics(connection)
             if not known:
                 raise _no_metrics(engine)
-            close = difflib.get_close_matches(pair, known, n=3)
-            raise ConfigError(f"no metrics for {pair}",
-                              f"did you mean {' or '.join(close)}?" if close else
-                              "`mcdata show` lists the pairs; the formats are table, json and csv")
+            raise ConfigError(f"no metrics for {pair}", did_you_mean(pair, known)
+                              or "`mcdata show` lists the pairs; the formats are table, json and csv")
         venue = exchange or (exchanges[0] if len(exchanges) == 1 else settings.venue)
         if venue not in exchanges:
             raise ConfigError(f"no metrics for {pair} on {venue}", f"it has metrics on {', '.join(exchanges)}")
@@ -631,7 +641,8 @@ def pair_view(settings: Settings, pair: str, exchange: str | None, history: int 
 def compute(settings: Settings, *, as_of: datetime | None = None) -> Report:
     now = utc_now()
     if as_of is not None and as_of > now + CLOCK_TOLERANCE:  # it would hide the real metrics from `show`
-        raise ConfigError(f"--as-of {as_of.isoformat()} is later than now ({now.replace(microsecond=0).isoformat()})",
+        raise ConfigError(f"--as-of {instant_text(as_of)} is later than now "
+                          f"({instant_text(now.replace(microsecond=0))})",
                           "metrics can only be computed for the past")
     moment = as_of or now.replace(microsecond=0)
     return _locked_step(settings, "compute", None,
@@ -647,9 +658,9 @@ def _compute(engine: Engine, as_of: datetime, still_held: Callable[[], None],
         pruned = rollups.pruned_before(connection)
         if pruned is not None and as_of - metrics.WEEK < pruned:
             raise ConfigError(
-                f"metrics as of {as_of.isoformat()} read the raw prices from {(as_of - metrics.WEEK).isoformat()}; "
-                f"those before {pruned.isoformat()} were deleted by prune",
-                f"the earliest exact as-of time is {(pruned + metrics.WEEK).isoformat()}")
+                f"metrics as of {instant_text(as_of)} read the raw prices from {instant_text(as_of - metrics.WEEK)}; "
+                f"those before {instant_text(pruned)} were deleted by prune",
+                f"the earliest exact as-of time is {instant_text(pruned + metrics.WEEK)}")
         report.metric_rows = metrics.compute(connection, as_of, computed_at=utc_now())
         if settings is not None:
             alerts.forget_removed(connection, settings.alerts)
@@ -657,7 +668,7 @@ def _compute(engine: Engine, as_of: datetime, still_held: Callable[[], None],
             report.alerts_fired = [event.message for venue in settings.venues for event in alerts.evaluate(
                 connection, settings.alerts, venue, settings.pairs, as_of, utc_now())]
     if not report.metric_rows:
-        report.errors.append(f"no prices at or before {as_of.isoformat()}: no metrics computed")
+        report.errors.append(f"no prices at or before {instant_text(as_of)}: no metrics computed")
         report.exit_code = ExitCode.FAILED
     return report
 
@@ -669,7 +680,7 @@ def delete_metrics(settings: Settings, as_of: datetime) -> Report:
         with _write(engine, still_held) as connection:
             report.rows_deleted = store.delete_metrics(connection, as_of)
         if not report.rows_deleted:
-            report.errors.append(f"no metrics as of {as_of.isoformat()} to delete")
+            report.errors.append(f"no metrics as of {instant_text(as_of)} to delete")
             report.exit_code = ExitCode.FAILED
         return report
 
@@ -722,9 +733,9 @@ def _correction_times(connection: sa.Connection, *times: datetime | None) -> Non
     now = utc_now()
     for moment in times:
         if moment is not None and moment > now + CLOCK_TOLERANCE:
-            raise ConfigError(f"{moment.isoformat()} is later than now", "prices can only be changed in the past")
+            raise ConfigError(f"{instant_text(moment)} is later than now", "prices can only be changed in the past")
         if moment is not None and pruned is not None and moment < pruned:
-            raise ConfigError(f"{moment.isoformat()} is before the pruned history ({pruned.isoformat()})",
+            raise ConfigError(f"{instant_text(moment)} is before the pruned history ({instant_text(pruned)})",
                               "only prices that are still stored can be changed")
 
 
@@ -737,13 +748,12 @@ def _existing_series(connection: sa.Connection, exchange: str, pair: str) -> tup
     series = store.newest_samples(connection)
     if not any(venue == exchange for venue, _ in series):
         venues = sorted({venue for venue, _ in series})
-        close = difflib.get_close_matches(exchange, venues, n=3)
         raise ConfigError(f"no prices are stored for the venue {exchange!r}",
-                          f"did you mean --exchange {' or '.join(close)}?" if close else
-                          f"the venues: {', '.join(venues) or 'none yet'}; --new creates a series")
-    close = difflib.get_close_matches(pair, sorted(p for venue, p in series if venue == exchange), n=3)
+                          did_you_mean(exchange, venues, "--exchange ")
+                          or f"the venues: {', '.join(venues) or 'none yet'}; --new creates a series")
     raise ConfigError(f"no prices are stored for {pair} on {exchange}",
-                      f"did you mean {' or '.join(close)}?" if close else "--new creates the series")
+                      did_you_mean(pair, sorted(p for venue, p in series if venue == exchange))
+                      or "--new creates the series")
 
 
 def _snapshots_changed(report: Report, done: corrections.Recomputed) -> None:
@@ -756,7 +766,7 @@ def _snapshots_changed(report: Report, done: corrections.Recomputed) -> None:
 def delete_prices(settings: Settings, exchange: str, pair: str, since: datetime | None,
                   until: datetime | None) -> Report:
     if since is not None and until is not None and since > until:
-        raise ConfigError(f"--since {since.isoformat()} is after --until {until.isoformat()}")
+        raise ConfigError(f"--since {instant_text(since)} is after --until {instant_text(until)}")
 
     def work(engine: Engine, still_held: Callable[[], None]) -> Report:
         report = Report("prices delete")
@@ -782,8 +792,8 @@ def set_price(settings: Settings, exchange: str, pair: str, at: datetime, price:
             if not new:
                 first, _ = _existing_series(connection, exchange, pair)
                 if at < first - metrics.DAY:
-                    raise ConfigError(f"--at {at.isoformat()} is long before the series' first sample "
-                                      f"({first.isoformat()})", "--new if it is meant to start the series")
+                    raise ConfigError(f"--at {instant_text(at)} is long before the series' first sample "
+                                      f"({instant_text(first)})", "--new if it is meant to start the series")
             try:
                 replaced, done = corrections.set_price(connection, exchange, pair, at, price, utc_now())
             except ValueError as exc:

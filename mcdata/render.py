@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
+from mcdata.clock import instant_text
 from mcdata.errors import printable
 from mcdata.views import METRIC_COLUMNS, ListedPairRow, MetricRow, Overview, PairView, RunRow, StatusView
 
@@ -47,7 +48,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return instant_text(value)
     return value
 
 
@@ -402,9 +403,9 @@ def report_summary(report: Report) -> str:
                      f"{plural(report.rows_written, 'price row')} written, "
                      f"{plural(report.http_requests, 'HTTP request')}")
     if report.command == "compute" and report.rows_deleted and report.as_of:
-        parts.append(f"metrics of {report.rows_deleted} pairs as of {report.as_of.isoformat()} deleted")
+        parts.append(f"metrics of {report.rows_deleted} pairs as of {instant_text(report.as_of)} deleted")
     elif report.command in ("compute", "run") and report.as_of:
-        parts.append(f"metrics of {report.metric_rows} pairs as of {report.as_of.isoformat()}")
+        parts.append(f"metrics of {report.metric_rows} pairs as of {instant_text(report.as_of)}")
     if report.command == "prune" or (report.command == "run" and report.rows_deleted):
         parts.append(f"{report.rows_deleted:,} raw price rows older than the retention deleted")
     if report.alerts_fired or report.alerts_delivered or report.alerts_undelivered:
@@ -486,6 +487,22 @@ def status_table(view: StatusView, out: TextIO) -> None:
     terminal.print(pairs)
 
 
+def fold_at_separators(text: str, width: int, separators: str = ",/") -> str:
+    """Lines of at most `width` characters, broken after a comma or slash where one allows (a list of
+    pairs, a path, a URL), else mid-word."""
+    if width < 1 or len(text) <= width:
+        return text
+    pieces = re.findall(rf"[^{re.escape(separators)}]*[{re.escape(separators)}]?", text)
+    lines = [""]
+    for piece in filter(None, pieces):
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
+            lines.append("")
+        lines[-1] += piece
+        while len(lines[-1]) > width:
+            lines[-1:] = [lines[-1][:width], lines[-1][width:]]
+    return "\n".join(lines)
+
+
 def config_output(rows: Sequence[SettingRow], config_path: Path | None, config_read: bool) -> Output:
     settings = [{"name": r.name, "value": r.value, "origin": r.origin, "env_var": r.env_var} for r in rows]
     document = {"config_file": str(config_path) if config_path else None, "config_file_exists": config_read,
@@ -494,13 +511,17 @@ def config_output(rows: Sequence[SettingRow], config_path: Path | None, config_r
     def table(out: TextIO) -> None:
         from rich.table import Table
 
+        terminal = console(out)
         drawn = Table(title=f"Config file: {config_path} ({'read' if config_read else 'not found'})",
                       title_justify="left")
         for column in ("setting", "value", "from"):
             drawn.add_column(column, overflow="fold")
+        names = max(len("setting"), *(len(row.name) for row in rows))
+        origins = max(len("from"), *(len(printable(row.origin)) for row in rows))
+        room = terminal.width - names - origins - 10  # three columns: four rules and two spaces of padding each
         for row in rows:
-            drawn.add_row(row.name, printable(row.value or "–"), printable(row.origin))
-        console(out).print(drawn)
+            drawn.add_row(row.name, fold_at_separators(printable(row.value or "–"), room), printable(row.origin))
+        terminal.print(drawn)
 
     return Output(document, settings, ["name", "value", "origin", "env_var"], table)
 

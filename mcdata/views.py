@@ -114,6 +114,7 @@ class StatusView:
     running: RunRow | None  # a run under way, if any
     pairs: list[PairFreshness]
     empty_venues: list[str] = field(default_factory=list)  # watched venues without a single stored sample
+    stored_venues: list[str] = field(default_factory=list)  # every venue with samples, for a did-you-mean
     problems: list[str] = field(default_factory=list)  # why it is unhealthy; empty when healthy
 
     @property

@@ -21,6 +21,8 @@ def _commands(group: typer.core.TyperGroup, prefix: tuple[str, ...] = ()) -> lis
     """Every command the app has, sub-apps' commands as paths (`prices set`), read off the app itself."""
     found: list[tuple[str, ...]] = []
     for name, command in group.commands.items():
+        if command.hidden:  # `alerts states`: what `mcdata alerts [FORMAT]` runs, its help is the group's
+            continue
         if isinstance(command, typer.core.TyperGroup):
             found += _commands(command, (*prefix, name))
         else:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import sqlalchemy as sa
 from typer.testing import CliRunner
@@ -173,3 +175,100 @@ def test_pairs_flags_accumulate_and_spaces_get_a_hint(env: str, runner: CliRunne
     shown = runner.invoke(app, ["config", "json"], env={"MCDATA_PAIRS": "btceur,etheur"})
     rows = {row["name"]: row for row in json.loads(shown.stdout)["settings"]}
     assert (rows["pairs"]["value"], rows["pairs"]["origin"]) == ("btceur,etheur", "MCDATA_PAIRS")
+
+
+# -- help and wording ---------------------------------------------------------------------------
+def _help(runner: CliRunner, *command: str) -> str:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_help_names_each_value_by_what_it_is(runner: CliRunner) -> None:
+    shown = _help(runner, "show")
+    assert "Usage: mcdata show [OPTIONS] [PAIR] [FORMAT]" in shown
+    assert "-f, --format FORMAT" in shown and "--exchange VENUE" in shown and "--history ROWS" in shown
+    assert "Usage: mcdata prices set [OPTIONS] {PAIR}" in _help(runner, "prices", "set")
+    assert "--price PRICE" in _help(runner, "prices", "set")
+    assert "--config PATH" in _help(runner)
+    for command in (["show"], ["status"], ["config"], ["pairs"], ["alerts", "history"], ["prices", "set"]):
+        assert "<str>" not in "".join(line for line in _help(runner, *command).splitlines()
+                                      if line.lstrip().startswith("-")), command  # every option has a metavar
+
+
+def test_each_alerts_subcommand_has_its_own_help(runner: CliRunner) -> None:
+    history = _help(runner, "alerts", "history")
+    assert history.startswith("Usage: mcdata alerts history [OPTIONS] [FORMAT]")
+    assert "--since DURATION" in history and "test notification" not in history
+    test = _help(runner, "alerts", "test")
+    assert test.startswith("Usage: mcdata alerts test [OPTIONS] [NAME]") and "--since" not in test
+    overview = _help(runner, "alerts")
+    assert "history" in overview and "test" in overview and "states" not in overview
+
+
+def test_alerts_keep_their_short_forms(env: str, runner: CliRunner) -> None:
+    for words, start in ((["alerts"], "0 alert rules"), (["alerts", "json"], "{"), (["alerts", "-f", "csv"], "rule,"),
+                         (["alerts", "history", "csv", "--since", "1d"], "id,created_at")):
+        result = runner.invoke(app, words)
+        assert result.exit_code == 0 and result.stdout.lstrip().startswith(start), (words, result.output)
+    typo = runner.invoke(app, ["alerts", "histroy"])
+    assert typo.exit_code == 2 and "did you mean history?" in typo.stderr
+
+
+def test_status_and_prices_say_what_their_exchange_chooses(runner: CliRunner) -> None:
+    fetching = _help(runner, "fetch")
+    assert "Venue whose markets are fetched" in fetching
+    for command in (["status"], ["prices", "delete"]):
+        text = _help(runner, *command)
+        assert "--exchange VENUE" in text and "Venue whose markets are fetched" not in text, command
+
+
+def test_mistakes_get_a_did_you_mean(env: str, runner: CliRunner, tmp_path: Path) -> None:
+    assert runner.invoke(app, ["run", "--backfill", "0"]).exit_code == 0
+    cases = [(["show", "btceur", "jsn"], "did you mean json?"),
+             (["show", "--exchange", "krakn"], "did you mean --exchange kraken?"),
+             (["--quiet", "status", "--exchange", "krakn"], "did you mean --exchange kraken?")]
+    config = tmp_path / "typo.toml"
+    config.write_text('pair = "btceur"\n')
+    cases.append((["--config", str(config), "show"], "unknown setting 'pair'; did you mean pairs?"))
+    for words, hint in cases:
+        result = runner.invoke(app, words)
+        assert result.exit_code in (1, 2) and hint in result.stderr, (words, result.stderr)
+
+
+def test_completion_offers_stored_pairs_and_formats(env: str, runner: CliRunner) -> None:
+    assert runner.invoke(app, ["fetch", "--pairs", "btceur,btcusd,etheur", "--backfill", "0"]).exit_code == 0
+
+    def complete(line: str) -> list[str]:
+        words = line.split(" ")
+        done = _mcdata(_MCDATA_COMPLETE="complete_bash", COMP_WORDS=line, COMP_CWORD=str(len(words) - 1))
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert complete("mcdata show bt") == ["btceur", "btcusd"]
+    assert complete("mcdata fetch --pairs btceur,et") == ["btceur,etheur"]
+    assert complete("mcdata prices set e") == ["etheur"]
+    assert complete("mcdata show btceur j") == ["json"]
+    assert complete("mcdata status --format c") == ["csv"]
+
+
+def test_config_folds_long_values_at_commas_and_slashes(runner: CliRunner) -> None:
+    api_url = "http://127.0.0.1:8765/a/long/path/of/a/mirror/of/the/api/v1"
+    result = runner.invoke(app, ["config"], env={"COLUMNS": "80", "MCDATA_API_URL": api_url})
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows: dict[str, list[str]] = {}
+    name = ""
+    for cells in (line.split("│") for line in lines if line.count("│") == 4):
+        name = cells[1].strip() or name
+        rows.setdefault(name, []).append(cells[2].strip())
+    assert rows["pairs"][0] == "btceur,btcusd,etheur,ltceur,solusd,"  # the default pairs break after a comma
+    assert "".join(rows["api_url"]) == api_url and len(rows["api_url"]) > 1
+    assert all(part.endswith("/") for part in rows["api_url"][:-1])
+
+
+def test_times_in_messages_end_in_z(env: str, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["run", "--backfill", "0"])
+    assert result.exit_code == 0
+    summary = result.stderr.strip().splitlines()[-1]
+    assert "+00:00" not in summary and re.search(r"as of \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", summary), summary

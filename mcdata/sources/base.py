@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from mcdata.clock import instant_text
 from mcdata.errors import PairError
 from mcdata.schema import MAX_PRICE, MAX_VOLUME, MIN_PRICE
 
@@ -86,7 +87,7 @@ def closed_candles(pair: str, candles: Iterable[Candle], since: datetime, now: d
             continue
         known = by_close.setdefault(candle.close_time, candle)
         if known != candle:
-            raise PairError(pair, f"two different candles close at {candle.close_time.isoformat()}")
+            raise PairError(pair, f"two different candles close at {instant_text(candle.close_time)}")
     return [by_close[close] for close in sorted(by_close)]
 
 

@@ -12,7 +12,6 @@ markets that would get one name are both refused (listed as not trading, `ambigu
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -20,8 +19,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from mcdata.clock import instant_text
 from mcdata.config import PAIR_PATTERN, Settings
-from mcdata.errors import ConfigError, PairError, SourceError, masked_url
+from mcdata.errors import ConfigError, PairError, SourceError, did_you_mean, masked_url
 from mcdata.sources.base import HOUR, Candle, ListedPair, PriceBatch, Quote, closed_candles, parse_price, parse_volume
 from mcdata.sources.cache import PairListCache
 from mcdata.sources.http import MAX_ANSWER_BYTES, BoundedSession, Budget, backoff, retry_after_seconds
@@ -88,10 +88,9 @@ class CcxtSource:
         ccxt = _ccxt()
         venue = settings.exchange
         if venue not in ccxt.exchanges:
-            close = difflib.get_close_matches(venue, ccxt.exchanges, n=3)
             raise ConfigError(f"ccxt has no exchange {venue!r}",
-                              f"did you mean {' or '.join(close)}?" if close else "`python -c 'import ccxt; "
-                              "print(ccxt.exchanges)'` lists them")
+                              did_you_mean(venue, ccxt.exchanges)
+                              or "`python -c 'import ccxt; print(ccxt.exchanges)'` lists them")
         # ccxt's own HTTP calls go through a session with the native client's bounds (no redirect, a byte cap
         # after decompression, a deadline per answer and for the whole fetch)
         budget = Budget(f"ccxt {venue}", settings.fetch_timeout.total_seconds())
@@ -267,7 +266,7 @@ class CcxtSource:
         candles = closed_candles(pair, (self._candle(pair, row, interval) for row in rows), since, self.now())
         if candles and candles[0].close_time - since > 2 * interval and since < self.now() - 2 * interval:
             log.warning("warning: %s: %s serves hourly candles from %s only (asked from %s)", pair, self.venue,
-                        candles[0].close_time.isoformat(), since.isoformat())
+                        instant_text(candles[0].close_time), instant_text(since))
         return candles
 
     def _ticker_of(self, symbol: str) -> Callable[[], Any]:
