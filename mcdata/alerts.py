@@ -24,6 +24,7 @@ from mcdata.alert_rules import JITTER, SAMPLING_INTERVAL, AlertRule
 from mcdata.config import duration_text
 from mcdata.errors import masked_notify_url
 from mcdata.schema import alert_events, alert_state, metrics, raw_prices
+from mcdata.wording import plural
 
 log = logging.getLogger("mcdata")
 
@@ -288,8 +289,8 @@ def deliver(write: Callable[[], Any], urls: Sequence[str], now: Callable[[], dat
             failed += not done
     left = sum(not o.started for o in outcomes)
     if left:
-        log.warning("warning: %d notification(s) left pending: delivering took longer than %gs; the next run "
-                    "goes on", left, DELIVERY_BUDGET.total_seconds())
+        log.warning("warning: %s left pending: delivering took longer than %gs; the next run goes on",
+                    plural(left, "notification"), DELIVERY_BUDGET.total_seconds())
     return delivered, failed
 
 

@@ -33,6 +33,7 @@ from mcdata.errors import (
     printable,
     redact,
 )
+from mcdata.wording import plural
 
 if TYPE_CHECKING:
     from mcdata.pipeline import Progress, Report
@@ -652,7 +653,8 @@ def check(
     result = pipeline.check(_state(ctx).database_settings(), repair)
     found = result.mismatches
     summary = (f"{found.hourly:,} hourly, {found.two_hourly:,} two-hour, {found.quarterly:,} quarter-day and "
-               f"{found.daily:,} daily rollup rows and {found.markets:,} markets rows disagree with the raw prices")
+               f"{plural(found.daily, 'daily rollup row')} and {plural(found.markets, 'markets row')} disagree "
+               "with the raw prices")
     if not found.total:
         log.info("check: every rollup and markets row agrees with the raw prices")
     elif result.repaired:

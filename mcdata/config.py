@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-from mcdata.clock import instant_text
 from mcdata.errors import ConfigError, did_you_mean, masked_notify_url, masked_url, printable, register_secret
 from mcdata.sources import SOURCES
+from mcdata.wording import instant_text
 
 if TYPE_CHECKING:
     from mcdata.alert_rules import AlertRule

@@ -15,6 +15,7 @@ from mcdata.errors import McdataError, RunStatus, did_you_mean
 from mcdata.monitoring import RunFacts
 from mcdata.pipeline import CLOCK_TOLERANCE, engine_for, utc_now
 from mcdata.views import PairFreshness, StatusView
+from mcdata.wording import plural
 
 log = logging.getLogger("mcdata")
 
@@ -95,7 +96,8 @@ def _problems(view: StatusView) -> list[str]:
     if stale:
         names = ", ".join(f"{p.exchange}:{p.pair}" if view.several_venues else p.pair for p in stale[:10])
         names += f" and {len(stale) - 10} more" if len(stale) > 10 else ""
-        problems.append(f"{len(stale)} of {len(view.pairs)} pairs have no sample newer than "
+        problems.append(f"{len(stale)} of {plural(len(view.pairs), 'pair')} "
+                        f"{'has' if len(stale) == 1 else 'have'} no sample newer than "
                         f"{duration_text(view.max_age)}: {names}")
     return problems
 

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from mcdata.db import connect, display_url, writer_lock
 from mcdata.errors import NotMigratedError
 from mcdata.schema import metadata
+from mcdata.wording import plural
 
 log = logging.getLogger("mcdata")
 
@@ -92,8 +93,8 @@ def _rebuild_after_quarantine(connection: sa.Connection) -> None:
     moved = connection.execute(sa.select(quarantine.c.id).where(quarantine.c.rollups_rebuilt.is_(False))).all()
     if not moved:
         return
-    log.warning("warning: %d raw price row(s) that today's checks refuse were moved to raw_price_quarantine; "
-                "rebuilding the rollups without them", len(moved))
+    log.warning("warning: %s that today's checks refuse moved to raw_price_quarantine; "
+                "rebuilding the rollups without them", plural(len(moved), "raw price row"))
     rollups.rebuild(connection)
     connection.execute(quarantine.update().values(rollups_rebuilt=True))
 

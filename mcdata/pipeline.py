@@ -15,7 +15,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mcdata import alerts, corrections, metrics, migrations, rollups, store
-from mcdata.clock import instant_text
 from mcdata.config import Settings
 from mcdata.db import connect, display_url, make_engine, writer_lock
 from mcdata.errors import (
@@ -35,6 +34,7 @@ from mcdata.errors import (
 from mcdata.sources import make_source
 from mcdata.sources.base import ListedPair, PriceBatch, Quote, Source
 from mcdata.views import ListedPairRow, Overview, PairView, hourly_closes
+from mcdata.wording import instant_text, plural
 
 log = logging.getLogger("mcdata")
 
@@ -177,7 +177,7 @@ def _recorded(engine: Engine, command: str, source: str | None, work: Callable[[
             _say_if_elsewhere(connection, source, source_url)
         run_id = store.start_run(connection, command, source, utc_now(), source_url)
     if closed:
-        log.info("closed %d run record(s) left `running` by a process that ended without recording", closed)
+        log.info("closed %s left `running` by a process that ended without recording", plural(closed, "run record"))
     try:
         report = work()
     except BaseException as error:
@@ -427,7 +427,7 @@ def _refresh_snapshots(connection: sa.Connection, rows: list[store.PriceRow], no
     if filled:
         done = corrections.recompute_snapshots(connection, min(filled), now, utc_now())
         if done.total:
-            log.info("%d metric snapshot(s) recomputed with the hours the candles filled%s", done.recomputed,
+            log.info("%s recomputed with the hours the candles filled%s", plural(done.recomputed, "metric snapshot"),
                      f"; {done.dropped} that read pruned prices deleted" if done.dropped else "")
 
 
@@ -549,7 +549,8 @@ def _collect_rows(
         raise
     pool.shutdown()
     if dropped:
-        log.info("%d candle(s) close before the pruned history (%s): not stored", dropped, instant_text(floor))
+        log.info("%s before the pruned history (%s): not stored", plural(dropped, "candle closes", "candles close"),
+                 instant_text(floor))
     for pair, quote in quotes.items():
         if pair not in plan.failed:
             rows.append(store.PriceRow(source.venue, pair, sample_time, quote.price, None, "ticker", now))
@@ -759,8 +760,8 @@ def _existing_series(connection: sa.Connection, exchange: str, pair: str) -> tup
 def _snapshots_changed(report: Report, done: corrections.Recomputed) -> None:
     report.metric_rows = done.recomputed + done.updated
     if done.dropped:
-        log.warning("warning: %d metric snapshot(s) read pruned prices in the changed window and cannot be made "
-                    "exact again: deleted", done.dropped)
+        log.warning("warning: %s pruned prices in the changed window and cannot be made exact again: deleted",
+                    plural(done.dropped, "metric snapshot reads", "metric snapshots read"))
 
 
 def delete_prices(settings: Settings, exchange: str, pair: str, since: datetime | None,

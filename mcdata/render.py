@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
-from mcdata.clock import instant_text
 from mcdata.errors import printable
 from mcdata.views import METRIC_COLUMNS, ListedPairRow, MetricRow, Overview, PairView, RunRow, StatusView
+from mcdata.wording import instant_text, plural
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -133,7 +133,7 @@ def _reader_gone() -> None:
 def pairs_table(rows: Sequence[ListedPairRow], out: TextIO) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} pairs", title_justify="left")
+    table = Table(title=plural(len(rows), "pair"), title_justify="left")
     for column in ("pair", "venue symbol", "status", "configured"):
         table.add_column(column)
     for row in rows:
@@ -391,10 +391,6 @@ def pair_table(view: PairView, out: TextIO) -> None:
 
 
 # -- the summary line of a step ----------------------------------------------------------------
-def plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
-
-
 def report_summary(report: Report) -> str:
     """One line: what the command did, its run id and exit code."""
     parts = []
@@ -403,17 +399,17 @@ def report_summary(report: Report) -> str:
                      f"{plural(report.rows_written, 'price row')} written, "
                      f"{plural(report.http_requests, 'HTTP request')}")
     if report.command == "compute" and report.rows_deleted and report.as_of:
-        parts.append(f"metrics of {report.rows_deleted} pairs as of {instant_text(report.as_of)} deleted")
+        parts.append(f"metrics of {plural(report.rows_deleted, 'pair')} as of {instant_text(report.as_of)} deleted")
     elif report.command in ("compute", "run") and report.as_of:
-        parts.append(f"metrics of {report.metric_rows} pairs as of {instant_text(report.as_of)}")
+        parts.append(f"metrics of {plural(report.metric_rows, 'pair')} as of {instant_text(report.as_of)}")
     if report.command == "prune" or (report.command == "run" and report.rows_deleted):
-        parts.append(f"{report.rows_deleted:,} raw price rows older than the retention deleted")
+        parts.append(f"{plural(report.rows_deleted, 'raw price row')} older than the retention deleted")
     if report.alerts_fired or report.alerts_delivered or report.alerts_undelivered:
         parts.append(f"{plural(len(report.alerts_fired), 'alert')} fired, {report.alerts_delivered} delivered, "
                      f"{report.alerts_undelivered} pending")
     if report.command.startswith("prices "):
-        parts.append(f"{report.rows_deleted:,} price rows deleted, {report.rows_written:,} written, "
-                     f"{report.metric_rows:,} metric snapshots recomputed")
+        parts.append(f"{plural(report.rows_deleted, 'price row')} deleted, {report.rows_written:,} written, "
+                     f"{plural(report.metric_rows, 'metric snapshot')} recomputed")
     return f"{report.command}: {'; '.join(parts)} (run {report.run_id}, exit {int(report.exit_code)})"
 
 
@@ -443,7 +439,7 @@ def _run_text(run: RunRow | None, now: datetime) -> str:
         return f"#{run['id']} {run['command']} since {timestamp(run['started_at'])}"
     took = (end - run["started_at"]).total_seconds()
     return (f"#{run['id']} {run['command']} {run['status']} (exit {run['exit_code']}), ended {_ago(now - end)}, "
-            f"took {took:.1f}s; {run['pairs_stored']} pairs stored, {run['pairs_failed']} failed, "
+            f"took {took:.1f}s; {plural(run['pairs_stored'], 'pair')} stored, {run['pairs_failed']} failed, "
             f"{plural(run['http_requests'], 'HTTP request')}")
 
 

@@ -272,3 +272,9 @@ def test_times_in_messages_end_in_z(env: str, runner: CliRunner) -> None:
     assert result.exit_code == 0
     summary = result.stderr.strip().splitlines()[-1]
     assert "+00:00" not in summary and re.search(r"as of \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", summary), summary
+
+
+def test_one_of_a_thing_is_singular(env: str, runner: CliRunner) -> None:
+    result = runner.invoke(app, ["run", "--pairs", "btceur", "--backfill", "0"])
+    assert result.exit_code == 0
+    assert "1 of 1 pair stored, 1 price row written" in result.stderr and "metrics of 1 pair as of" in result.stderr

@@ -200,7 +200,7 @@ def test_status_names_the_pairs_older_than_max_age(env: str, runner: CliRunner,
     monkeypatch.setenv("MCDATA_PAIRS", "btceur,etheur,ltceur")  # ltceur was never stored
     code, view, _ = status(runner)
     assert code == 1
-    assert view["problems"] == ["1 of 3 pairs have no sample newer than 2h: ltceur"]
+    assert view["problems"] == ["1 of 3 pairs has no sample newer than 2h: ltceur"]
     time.sleep(1.1)
     code, view, _ = status(runner, "--max-age", "1s")
     assert code == 1

@@ -114,3 +114,12 @@ def test_csv_cells_keep_every_digit_and_defuse_formulas() -> None:
     row = {"a": 0.1 + 0.2, "b": None, "c": True, "d": "=HYPERLINK(1)", "e": "-5", "f": "ok\x1b[31m", "g": 7}
     render.write_csv([row], list(row), out)
     assert out.getvalue().splitlines()[1] == "0.30000000000000004,,true,'=HYPERLINK(1),'-5,ok\\x1b[31m,7"
+
+
+def test_counts_take_their_noun_in_the_right_number() -> None:
+    from mcdata.wording import plural
+
+    assert [plural(n, "price row") for n in (0, 1, 2, 1234)] == ["0 price rows", "1 price row", "2 price rows",
+                                                                "1,234 price rows"]
+    assert plural(1, "candle closes", "candles close") == "1 candle closes"
+    assert plural(3, "candle closes", "candles close") == "3 candles close"

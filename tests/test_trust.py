@@ -117,7 +117,7 @@ def test_check_finds_and_repairs_any_drift(stored: sa.Engine, runner: CliRunner)
     tiny_quarters = len({(ts.date(), ts.hour // 6) for _, p, ts, _ in KRAKEN if p == "tiny"})
     tiny_blocks = len({(ts.date(), ts.hour // 2) for _, p, ts, _ in KRAKEN if p == "tiny"})
     assert (f"{hourly:,} hourly, {tiny_blocks:,} two-hour, {tiny_quarters:,} quarter-day and {tiny_days:,} daily "
-            "rollup rows and 1 markets rows disagree") in result.stderr
+            f"rollup row{'' if tiny_days == 1 else 's'} and 1 markets row disagree") in result.stderr
     assert runner.invoke(app, ["check", "--repair"]).exit_code == 0
     assert runner.invoke(app, ["check"]).exit_code == 0
     with stored.begin() as connection:

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from mcdata.clock import instant_text
 from mcdata.errors import PairError
 from mcdata.schema import MAX_PRICE, MAX_VOLUME, MIN_PRICE
+from mcdata.wording import instant_text
 
 HOUR = timedelta(hours=1)
 

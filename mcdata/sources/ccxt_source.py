@@ -19,12 +19,12 @@ from email.utils import parsedate_to_datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from mcdata.clock import instant_text
 from mcdata.config import PAIR_PATTERN, Settings
 from mcdata.errors import ConfigError, PairError, SourceError, did_you_mean, masked_url
 from mcdata.sources.base import HOUR, Candle, ListedPair, PriceBatch, Quote, closed_candles, parse_price, parse_volume
 from mcdata.sources.cache import PairListCache
 from mcdata.sources.http import MAX_ANSWER_BYTES, BoundedSession, Budget, backoff, retry_after_seconds
+from mcdata.wording import instant_text
 
 log = logging.getLogger("mcdata.ccxt")
 
