@@ -20,7 +20,16 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-from mcdata.errors import ConfigError, did_you_mean, masked_notify_url, masked_url, printable, register_secret
+from mcdata.errors import (
+    ConfigError,
+    did_you_mean,
+    masked_notify_url,
+    masked_service_url,
+    masked_url,
+    printable,
+    register_secret,
+    url_secrets,
+)
 from mcdata.sources import SOURCES
 from mcdata.wording import instant_text
 
@@ -183,12 +192,18 @@ def _small_int(value: Any) -> int:
 
 def _url(value: Any) -> str:
     text = str(value).strip().rstrip("/")
-    if not re.match(r"^https?://[^\s/]+", text) or any(ord(c) < 32 for c in text):
+    if not re.match(r"^https?://[^\s/?#]+([/?#]\S*)?$", text) or not _host_of(text):
         raise ValueError("expected an http:// or https:// URL")
-    password = urlsplit(text).password
-    if password:  # a mirror's credentials: never printed, never stored in `runs`
-        register_secret(password)
+    for secret in url_secrets(text, whole_userinfo=True, every_query_value=True):
+        register_secret(secret)  # a mirror's credentials, a user name alone too: never printed, never in `runs`
     return text
+
+
+def _host_of(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:  # a port that is no number, a bracket left open
+        return None
 
 
 def _text(value: Any) -> str:
@@ -206,15 +221,16 @@ def _exchange(value: Any) -> str:
     return ",".join(dict.fromkeys(names))
 
 
-def _url_password(text: str) -> str | None:
+def _database_secrets(text: str) -> list[str]:
+    """A database URL's password, in the authority or the query (libpq's `?password=`)."""
     from sqlalchemy import exc as sa_exc
     from sqlalchemy.engine import make_url
 
     try:
         password = make_url(text.strip()).password
     except (ValueError, TypeError, sa_exc.ArgumentError):  # unparsable: db.py says so (exit 4); hide it all
-        return text
-    return None if password is None else str(password)
+        return [text]
+    return [*([str(password)] if password is not None else []), *url_secrets(text)]
 
 
 def _masked(text: str) -> str:
@@ -414,11 +430,12 @@ def _resolve(setting: Setting, flags: Mapping[str, Any], env: Mapping[str, str],
         return "default", setting.default()
     origin, raw = given
     if setting.secret:  # of a URL, only its password is a secret: a SQLite path is shown as it is
-        register_secret(_url_password(str(raw)) if setting.name == "database_url" else str(raw))
+        for secret in _database_secrets(str(raw)) if setting.name == "database_url" else [str(raw)]:
+            register_secret(secret)
     try:
         return origin, setting.parse(raw)
     except (ValueError, TypeError) as exc:
-        shown = "(hidden)" if setting.secret else repr(_masked(str(raw)))[:80]
+        shown = "(hidden)" if setting.secret or setting.name == "api_url" else repr(str(raw))[:80]
         raise ConfigError(f"{origin}: invalid value {shown}: {exc}") from exc
 
 
@@ -496,6 +513,8 @@ def _shown(setting: Setting, value: Any) -> str | None:
         return None
     if setting.name == "database_url":  # the database in use, as given: a SQLite path as it is, a password masked
         return _masked(str(value))
+    if setting.name == "api_url":
+        return masked_service_url(str(value))
     if setting.name == "notify":
         return ", ".join(masked_notify_url(url) for url in value) or None
     if setting.name == "alerts":

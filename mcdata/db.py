@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
-from mcdata.errors import DatabaseError, LockedError, register_secret
+from mcdata.errors import SECRET_QUERY_KEYS, DatabaseError, LockedError, masked_url, register_secret
 from mcdata.private_files import PRIVATE_FILE_MODE, make_private_dir, open_private
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -32,8 +32,12 @@ def normalize_url(raw: str) -> URL:
             "the database URL cannot be parsed",
             "expected sqlite:///path/to/file.db or postgresql://user:password@host/dbname",
         ) from exc
-    if url.password:
-        register_secret(str(url.password))
+    for secret in [str(url.password)] if url.password else []:
+        register_secret(secret)
+    for key, value in url.query.items():  # libpq reads a password from the query too
+        if key.lower() in SECRET_QUERY_KEYS:
+            for secret in (value,) if isinstance(value, str) else value:
+                register_secret(secret)
     if url.drivername in ("postgres", "postgresql", "postgresql+psycopg"):
         return url.set(drivername="postgresql+psycopg")
     if url.drivername in ("sqlite", "sqlite+pysqlite"):
@@ -50,7 +54,7 @@ def display_url(url: URL) -> str:
     """The URL with its password hidden; a SQLite database opened read-only shows as its plain path."""
     if url.drivername.startswith("sqlite") and url.query.get("uri") and str(url.database).startswith("file:"):
         url = url.set(database=str(url.database)[5:].split("?")[0], query={})
-    return url.render_as_string(hide_password=True)
+    return masked_url(url.render_as_string(hide_password=True))
 
 
 class _SampleStddev:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from enum import IntEnum, StrEnum
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 
 class ExitCode(IntEnum):
@@ -160,14 +161,44 @@ def masked_notify_url(url: str) -> str:
     return f"{url.split('://', 1)[0]}://***"
 
 
-def masked_url(url: str) -> str:
-    """The URL with its password (if any) replaced by ***, as the database URL is shown."""
+# libpq takes a password in the query too (postgresql://u@h/db?password=…), and a key file's passphrase
+SECRET_QUERY_KEYS = frozenset({"password", "sslpassword", "passfile"})
+SECRETISH_KEY = re.compile(r"pass|token|key|secret|auth|sig|session|cred", re.IGNORECASE)
+
+
+def url_secrets(url: str, *, whole_userinfo: bool = False, every_query_value: bool = False) -> list[str]:
+    """The secrets a URL carries: its password, the values of SECRET_QUERY_KEYS; with `whole_userinfo` the
+    user name too (`http://Token123@host`: a token), with `every_query_value` the value of any key that
+    names a credential (`?token=`, `?apikey=`; every value is masked where the URL is shown, but only these
+    are searched for in every line: `?format=json` must not hide the word json)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
+    found = [unquote(part) for part in (userinfo.split(":", 1) if whole_userinfo else userinfo.split(":", 1)[1:])]
+    found += [value for key, value in parse_qsl(parts.query, keep_blank_values=True)
+              if key.lower() in SECRET_QUERY_KEYS or (every_query_value and SECRETISH_KEY.search(key))]
+    return [secret for secret in found if secret]
+
+
+def masked_url(url: str, *, whole_userinfo: bool = False, every_query_value: bool = False) -> str:
+    """The URL with its secrets (url_secrets) replaced by ***, the rest as written:
+    `postgresql://root:***@host/db?password=***`, and with `whole_userinfo` `http://***@mirror`."""
+
+    def userinfo(match: re.Match[str]) -> str:
+        user, has_password, _ = match[2].partition(":")
+        return f"{match[1]}***@" if whole_userinfo else f"{match[1]}{user}{':***' if has_password else ''}@"
+
+    def query_value(match: re.Match[str]) -> str:
+        secret = every_query_value or unquote(match[2]).lower() in SECRET_QUERY_KEYS
+        return f"{match[1]}{match[2]}={'***' if secret else match[3]}"
+
+    url = re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^/?#]*)@", userinfo, url)
+    base, mark, rest = url.partition("?")
+    return base + mark + re.sub(r"(^|&)([^&=#]*)=([^&#]*)", query_value, rest) if mark else base
+
+
+def masked_service_url(url: str) -> str:
+    """A source's or a monitor's URL: every user name, password and query value may be a token."""
+    return masked_url(url, whole_userinfo=True, every_query_value=True)
 
 
 def did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str | None:

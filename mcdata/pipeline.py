@@ -28,7 +28,7 @@ from mcdata.errors import (
     classify,
     did_you_mean,
     exit_code_of,
-    masked_url,
+    masked_service_url,
     worst,
 )
 from mcdata.sources import make_source
@@ -165,7 +165,7 @@ def _write(engine: Engine, still_held: Callable[[], None]) -> Iterator[sa.Connec
 
 def _source_url(settings: Settings) -> str:
     """Where a fetch asks, as `runs` records it: the api_url (password hidden), or the source's default."""
-    return masked_url(settings.api_url) if settings.api_url else f"the {settings.source} default"
+    return masked_service_url(settings.api_url) if settings.api_url else f"the {settings.source} default"
 
 
 def _recorded(engine: Engine, command: str, source: str | None, work: Callable[[], Report],

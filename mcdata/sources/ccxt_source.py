@@ -20,7 +20,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from mcdata.config import PAIR_PATTERN, Settings
-from mcdata.errors import ConfigError, PairError, SourceError, did_you_mean, masked_url
+from mcdata.errors import ConfigError, PairError, SourceError, did_you_mean, masked_service_url
 from mcdata.sources.base import HOUR, Candle, ListedPair, PriceBatch, Quote, closed_candles, parse_price, parse_volume
 from mcdata.sources.cache import PairListCache
 from mcdata.sources.http import MAX_ANSWER_BYTES, BoundedSession, Budget, backoff, retry_after_seconds
@@ -70,7 +70,7 @@ class CcxtSource:
         self.server_time: datetime | None = None
         self._listing: dict[str, ListedPair] | None = None
         self._downloaded = False
-        shown = masked_url(settings.api_url) if settings.api_url else venue
+        shown = masked_service_url(settings.api_url) if settings.api_url else venue
         self.cache = PairListCache(settings.cache_dir, f"ccxt-{venue}", shown, now, kind="markets")
         fetch = exchange.fetch
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
 
 from mcdata import __version__
-from mcdata.errors import SourceError, masked_url
+from mcdata.errors import SourceError, masked_service_url
 
 if TYPE_CHECKING:
     from mcdata.config import Settings
@@ -140,7 +140,7 @@ class BoundedSession(NoRedirectSession):
         kwargs.update(stream=True, allow_redirects=False, timeout=(seconds, seconds))
         answer = super().request(method, url, *args, **kwargs)
         try:
-            body = read_answer(answer, self.budget, masked_url(str(answer.url).split("?")[0]), self.max_bytes,
+            body = read_answer(answer, self.budget, masked_service_url(str(answer.url).split("?")[0]), self.max_bytes,
                                self.timeout)
         except _Retryable as slow:
             raise requests.Timeout(slow.reason) from None
@@ -149,6 +149,17 @@ class BoundedSession(NoRedirectSession):
         answer._content = body
         answer._content_consumed = True  # type: ignore[attr-defined]
         return answer
+
+
+def _credentials_apart(url: str) -> tuple[str, tuple[str, str] | None]:
+    """The URL without its userinfo, and the userinfo as Basic auth (a user name alone is a token with an
+    empty password, as curl sends it): requests would drop a lone user name, and the URL it puts in its
+    exceptions then carries no credential."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None
+    bare = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    return bare, (unquote(parts.username), unquote(parts.password or ""))
 
 
 class HttpClient:
@@ -175,8 +186,8 @@ class HttpClient:
         time_limit: float = 24 * 3600.0,
     ) -> None:
         self.source = source
-        self.base_url = base_url.rstrip("/")
-        self.shown_base_url = masked_url(self.base_url)
+        self.shown_base_url = masked_service_url(base_url.rstrip("/"))
+        self.base_url, self.auth = _credentials_apart(base_url.rstrip("/"))
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -198,6 +209,7 @@ class HttpClient:
         if session is None:
             session = NoRedirectSession()
             session.headers.update(self.headers)
+            session.auth = self.auth
             self._local.session = session
             with self._lock:
                 self._sessions.append(session)
