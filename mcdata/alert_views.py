@@ -69,5 +69,5 @@ def test_notifications(settings: Settings, rule: str | None) -> list[tuple[str, 
     body = f"A test of mcdata's notifications{about}, sent {utc_now():%Y-%m-%d %H:%M:%S} UTC."
     outcomes = notify.send_all([(url, alerts.TEST_TITLE, body, "info") for url in settings.notify],
                                alerts.DELIVERY_BUDGET.total_seconds())
-    return [(f"#{index} {masked_notify_url(url)}", outcome.error)
+    return [(f"#{index} {masked_notify_url(url)}", outcome.error and notify.scrubbed(outcome.error, url))
             for index, (url, outcome) in enumerate(zip(settings.notify, outcomes, strict=True), 1)]

@@ -308,7 +308,8 @@ def _record_delivery(connection: sa.Connection, event: Any, urls: Sequence[str],
         if outcome.uncertain:
             taken.add(f"?{mark}")
         if outcome.started:
-            errors.append(f"notify URL #{index + 1} {masked_notify_url(urls[index])}: {outcome.error}")
+            errors.append(f"notify URL #{index + 1} {masked_notify_url(urls[index])}: "
+                          f"{notify.scrubbed(outcome.error, urls[index])}")
     done = all(mark in taken for mark in marks)
     values: dict[str, Any] = {"delivered_to": " ".join(sorted(taken)) or None,
                               "delivered_at": now if done else None}

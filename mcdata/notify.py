@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 NOTIFY_TIMEOUT = 5.0  # seconds: to connect, and between two reads of an answer
 NOTIFY_ANSWER_BYTES = 64 * 1024  # of an answer's body: a receiver says ok or not in far less
@@ -167,7 +168,18 @@ def send(url: str, title: str, body: str, kind: str = "info") -> str | None:
     if not lines:
         return "the service did not take it"
     reason = re.sub(r"^.*?\b(DEBUG|INFO|WARNING|ERROR|CRITICAL) - ", "", lines[-1])  # apprise's own prefix
-    return re.sub(r"\S+://\S+", "<url>", reason)[:300]
+    return scrubbed(reason, url)
+
+
+def scrubbed(text: str, url: str) -> str:
+    """An error about a notify URL without any part of that URL: its host may be a topic (ntfy://topic) or
+    a bot token (tgram://token/chat), its path and query hold webhook tokens; what is left is the service's
+    words, a status code, an error class. At most 300 characters."""
+    text = re.sub(r"\S+://\S+", "<url>", text)
+    parts = {unquote(part) for part in re.split(r"[/:@?&=#,;]+", url.partition("://")[2])}
+    for part in sorted((part for part in parts if len(part) >= 3), key=len, reverse=True):
+        text = text.replace(part, "***")
+    return text[:300]
 
 
 def _end_with_the_parent(budget: float) -> None:

@@ -11,12 +11,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from mcdata.schema import metadata
+from tests.conftest import hour
 from tests.fake_exchange import FakeExchange
 from tests.helpers import query
 
@@ -80,3 +81,27 @@ def test_postgres_passwords_in_the_query_are_masked_everywhere(exchange_env: dic
     for flag in ([], ["--debug"]):
         result = mcdata(*flag, "--database-url", unreachable, "show", env=exchange_env)
         assert result.returncode == 4 and not leaks(result.stdout, result.stderr), result.stderr
+
+
+# -- notification errors --------------------------------------------------------------------------
+TOPIC = "ntfyTop1cS3cret"
+
+
+def test_a_notification_error_carries_no_part_of_the_notify_url(hourly: dict[str, Any],
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    receiver = hourly["receiver"]
+    port = receiver.url.rsplit(":", 1)[1]
+    hourly["config"].write_text(hourly["config"].read_text().replace(
+        f"json://127.0.0.1:{port}/hook", f"ntfy://127.0.0.1:{port}/{TOPIC}"))
+    hour(hourly)
+    normal = hourly["exchange"].price_at("btceur", hourly["clock"]["now"].timestamp())
+    receiver.answers = [(500, {}, json.dumps({"error": f"topic {TOPIC} is not allowed"}).encode())]
+    report = hour(hourly, price=normal * 20)  # the notifier is a process of its own, as in production
+    assert report.alerts_undelivered == 1 and TOPIC.encode() in receiver.bodies[-1]  # sent, and refused
+    history = mcdata("alerts", "history", "json", env={})
+    tested = mcdata("alerts", "test", env={})
+    assert tested.returncode == 1 and "notify URL #1 ntfy://***: failed" in tested.stderr
+    [event] = json.loads(history.stdout)["events"]
+    assert event["last_error"] and "500" in event["last_error"], event
+    for text in (caplog.text, history.stdout, history.stderr, tested.stderr, dump(hourly["db"])):
+        assert TOPIC not in text, text[-800:]
