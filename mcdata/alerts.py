@@ -9,10 +9,11 @@ as firing, without an event). A market the rule cannot judge (too few samples, n
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -131,18 +132,19 @@ def evaluate(connection: sa.Connection, rules: Sequence[AlertRule], exchange: st
     if not rules:
         return []
     markets = _markets(connection, exchange, as_of)
+    wanted = {rule.name: [markets[p] for p in (rule.pairs or ([*markets] if tuple(pairs) == ("all",) else pairs))
+                          if p in markets] for rule in rules}
+    samples = _samples(connection, exchange, rules, wanted)  # once for every rule: the longest window
+    states = {(r.rule, r.pair): r for r in connection.execute(
+        sa.select(alert_state).where(alert_state.c.exchange == exchange))}
     fired: list[Fired] = []
     for rule in rules:
-        wanted = [markets[p] for p in (rule.pairs or ([*markets] if tuple(pairs) == ("all",) else pairs))
-                  if p in markets]
-        windows = _windows(connection, rule, wanted)
-        states = {(r.exchange, r.pair): r for r in connection.execute(
-            sa.select(alert_state).where(alert_state.c.rule == rule.name, alert_state.c.exchange == exchange))}
         definition = rule.fingerprint()
-        for market in wanted:
-            judgement = judge(rule, market, windows.get(market.pair, []), now)
-            event = _record(connection, rule, definition, market, judgement,
-                            states.get((market.exchange, market.pair)), as_of, now)
+        for market in wanted[rule.name]:
+            window = _window(rule, market, samples.get(market.pair))
+            judgement = judge(rule, market, window, now)
+            event = _record(connection, rule, definition, market, judgement, states.get((rule.name, market.pair)),
+                            as_of, now)
             if event is not None:
                 fired.append(event)
     return fired
@@ -162,24 +164,38 @@ def _markets(connection: sa.Connection, exchange: str, as_of: datetime) -> dict[
             for r in connection.execute(query)}
 
 
-def _windows(connection: sa.Connection, rule: AlertRule,
-             markets: Sequence[Market]) -> dict[str, list[tuple[datetime, float]]]:
-    if rule.window is None or not markets:
+Samples = tuple[list[datetime], list[tuple[datetime, float]]]  # a pair's sample times, and the samples
+
+
+def _samples(connection: sa.Connection, exchange: str, rules: Sequence[AlertRule],
+             wanted: Mapping[str, Sequence[Market]]) -> dict[str, Samples]:
+    """The raw samples of every market a windowed rule judges, back to the longest window's start: one
+    read for all the rules (ten rules with year-long windows must not read the year ten times)."""
+    windowed = [rule for rule in rules if rule.window is not None and wanted[rule.name]]
+    if not windowed:
         return {}
-    reach = rule.window + JITTER
-    earliest = min(m.latest_at for m in markets) - reach
-    latest_at = {m.pair: m.latest_at for m in markets}
+    reach = max(rule.window for rule in windowed if rule.window is not None) + JITTER
+    latest_at = {m.pair: m.latest_at for rule in windowed for m in wanted[rule.name]}
     query = (sa.select(raw_prices.c.pair, raw_prices.c.timestamp, raw_prices.c.price)
-             .where(raw_prices.c.exchange == markets[0].exchange,
-                    raw_prices.c.pair.in_(sa.bindparam("pairs", expanding=True)), raw_prices.c.timestamp >= earliest)
+             .where(raw_prices.c.exchange == exchange, raw_prices.c.pair.in_(sa.bindparam("pairs", expanding=True)),
+                    raw_prices.c.timestamp >= min(latest_at.values()) - reach)
              .order_by(raw_prices.c.pair, raw_prices.c.timestamp))
-    windows: dict[str, list[tuple[datetime, float]]] = {}
-    rows = (row for chunk in store.chunked(latest_at) for row in connection.execute(query, {"pairs": chunk}))
-    for row in rows:
-        end = latest_at[row.pair]
-        if end - reach <= row.timestamp < end:
-            windows.setdefault(row.pair, []).append((row.timestamp, row.price))
-    return windows
+    samples: dict[str, Samples] = {}
+    for chunk in store.chunked(latest_at):
+        for row in connection.execute(query, {"pairs": chunk}):
+            if latest_at[row.pair] - reach <= row.timestamp < latest_at[row.pair]:
+                times, points = samples.setdefault(row.pair, ([], []))
+                times.append(row.timestamp)
+                points.append((row.timestamp, row.price))
+    return samples
+
+
+def _window(rule: AlertRule, market: Market, samples: Samples | None) -> list[tuple[datetime, float]]:
+    """The samples in [latest_at - window - JITTER, latest_at), oldest first."""
+    if rule.window is None or samples is None:
+        return []
+    times, points = samples
+    return points[bisect.bisect_left(times, market.latest_at - rule.window - JITTER):]
 
 
 # Quote currencies, longest first: a pair's quote is the longest of these it ends with (btcusdt: USDT).

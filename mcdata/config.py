@@ -30,6 +30,7 @@ from mcdata.errors import (
     register_secret,
     url_secrets,
 )
+from mcdata.private_files import UnsafePathError, check_folder
 from mcdata.sources import SOURCES
 from mcdata.wording import instant_text
 
@@ -127,7 +128,7 @@ def _alert_tables(value: Any) -> Any:
 
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ValueError("expected a JSON list of rule tables (or [[alerts]] tables in the config file)") from None
     return value
 
@@ -372,9 +373,15 @@ def _read_config_file(path: Path | None, explicit: bool) -> dict[str, Any]:
             raise ConfigError(f"config file {path} does not exist", "create it or unset MCDATA_CONFIG")
         return {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text, readable_by_others = _read_private_config(path)
+        data = tomllib.loads(text)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply to be a config file") from None
+    if readable_by_others and (holding := _secrets_held(data)):
+        log.warning("warning: config file %s holds %s and can be read by other users; chmod 600 it",
+                    path, ", ".join(holding))
     unknown = sorted(set(data) - set(SETTINGS))
     if unknown:
         raise ConfigError(
@@ -382,6 +389,44 @@ def _read_config_file(path: Path | None, explicit: bool) -> dict[str, Any]:
             did_you_mean(unknown[0], SETTINGS) or f"known settings: {', '.join(SETTINGS)}",
         )
     return data
+
+
+def _read_private_config(path: Path) -> tuple[str, bool]:
+    """The config file's text, and whether other users can read it. Refused (exit 2) when others could
+    have written it: it names the database, the files mcdata writes (metrics_file) and where alerts go.
+    A file of root's is trusted like one of our own (the image's /etc/mcdata/config.toml)."""
+    real = path.resolve()
+    try:
+        check_folder(real.parent)
+        with real.open("rb") as file:
+            info = os.fstat(file.fileno())
+            problem = ("is not a regular file" if not stat.S_ISREG(info.st_mode) else
+                       f"belongs to another user (uid {info.st_uid})" if info.st_uid not in (os.geteuid(), 0) else
+                       "is writable by other users" if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) else None)
+            if problem:
+                raise UnsafePathError(f"{real} {problem}")
+            return file.read().decode("utf-8"), bool(info.st_mode & (stat.S_IRGRP | stat.S_IROTH))
+    except UnsafePathError as exc:
+        raise ConfigError(f"config file {path} not used: {exc}",
+                          "chmod go-w the file and its folder, or point MCDATA_CONFIG at a private one") from None
+
+
+def _secrets_held(data: Mapping[str, Any]) -> list[str]:
+    """The config file's settings whose values are credentials (a SQLite path is none; a password is)."""
+    held = []
+    for name, value in data.items():
+        setting = SETTINGS.get(name)
+        if setting is None or not (setting.secret or name == "api_url"):
+            continue
+        if name == "database_url":
+            secret = bool(_database_secrets(str(value))) if isinstance(value, str) else True
+        elif name == "api_url":
+            secret = bool(url_secrets(str(value), whole_userinfo=True, every_query_value=True))
+        else:
+            secret = bool(value)
+        if secret:
+            held.append(name)
+    return held
 
 
 def _secret_from_file(setting: Setting, env: Mapping[str, str]) -> str | None:

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -105,3 +106,69 @@ def test_a_notification_error_carries_no_part_of_the_notify_url(hourly: dict[str
     assert event["last_error"] and "500" in event["last_error"], event
     for text in (caplog.text, history.stdout, history.stderr, tested.stderr, dump(hourly["db"])):
         assert TOPIC not in text, text[-800:]
+
+
+# -- alert rules are bounded ----------------------------------------------------------------------------
+def rules_json(count: int, **keys: Any) -> str:
+    return json.dumps([{"name": f"r{i}", "rule": "spike", "factor": 3, "window": "1h", **keys} for i in range(count)])
+
+
+def test_alert_rules_are_bounded(env: str, exchange_env: dict[str, str]) -> None:
+    from mcdata.alert_rules import MAX_RULES
+
+    cases = {
+        "too many": (rules_json(MAX_RULES + 1), f"alerts: {MAX_RULES + 1:,} rules; at most {MAX_RULES:,}"),
+        "window": (rules_json(1, window="36500d"), 'alert "r0": window: at most 90d'),
+        "after": (json.dumps([{"name": "s", "rule": "stale", "after": "1000d"}]), 'alert "s": after: at most 90d'),
+        "nested": ("[" * 50_000 + "]" * 50_000, "MCDATA_ALERTS: invalid value"),  # under the 128 kB of one env var
+    }
+    for case, (value, message) in cases.items():
+        result = mcdata("alerts", env=exchange_env, MCDATA_ALERTS=value)
+        assert result.returncode == 2 and message in result.stderr, (case, result.stderr[-500:])
+        assert "RecursionError" not in result.stderr and len(result.stderr.splitlines()) == 1, case
+    assert mcdata("alerts", env=exchange_env, MCDATA_ALERTS=rules_json(MAX_RULES)).returncode == 0
+
+
+def test_a_deeply_nested_config_file_is_a_usage_error(exchange_env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "deep.toml"
+    for text in ("alerts = " + "[" * 5000 + "]" * 5000,
+                 '[[alerts]]\nname = "x"\nrule = "above"\nprice = 1\npairs = ' + "[" * 3000 + "]" * 3000):
+        config.write_text(text)
+        config.chmod(0o600)
+        result = mcdata("alerts", env=exchange_env, MCDATA_CONFIG=str(config))
+        assert result.returncode == 2 and "nested too deeply" in result.stderr, result.stderr[-300:]
+
+
+def test_every_rule_reads_its_window_from_one_read(migrated_engine: sa.Engine) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from mcdata import alerts, metrics
+    from mcdata.alert_rules import parse_rules
+    from mcdata.schema import raw_prices
+    from mcdata.store import PriceRow, insert_prices
+
+    t = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    with migrated_engine.begin() as connection:
+        insert_prices(connection, [PriceRow("kraken", pair, t - timedelta(hours=h), 100.0 + h, None, "ticker", t)
+                                   for pair in ("aaa", "bbb") for h in range(0, 30 * 24)])
+    tables = [{"name": f"r{days}", "rule": "change", "pct": 50, "window": f"{days}d"} for days in range(1, 11)]
+    rules = parse_rules(tables, ("aaa", "bbb"))
+    reads: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if raw_prices.name in statement and statement.lstrip().upper().startswith("SELECT"):
+            reads.append(statement)
+
+    with migrated_engine.begin() as connection:
+        metrics.compute(connection, t)
+        sa.event.listen(migrated_engine, "before_cursor_execute", count)
+        try:
+            fired = alerts.evaluate(connection, rules, "kraken", ("aaa", "bbb"), t, t)
+        finally:
+            sa.event.remove(migrated_engine, "before_cursor_execute", count)
+    assert len(reads) == 1, reads
+    # and each rule saw its own window: the oldest sample of a d-day window is d days (+ jitter) back
+    fired_rules = {event.message.split(":")[0] for event in fired}
+    # (from 100 + 24 d at its start to 100 now: a change of -24 d / (100 + 24 d), >= 50 % from 5 days on)
+    expected = {f"r{days}" for days in range(1, 11) if abs(100.0 / (100.0 + days * 24) - 1) * 100 >= 50}
+    assert fired_rules == expected
