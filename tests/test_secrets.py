@@ -172,3 +172,43 @@ def test_every_rule_reads_its_window_from_one_read(migrated_engine: sa.Engine) -
     # (from 100 + 24 d at its start to 100 now: a change of -24 d / (100 + 24 d), >= 50 % from 5 days on)
     expected = {f"r{days}" for days in range(1, 11) if abs(100.0 / (100.0 + days * 24) - 1) * 100 >= 50}
     assert fired_rules == expected
+
+
+# -- the config file is a private file -------------------------------------------------------------------
+def test_a_config_file_others_can_write_is_refused(env: str, exchange_env: dict[str, str], tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    for file_mode, folder_mode in ((0o666, 0o700), (0o620, 0o700), (0o600, 0o777)):
+        folder = tmp_path / f"conf-{file_mode:o}-{folder_mode:o}"
+        folder.mkdir()
+        config = folder / "config.toml"
+        config.write_text(f'metrics_file = "{victim}"\n')
+        config.chmod(file_mode)
+        folder.chmod(folder_mode)
+        result = mcdata("--quiet", "run", "--backfill", "0", env=exchange_env, MCDATA_CONFIG=str(config))
+        assert result.returncode == 2, (oct(file_mode), oct(folder_mode), result.stderr)
+        assert "writable by other users" in result.stderr and len(result.stderr.splitlines()) == 1
+        assert victim.read_text() == "precious\n"
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)  # like /tmp: nobody can replace a file of ours there
+    (sticky / "config.toml").write_text('pairs = "btceur"\n')
+    (sticky / "config.toml").chmod(0o644)
+    assert mcdata("config", env=exchange_env, MCDATA_CONFIG=str(sticky / "config.toml")).returncode == 0
+
+
+def test_a_config_file_holding_a_secret_that_others_can_read_is_warned_about(
+        exchange_env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    expectations = [('notify = ["json://127.0.0.1:9/hook"]\n', True),
+                    (f'database_url = "postgresql://u:{MIRROR_PASSWORD}@127.0.0.1:9/x"\n', True),
+                    (f'api_url = "http://{TOKEN}@127.0.0.1:9"\n', True),
+                    ('database_url = "sqlite:////data/mcdata.db"\n', False)]  # the image's: a path is no secret
+    for text, warned in expectations:
+        config.write_text(text)
+        for mode, expected in ((0o644, warned), (0o600, False)):
+            config.chmod(mode)
+            result = mcdata("config", "json", env=exchange_env, MCDATA_CONFIG=str(config))
+            assert result.returncode == 0, result.stderr
+            assert ("can be read by other users; chmod 600 it" in result.stderr) is expected, (text, oct(mode))
+            assert not leaks(result.stdout, result.stderr)
