@@ -401,8 +401,9 @@ def show(
     Example: mcdata show btceur table
     """
     from mcdata import pipeline, render
-    from mcdata.config import canonical_pair
+    from mcdata.config import canonical_pair, check_venue
 
+    exchange = check_venue(exchange) if exchange is not None else None
     formats = render.FORMATS
     if pair and pair.lower() in formats and (output_format is None or output_format.lower() not in formats):
         pair, output_format = output_format, pair  # `mcdata show json`, `mcdata show csv btceur`

@@ -214,6 +214,17 @@ def _text(value: Any) -> str:
     return text
 
 
+def check_venue(name: str, option: str = "--exchange") -> str:
+    """One venue name by the venue rule (lowercase letters, digits and dashes), else exit 2."""
+    try:
+        venue = _exchange(name)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: invalid value {name[:40]!r}: {exc}") from None
+    if "," in venue:
+        raise ConfigError(f"{option}: one venue here, not {venue[:60]!r}")
+    return venue
+
+
 def _exchange(value: Any) -> str:
     """One venue, or several separated by commas (each its own series): `kraken` or `kraken,bitstamp`."""
     names = [name.strip() for name in (str(value).lower().split(",") if isinstance(value, str) else value)]

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from mcdata import __version__
+from mcdata.errors import printable
 from mcdata.views import MetricRow, RunRow
 
 log = logging.getLogger("mcdata")
@@ -123,13 +124,14 @@ def write_textfile(path: Path, facts: RunFacts) -> None:
                                 labels, registry=registry),
     }
     for row in facts.metrics:
-        price.labels(row["exchange"], row["pair"]).set(row["latest_price"])
+        market = (printable(row["exchange"]), printable(row["pair"]))  # ESC or BEL must not reach a reader raw
+        price.labels(*market).set(row["latest_price"])
         if row["std_rank"] is not None:
-            rank.labels(row["exchange"], row["pair"]).set(row["std_rank"])
+            rank.labels(*market).set(row["std_rank"])
         for column, gauge_of_pair in per_pair.items():
             if row[column] is not None:  # type: ignore[literal-required]
-                gauge_of_pair.labels(row["exchange"], row["pair"]).set(row[column])  # type: ignore[literal-required]
+                gauge_of_pair.labels(*market).set(row[column])  # type: ignore[literal-required]
     for (exchange, pair), moment in facts.last_samples.items():
-        sample.labels(exchange, pair).set(moment.timestamp())
+        sample.labels(printable(exchange), printable(pair)).set(moment.timestamp())
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)

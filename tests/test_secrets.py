@@ -212,3 +212,32 @@ def test_a_config_file_holding_a_secret_that_others_can_read_is_warned_about(
             assert result.returncode == 0, result.stderr
             assert ("can be read by other users; chmod 600 it" in result.stderr) is expected, (text, oct(mode))
             assert not leaks(result.stdout, result.stderr)
+
+
+# -- venue names ----------------------------------------------------------------------------------------
+def test_every_venue_name_is_checked_and_the_textfile_never_carries_control_characters(
+        env: str, exchange_env: dict[str, str], tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from mcdata.store import PriceRow, insert_prices
+
+    hostile = "kr\x1b[2Jak\x07en"
+    for words in (["prices", "set", "btceur", "--at", "2026-11-01T00:00", "--price", "1", "--new",
+                   "--exchange", hostile],
+                  ["prices", "delete", "btceur", "--exchange", hostile], ["show", "--exchange", hostile],
+                  ["status", "--exchange", hostile], ["fetch", "--exchange", hostile]):
+        result = mcdata(*words, env=exchange_env)
+        assert result.returncode == 2 and "invalid value 'kr\\x1b[2Jak\\x07en'" in result.stderr, words
+        assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    # a name stored by an older version, or by hand: the Prometheus textfile escapes it
+    now = datetime.now(UTC).replace(microsecond=0)
+    engine = sa.create_engine(env)
+    with engine.begin() as connection:
+        insert_prices(connection, [PriceRow(hostile, "btceur", now - timedelta(minutes=m), 100.0 + m, None,
+                                            "ticker", now) for m in (1, 30)])
+    engine.dispose()
+    textfile = tmp_path / "mcdata.prom"
+    assert mcdata("run", "--backfill", "0", env=exchange_env, MCDATA_METRICS_FILE=str(textfile)).returncode == 0
+    text = textfile.read_text()
+    assert 'exchange="kr\\\\x1b[2Jak\\\\x07en"' in text  # written out as text, not as the bytes
+    assert "\x1b" not in text and "\x07" not in text
