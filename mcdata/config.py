@@ -424,20 +424,23 @@ def _read_private_config(path: Path) -> tuple[str, bool]:
 
 def _secrets_held(data: Mapping[str, Any]) -> list[str]:
     """The config file's settings whose values are credentials (a SQLite path is none; a password is)."""
-    held = []
-    for name, value in data.items():
-        setting = SETTINGS.get(name)
-        if setting is None or not (setting.secret or name == "api_url"):
-            continue
-        if name == "database_url":
-            secret = bool(_database_secrets(str(value))) if isinstance(value, str) else True
-        elif name == "api_url":
-            secret = bool(url_secrets(str(value), whole_userinfo=True, every_query_value=True))
-        else:
-            secret = bool(value)
-        if secret:
-            held.append(name)
-    return held
+    return [name for name, value in data.items() if name in SETTINGS and _credentials_in(SETTINGS[name], value)]
+
+
+_WARNED_FLAGS: set[str] = set()  # a flag carrying a credential is said once per process
+
+
+def _credentials_in(setting: Setting, value: Any) -> list[str]:
+    """The credentials a setting's raw value holds: a secret setting's whole value, but of a database URL
+    only its passwords (a SQLite path is no secret), and of api_url its userinfo and credential-like query
+    values."""
+    if setting.name == "database_url":
+        return _database_secrets(str(value))
+    if setting.name == "api_url":
+        return url_secrets(str(value), whole_userinfo=True, every_query_value=True)
+    if not setting.secret or not value:
+        return []
+    return [str(value)] if isinstance(value, str) else [str(item) for item in value]
 
 
 def _secret_from_file(setting: Setting, env: Mapping[str, str]) -> str | None:
@@ -485,9 +488,13 @@ def _resolve(setting: Setting, flags: Mapping[str, Any], env: Mapping[str, str],
     if given is None:
         return "default", setting.default()
     origin, raw = given
-    if setting.secret:  # of a URL, only its password is a secret: a SQLite path is shown as it is
-        for secret in _database_secrets(str(raw)) if setting.name == "database_url" else [str(raw)]:
-            register_secret(secret)
+    credentials = _credentials_in(setting, raw)
+    for secret in credentials if setting.secret else ():  # api_url's are registered as it is parsed
+        register_secret(secret)
+    if credentials and origin == setting.flag_name and setting.name not in _WARNED_FLAGS:
+        _WARNED_FLAGS.add(setting.name)
+        log.warning("warning: %s carries a credential, which every local user can read in `ps`; use %s%s or "
+                    "the config file", origin, setting.envvar, "_FILE, " if setting.secret else ", ")
     try:
         return origin, setting.parse(raw)
     except (ValueError, TypeError) as exc:

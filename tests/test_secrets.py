@@ -241,3 +241,21 @@ def test_every_venue_name_is_checked_and_the_textfile_never_carries_control_char
     text = textfile.read_text()
     assert 'exchange="kr\\\\x1b[2Jak\\\\x07en"' in text  # written out as text, not as the bytes
     assert "\x1b" not in text and "\x07" not in text
+
+
+# -- credentials on the command line ----------------------------------------------------------------------
+def test_a_flag_carrying_a_credential_is_warned_about_once(env: str, exchange_env: dict[str, str],
+                                                           fake_exchange: FakeExchange) -> None:
+    with_token = fake_exchange.url.replace("http://", f"http://{TOKEN}@")
+    cases = [(["--database-url", f"postgresql://u:{MIRROR_PASSWORD}@127.0.0.1:1/x", "show"], "--database-url",
+              "MCDATA_DATABASE_URL_FILE"),
+             (["fetch", "--backfill", "0", "--api-url", with_token], "--api-url", "MCDATA_API_URL")]
+    for words, flag, instead in cases:
+        result = mcdata(*words, env=exchange_env)
+        warnings = [line for line in result.stderr.splitlines() if "every local user can read in `ps`" in line]
+        assert len(warnings) == 1 and flag in warnings[0] and instead in warnings[0], result.stderr
+        assert not leaks(result.stdout, result.stderr)
+    quiet = mcdata("fetch", "--backfill", "0", env=exchange_env, MCDATA_API_URL=with_token)  # the env var: fine
+    assert quiet.returncode == 0 and "`ps`" not in quiet.stderr
+    plain = mcdata("--database-url", env, "show", env=exchange_env)  # no credential in it: nothing to say
+    assert "`ps`" not in plain.stderr
