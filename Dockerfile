@@ -3,7 +3,9 @@
 # Where the database is: /etc/mcdata/config.toml (MCDATA_CONFIG) says sqlite:////data/mcdata.db; an
 # MCDATA_DATABASE_URL or MCDATA_DATABASE_URL_FILE given to the container wins over it (flag > env > file).
 # The base image is pinned to an exact release (a digest cannot be checked from our offline CI; pin one
-# with `docker buildx imagetools inspect` where you build). Checked with hadolint (tests/test_deploy.py).
+# with `docker buildx imagetools inspect` where you build). Every dependency is installed from
+# requirements.lock, pinned with SHA-256 hashes (pip --require-hashes; README, "Container", says how to
+# regenerate it). Checked with hadolint (tests/test_deploy.py).
 
 FROM python:3.12.12-slim-bookworm AS wheel
 WORKDIR /src
@@ -16,25 +18,28 @@ FROM python:3.12.12-slim-bookworm
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # supercronic: a cron for containers (never starts a job while its previous run is alive), per platform
 ARG TARGETARCH=amd64
-ARG SUPERCRONIC_VERSION=v0.2.32
-ARG SUPERCRONIC_SHA1SUM_AMD64=7da26ce6ab48d75e97f7204554afe7c80779d4e0
-ARG SUPERCRONIC_SHA1SUM_ARM64=7f89438e7810669d3e0ea488a202aaf422cc2fdf
+# (the SHA-256 digests GitHub's release API reports for the v0.2.49 assets)
+ARG SUPERCRONIC_VERSION=v0.2.49
+ARG SUPERCRONIC_SHA256_AMD64=a53ae236602c7338aba3fbaff40bda6300eae3b9fedb8261eb06cfe3724430c1
+ARG SUPERCRONIC_SHA256_ARM64=02aa0cb229ba09050cba6638059dadb9eedc2276632ea43d6a57a2f8c1629dd5
 # hadolint ignore=DL3008
 RUN case "${TARGETARCH}" in \
-      amd64) sum="${SUPERCRONIC_SHA1SUM_AMD64}" ;; \
-      arm64) sum="${SUPERCRONIC_SHA1SUM_ARM64}" ;; \
+      amd64) sum="${SUPERCRONIC_SHA256_AMD64}" ;; \
+      arm64) sum="${SUPERCRONIC_SHA256_ARM64}" ;; \
       *) echo "no supercronic checksum for ${TARGETARCH}" >&2; exit 1 ;; \
     esac \
  && apt-get update \
  && apt-get install -y --no-install-recommends curl ca-certificates \
  && curl -fsSLo /usr/local/bin/supercronic \
       "https://github.com/aptible/supercronic/releases/download/${SUPERCRONIC_VERSION}/supercronic-linux-${TARGETARCH}" \
- && echo "${sum}  /usr/local/bin/supercronic" | sha1sum -c - \
+ && echo "${sum}  /usr/local/bin/supercronic" | sha256sum -c - \
  && chmod 0755 /usr/local/bin/supercronic \
  && apt-get purge -y curl && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
+COPY requirements.lock /tmp/requirements.lock
 COPY --from=wheel /dist/ /tmp/dist/
-RUN pip install --no-cache-dir /tmp/dist/*.whl && rm -rf /tmp/dist \
+RUN pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock \
+ && pip install --no-cache-dir --no-deps /tmp/dist/*.whl && rm -rf /tmp/dist /tmp/requirements.lock \
  && useradd --create-home --uid 10001 mcdata \
  && install -d -m 0700 -o mcdata /data && install -d -m 0755 /etc/mcdata \
  && echo '5 * * * * mcdata --quiet run' > /etc/mcdata/crontab \

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from typer.testing import CliRunner
 
 from mcdata.cli import app
@@ -57,9 +61,9 @@ def test_crontab_example_runs_the_hourly_job(runner: CliRunner) -> None:
 def test_dockerfile_entrypoint_and_container_cron(runner: CliRunner) -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["mcdata"]' in text
-    for arch in ("AMD64", "ARM64"):  # supercronic per TARGETARCH, each with its pinned checksum
-        assert re.search(rf"SUPERCRONIC_SHA1SUM_{arch}=[0-9a-f]{{40}}", text)
-    assert "supercronic-linux-${TARGETARCH}" in text and "sha1sum -c" in text
+    for arch in ("AMD64", "ARM64"):  # supercronic per TARGETARCH, each with its pinned SHA-256
+        assert re.search(rf"SUPERCRONIC_SHA256_{arch}=[0-9a-f]{{64}}\n", text)
+    assert "supercronic-linux-${TARGETARCH}" in text and "sha256sum -c" in text and "sha1sum" not in text
     assert re.search(r"^USER 10001$", text, re.MULTILINE) and "--uid 10001 mcdata" in text
     crontab = re.search(r"echo '([^']+)' > (/\S+)", text)
     assert crontab is not None
@@ -147,3 +151,68 @@ def test_the_container_healthcheck_is_mcdata_status(env: str, runner: CliRunner)
     assert runner.invoke(app, command[1:]).exit_code == 1  # no run yet
     assert runner.invoke(app, ["run", "--backfill", "0"]).exit_code == 0
     assert runner.invoke(app, command[1:]).exit_code == 0
+
+
+# -- a reproducible image: every runtime dependency from a hashed lock ------------------------------------
+LOCK = ROOT / "requirements.lock"
+
+
+def locked() -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock as name -> (version, hashes)."""
+    entries: dict[str, tuple[str, list[str]]] = {}
+    for block in re.split(r"\n(?=[a-z0-9])", LOCK.read_text().split("\n\n", 1)[-1].strip()):
+        if block.startswith("#") or not block.strip():
+            continue
+        head = re.match(r"^([A-Za-z0-9._-]+)==(\S+)", block)
+        assert head is not None, block[:80]
+        entries[canonicalize_name(head[1])] = (head[2], re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
+    return entries
+
+
+def runtime_requirements() -> set[str]:
+    """Every distribution the wheel needs at run time on the image's Python (3.12, Linux x86_64): the
+    project's dependencies and theirs, read from the installed distributions' metadata."""
+    environment = {"python_version": "3.12", "python_full_version": "3.12.12", "sys_platform": "linux",
+                   "platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython",
+                   "platform_python_implementation": "CPython", "os_name": "posix"}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pending = [(Requirement(text), ()) for text in project["dependencies"]]
+    seen: set[str] = set()
+    while pending:
+        requirement, extras = pending.pop()
+        name = canonicalize_name(requirement.name)
+        wanted = [{**environment, "extra": extra} for extra in (extras or ("",))]
+        if requirement.marker is not None and not any(requirement.marker.evaluate(env) for env in wanted):
+            continue
+        if name in seen and not requirement.extras:
+            continue
+        seen.add(name)
+        for text in importlib.metadata.requires(name) or []:
+            pending.append((Requirement(text), tuple(requirement.extras)))
+    return seen
+
+
+def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
+    lock = locked()
+    assert lock and all(hashes for _, hashes in lock.values()), "every pin has a hash"
+    missing = runtime_requirements() - set(lock)
+    assert not missing, f"requirements.lock lacks {sorted(missing)}: regenerate it (README, Container)"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for text in project["dependencies"]:
+        requirement = Requirement(text)
+        version = lock[canonicalize_name(requirement.name)][0]
+        assert requirement.specifier.contains(version, prereleases=True), (text, version)
+    assert "--generate-hashes" in LOCK.read_text() and "pyproject.toml" in LOCK.read_text().split("\n\n")[0]
+
+
+def test_the_image_installs_only_from_the_lock_and_pins_postgres() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert "COPY requirements.lock /tmp/requirements.lock" in text
+    assert "pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock" in text
+    assert "pip install --no-cache-dir --no-deps /tmp/dist/*.whl" in text  # nothing unhashed comes along
+    assert "requirements.lock" not in (ROOT / ".dockerignore").read_text().split("\n", 2)[2]
+    compose = (ROOT / "docker-compose.yml").read_text()
+    images = re.findall(r"^\s+image: (\S+)", compose, re.MULTILINE)
+    assert "mcdata:local" in images
+    [postgres] = [image for image in images if image.startswith("postgres:")]
+    assert re.fullmatch(r"postgres:\d+\.\d+(-[a-z]+)?", postgres), postgres  # a release, not a moving major tag
