@@ -72,7 +72,7 @@ def test_prices_delete_rebuilds_rollups_markets_and_metrics(stored: sa.Engine, r
                                  "--until", until.isoformat()])
     assert result.exit_code == 0, result.stderr
     deleted = sum(1 for s in KRAKEN if s[1] == "rand0" and since <= s[2] <= until)
-    assert f"{deleted:,} price rows deleted" in result.stderr and "1 metric snapshots recomputed" in result.stderr
+    assert f"{deleted:,} price rows deleted" in result.stderr and "1 metric snapshot recomputed" in result.stderr
     assert_all_exact(stored)
     # every price of a pair: it is new again (no markets row), and its metrics are gone from the snapshot
     assert runner.invoke(app, ["prices", "delete", "flat"]).exit_code == 0
