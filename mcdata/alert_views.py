@@ -8,19 +8,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mcdata import alerts, migrations, notify, store
+from mcdata import alerts, notify, store
 from mcdata.alert_rules import AlertRule
+from mcdata.clock import utc_now
 from mcdata.config import Settings
-from mcdata.db import connect
 from mcdata.errors import ConfigError, masked_notify_url
-from mcdata.pipeline import engine_for, utc_now
+from mcdata.reading import reading
 from mcdata.schema import alert_events, alert_state
 
 
 def alert_states(settings: Settings) -> list[dict[str, object]]:
     """Each rule, each of its markets: firing, ok or not judged yet, and when it last fired."""
-    with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
-        migrations.require_head(connection)
+    with reading(settings) as (_, connection):
         states = {(r.rule, r.exchange, r.pair): r for r in connection.execute(sa.select(alert_state))}
         stored = store.newest_samples(connection)
     rows: list[dict[str, object]] = []
@@ -41,8 +40,7 @@ def _state_row(rule: AlertRule, venue: str, pair: str, state: Any) -> dict[str, 
 def alert_history(settings: Settings, since: timedelta) -> list[dict[str, object]]:
     """The events of the last `since`, newest first, with their delivery."""
     now = utc_now()
-    with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
-        migrations.require_head(connection)
+    with reading(settings) as (_, connection):
         events = connection.execute(sa.select(alert_events).where(alert_events.c.created_at >= now - since)
                                     .order_by(alert_events.c.id.desc())).all()
     return [{**row._mapping, "delivery": _delivery(row, now, bool(settings.notify))} for row in events]

@@ -19,7 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from mcdata import __version__
-from mcdata.config import SETTINGS, Settings, load_settings
+from mcdata.config import SETTINGS, Settings, load_settings, reset_warnings
 from mcdata.errors import (
     ConfigError,
     ExitCode,
@@ -36,7 +36,7 @@ from mcdata.errors import (
 from mcdata.wording import plural
 
 if TYPE_CHECKING:
-    from mcdata.pipeline import Progress, Report
+    from mcdata.jobs import Progress, Report
 
 app = typer.Typer(
     name="mcdata",
@@ -76,7 +76,7 @@ def complete_formats(incomplete: str) -> list[str]:
 
 def complete_pairs(incomplete: str) -> list[str]:
     """The stored pairs (else the configured ones) for shell completion; `btceur,et` completes the last one."""
-    from mcdata.pipeline import known_pairs
+    from mcdata.reading import known_pairs
 
     done, _, last = incomplete.lower().rpartition(",")
     try:
@@ -314,6 +314,7 @@ def main_options(
     ] = False,
 ) -> None:
     _configure_logging(verbose, quiet)
+    reset_warnings()
     ctx.obj = CliState(flags={"database_url": database_url}, config_file=config, debug=debug, quiet=quiet)
 
 
@@ -327,10 +328,10 @@ def migrate(
 
     Example: mcdata --database-url sqlite:////tmp/x.db migrate
     """
-    from mcdata import pipeline
+    from mcdata import jobs
 
     settings = _state(ctx).database_settings()
-    before, after = pipeline.migrate(settings, revision)
+    before, after = jobs.migrate(settings, revision)
     if before == after:
         log.info("database already at revision %s; nothing to do", after)
     else:
@@ -348,9 +349,9 @@ def fetch(ctx: typer.Context, source_flags: dict[str, str | None]) -> None:
 
     Example: mcdata fetch --pairs btceur,ethusd
     """
-    from mcdata import pipeline
+    from mcdata import jobs
 
-    _exit_with(ctx, pipeline.fetch(*_source_job(ctx, source_flags)))
+    _exit_with(ctx, jobs.fetch(*_source_job(ctx, source_flags)))
 
 
 @command
@@ -365,7 +366,7 @@ def compute(
 
     Example: mcdata compute --as-of 2026-11-24T12:00
     """
-    from mcdata import pipeline
+    from mcdata import jobs
     from mcdata.config import parse_timestamp
 
     settings = _state(ctx).database_settings()
@@ -373,9 +374,9 @@ def compute(
     if delete:
         if moment is None:
             raise ConfigError("--delete needs --as-of", "for example: mcdata compute --delete --as-of 2030-01-01")
-        _exit_with(ctx, pipeline.delete_metrics(settings, moment))
+        _exit_with(ctx, jobs.delete_metrics(settings, moment))
         return
-    _exit_with(ctx, pipeline.compute(settings, as_of=moment))
+    _exit_with(ctx, jobs.compute(settings, as_of=moment))
 
 
 @command
@@ -400,7 +401,7 @@ def show(
 
     Example: mcdata show btceur table
     """
-    from mcdata import pipeline, render
+    from mcdata import reading, render
     from mcdata.config import canonical_pair, check_venue
 
     exchange = check_venue(exchange) if exchange is not None else None
@@ -410,9 +411,9 @@ def show(
     chosen = _output_format(output_format, format_option)
     settings = _state(ctx).database_settings()
     if pair is None:
-        output = render.overview_output(pipeline.overview(settings, exchange))
+        output = render.overview_output(reading.overview(settings, exchange))
     else:
-        output = render.pair_output(pipeline.pair_view(settings, canonical_pair(pair), exchange, history))
+        output = render.pair_output(reading.pair_view(settings, canonical_pair(pair), exchange, history))
     render.emit(output, chosen, sys.stdout)
 
 
@@ -428,17 +429,18 @@ def run(ctx: typer.Context, source_flags: dict[str, str | None]) -> None:
 
     Example: mcdata --quiet run
     """
-    from mcdata import monitoring, pipeline
+    from mcdata import jobs, monitoring
+    from mcdata.clock import utc_now
 
     settings, progress = _source_job(ctx, source_flags, uses_alerts=True)
-    began = pipeline.utc_now()
+    began = utc_now()
 
     def started() -> None:
         if settings.ping_url:
             monitoring.ping(settings.ping_url, "start")
 
     try:
-        report = pipeline.run(settings, progress, started=started)
+        report = jobs.run(settings, progress, started=started)
     except LockedError:
         raise
     except BaseException as error:
@@ -450,10 +452,11 @@ def run(ctx: typer.Context, source_flags: dict[str, str | None]) -> None:
 
 def _after_run(settings: Settings, began: datetime, code: int) -> None:
     """Tell the monitors how the run ended; neither may change its exit code."""
-    from mcdata import health, monitoring, pipeline
+    from mcdata import health, monitoring
+    from mcdata.clock import utc_now
 
     if settings.metrics_file:
-        facts = health.monitoring_facts(settings, began, pipeline.utc_now(), code)
+        facts = health.monitoring_facts(settings, began, utc_now(), code)
         try:
             monitoring.write_textfile(settings.metrics_file, facts)
         except OSError as exc:
@@ -607,10 +610,10 @@ def pairs(
 
     Example: mcdata pairs csv
     """
-    from mcdata import pipeline, render
+    from mcdata import jobs, render
 
     chosen = _output_format(output_format, format_option)
-    rows = pipeline.list_pairs(_state(ctx).settings(**source_flags))
+    rows = jobs.list_pairs(_state(ctx).settings(**source_flags))
     render.emit(render.pairs_output(rows), chosen, sys.stdout)
 
 
@@ -629,12 +632,12 @@ def prune(
 
     Example: mcdata prune --keep 90d
     """
-    from mcdata import pipeline
+    from mcdata import jobs
 
     settings = _state(ctx).settings(retention=keep)
     if not settings.retention:
         raise ConfigError("say how much to keep", "for example: mcdata prune --keep 90d")
-    _exit_with(ctx, pipeline.prune(settings))
+    _exit_with(ctx, jobs.prune(settings))
 
 
 @command
@@ -649,9 +652,9 @@ def check(
 
     Example: mcdata check --repair
     """
-    from mcdata import pipeline
+    from mcdata import jobs
 
-    result = pipeline.check(_state(ctx).database_settings(), repair)
+    result = jobs.check(_state(ctx).database_settings(), repair)
     found = result.mismatches
     summary = (f"{found.hourly:,} hourly, {found.two_hourly:,} two-hour, {found.quarterly:,} quarter-day and "
                f"{plural(found.daily, 'daily rollup row')} and {plural(found.markets, 'markets row')} disagree "
@@ -690,11 +693,11 @@ def prices_delete(
 
     Example: mcdata prices delete btceur --since 2026-11-24T10:00 --until 2026-11-24T10:00
     """
-    from mcdata import pipeline
+    from mcdata import jobs
     from mcdata.config import canonical_pair, parse_timestamp
 
     settings = _state(ctx).database_settings(**source_flags)
-    _exit_with(ctx, pipeline.delete_prices(settings, _one_venue(settings), canonical_pair(pair),
+    _exit_with(ctx, jobs.delete_prices(settings, _one_venue(settings), canonical_pair(pair),
                                    parse_timestamp(since, "--since") if since else None,
                                    parse_timestamp(until, "--until") if until else None))
 
@@ -715,11 +718,11 @@ def prices_set(
 
     Example: mcdata prices set btceur --at 2026-11-24T10:00 --price 81234.5
     """
-    from mcdata import pipeline
+    from mcdata import jobs
     from mcdata.config import canonical_pair, parse_timestamp
 
     settings = _state(ctx).database_settings(**source_flags)
-    _exit_with(ctx, pipeline.set_price(settings, _one_venue(settings), canonical_pair(pair),
+    _exit_with(ctx, jobs.set_price(settings, _one_venue(settings), canonical_pair(pair),
                                parse_timestamp(at, "--at"), price, new=new))
 
 

@@ -233,15 +233,16 @@ def _exchange(value: Any) -> str:
     return ",".join(dict.fromkeys(names))
 
 
-def _database_secrets(text: str) -> list[str]:
-    """A database URL's password, in the authority or the query (libpq's `?password=`)."""
+def _database_secrets(text: str, unparsable_too: bool = True) -> list[str]:
+    """A database URL's password, in the authority or the query (libpq's `?password=`); the whole text
+    when it does not parse (db.py says so, exit 4) and `unparsable_too`."""
     from sqlalchemy import exc as sa_exc
     from sqlalchemy.engine import make_url
 
     try:
         password = make_url(text.strip()).password
-    except (ValueError, TypeError, sa_exc.ArgumentError):  # unparsable: db.py says so (exit 4); hide it all
-        return [text]
+    except (ValueError, TypeError, sa_exc.ArgumentError):
+        return [text] if unparsable_too else []
     return [*([str(password)] if password is not None else []), *url_secrets(text)]
 
 
@@ -427,15 +428,20 @@ def _secrets_held(data: Mapping[str, Any]) -> list[str]:
     return [name for name, value in data.items() if name in SETTINGS and _credentials_in(SETTINGS[name], value)]
 
 
-_WARNED_FLAGS: set[str] = set()  # a flag carrying a credential is said once per process
+_WARNED_FLAGS: set[str] = set()  # a flag carrying a credential is said once per command (reset_warnings)
 
 
-def _credentials_in(setting: Setting, value: Any) -> list[str]:
+def reset_warnings() -> None:
+    """A new command (the CLI calls this first): its flags are warned about again."""
+    _WARNED_FLAGS.clear()
+
+
+def _credentials_in(setting: Setting, value: Any, unparsable_too: bool = True) -> list[str]:
     """The credentials a setting's raw value holds: a secret setting's whole value, but of a database URL
-    only its passwords (a SQLite path is no secret), and of api_url its userinfo and credential-like query
-    values."""
+    only its passwords (a SQLite path is no secret; one that does not parse is hidden whole unless
+    `unparsable_too` is false), and of api_url its userinfo and credential-like query values."""
     if setting.name == "database_url":
-        return _database_secrets(str(value))
+        return _database_secrets(str(value), unparsable_too)
     if setting.name == "api_url":
         return url_secrets(str(value), whole_userinfo=True, every_query_value=True)
     if not setting.secret or not value:
@@ -491,10 +497,11 @@ def _resolve(setting: Setting, flags: Mapping[str, Any], env: Mapping[str, str],
     credentials = _credentials_in(setting, raw)
     for secret in credentials if setting.secret else ():  # api_url's are registered as it is parsed
         register_secret(secret)
-    if credentials and origin == setting.flag_name and setting.name not in _WARNED_FLAGS:
+    if origin == setting.flag_name and setting.name not in _WARNED_FLAGS and _credentials_in(setting, raw, False):
         _WARNED_FLAGS.add(setting.name)
-        log.warning("warning: %s carries a credential, which every local user can read in `ps`; use %s%s or "
-                    "the config file", origin, setting.envvar, "_FILE, " if setting.secret else ", ")
+        instead = f"{setting.envvar}, {setting.envvar}_FILE" if setting.secret else setting.envvar
+        log.warning("warning: %s carries a credential, which every local user can read in `ps`; use %s or the "
+                    "config file", origin, instead)
     try:
         return origin, setting.parse(raw)
     except (ValueError, TypeError) as exc:

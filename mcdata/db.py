@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import math
 import os
 import sqlite3
@@ -18,6 +19,8 @@ from sqlalchemy.engine import URL, Engine, make_url
 
 from mcdata.errors import SECRET_QUERY_KEYS, DatabaseError, LockedError, masked_url, register_secret
 from mcdata.private_files import PRIVATE_FILE_MODE, make_private_dir, open_private
+
+log = logging.getLogger("mcdata")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 4  # a host that drops packets must still give exit 4 within 10 s
@@ -48,6 +51,23 @@ def normalize_url(raw: str) -> URL:
         f"unsupported database {url.drivername!r}",
         "use a sqlite:/// or postgresql:// URL",
     )
+
+
+@contextmanager
+def engine_for(url: str, read_only: bool = False) -> Iterator[Engine]:
+    """The database's engine, disposed at the end; a database-level failure inside names the database (its
+    password hidden)."""
+    engine = make_engine(url, read_only=read_only)
+    log.debug("database: %s%s", display_url(engine.url), " (read-only)" if read_only else "")
+    try:
+        yield engine
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        if getattr(exc.orig, "sqlstate", None) is None and engine.dialect.name == "sqlite":
+            raise DatabaseError(f"{display_url(engine.url)}: {str(exc.orig).strip().splitlines()[0]}",
+                                "check the file's and its folder's permissions") from exc
+        raise
+    finally:
+        engine.dispose()
 
 
 def display_url(url: URL) -> str:

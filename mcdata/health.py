@@ -9,11 +9,12 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from mcdata import migrations, store
+from mcdata.clock import CLOCK_TOLERANCE, utc_now
 from mcdata.config import Settings, duration_text
-from mcdata.db import connect
+from mcdata.db import connect, engine_for
 from mcdata.errors import McdataError, RunStatus, did_you_mean
 from mcdata.monitoring import RunFacts
-from mcdata.pipeline import CLOCK_TOLERANCE, engine_for, utc_now
+from mcdata.reading import reading
 from mcdata.views import PairFreshness, StatusView
 from mcdata.wording import plural
 
@@ -31,8 +32,7 @@ def _watched(connection: sa.Connection) -> tuple[str, ...]:
 def status(settings: Settings) -> StatusView:
     """Is mcdata healthy: a recent successful run, and every watched pair fresh. Only reads."""
     now = utc_now()
-    with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
-        migrations.require_head(connection)
+    with reading(settings) as (_, connection):
         samples = {venue: store.newest_samples(connection, venue) for venue in settings.venues}
         gone = {venue: store.delisted(connection, venue) for venue in settings.venues}
         watched = _watched(connection)
@@ -107,7 +107,7 @@ def monitoring_facts(settings: Settings, started: datetime, finished: datetime, 
     (a run whose database is down still gets a file, from what the process knows)."""
     facts = RunFacts(started, finished, exit_code)
     try:
-        with engine_for(settings, read_only=True) as engine, connect(engine) as connection:
+        with engine_for(settings.database_url, read_only=True) as engine, connect(engine) as connection:
             facts.run = store.newest_run(connection, ("run",), since=started - timedelta(seconds=1))
             success = store.newest_run(connection, _watched(connection), status=RunStatus.OK.value)
             facts.last_success = success["finished_at"] if success else None

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from mcdata.config import SettingRow
-    from mcdata.pipeline import Report
+    from mcdata.jobs import Report
 
 
 @contextmanager

@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from mcdata import pipeline
+from mcdata import jobs
 from mcdata.config import load_settings
 from mcdata.db import normalize_url
 from tests.fake_exchange import FakeExchange
@@ -234,12 +234,12 @@ def hourly(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         yield {"clock": clock, "exchange": exchange, "receiver": receiver, "config": config, "db": db_url}
 
 
-def hour(world: dict[str, Any], price: float | None = None) -> pipeline.Report:
+def hour(world: dict[str, Any], price: float | None = None) -> jobs.Report:
     """One hourly run; `price` overrides btceur's ticker."""
     world["clock"]["now"] += HOUR
     world["exchange"].price_overrides.clear()
     if price is not None:
         world["exchange"].price_overrides["btceur"] = str(price)
-    report = pipeline.run(load_settings(), now=world["clock"]["now"])
+    report = jobs.run(load_settings(), now=world["clock"]["now"])
     assert report.exit_code == 0, report.errors
     return report

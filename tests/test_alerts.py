@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from mcdata import alerts, metrics, pipeline
+from mcdata import alerts, jobs, metrics
 from mcdata.alert_rules import AlertRule, parse_rules
 from mcdata.cli import app
 from mcdata.config import load_settings
@@ -292,7 +292,7 @@ def test_compute_as_of_never_fires(hourly: dict[str, Any], runner: CliRunner) ->
     normal = hourly["exchange"].price_at("btceur", hourly["clock"]["now"].timestamp())
     hourly["clock"]["now"] += HOUR
     hourly["exchange"].price_overrides["btceur"] = str(normal * 20)
-    assert pipeline.fetch(load_settings(), now=hourly["clock"]["now"]).exit_code == 0
+    assert jobs.fetch(load_settings(), now=hourly["clock"]["now"]).exit_code == 0
     as_of = hourly["clock"]["now"].isoformat()
     assert runner.invoke(app, ["compute", "--as-of", as_of]).exit_code == 0
     assert count_rows(hourly["db"], alert_events) == 0 and hourly["receiver"].bodies == []

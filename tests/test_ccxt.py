@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from mcdata import pipeline
+from mcdata import jobs
 from mcdata.cli import app
 from mcdata.config import load_settings
 from mcdata.db import make_engine
@@ -42,7 +42,7 @@ def test_the_ccxt_path_stores_what_the_native_client_stores(db_url: str, tmp_pat
             upgrade(engine)
             engine.dispose()
             monkeypatch.setenv("MCDATA_DATABASE_URL", url)
-            report = pipeline.fetch(load_settings({"source": source}), now=NOW)
+            report = jobs.fetch(load_settings({"source": source}), now=NOW)
             assert report.exit_code == 0, report.errors
             assert report.pairs_stored == 9
     native, through_ccxt = stored_rows(other), stored_rows(db_url)

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from mcdata import pipeline
+from mcdata import jobs
 from mcdata.cli import app
 from mcdata.config import load_settings
 from mcdata.schema import raw_prices, runs
@@ -58,7 +58,7 @@ def test_first_fetch_backfills_a_week_with_one_ticker_request(env: str, fake_exc
 def test_candles_are_closed_hourly_closes_at_candle_close_time(env: str, fake_exchange: FakeExchange) -> None:
     now = datetime(2026, 11, 20, 10, 30, 15, tzinfo=UTC)
     fake_exchange.clock = now.timestamp
-    pipeline.fetch(load_settings({"pairs": "btceur"}), now=now)
+    jobs.fetch(load_settings({"pairs": "btceur"}), now=now)
     candles = [r for r in stored(env) if r.kind == "candle"]
     times = [r.timestamp for r in candles]
     assert times[-1] == datetime(2026, 11, 20, 10, tzinfo=UTC)  # the 10:00-11:00 candle is still forming
@@ -74,11 +74,11 @@ def test_second_fetch_adds_one_row_per_pair_with_one_request(env: str, fake_exch
                                                              runner: CliRunner) -> None:
     start = datetime.now(UTC).replace(microsecond=0)
     fake_exchange.clock = start.timestamp
-    assert pipeline.fetch(load_settings(), now=start).exit_code == 0
+    assert jobs.fetch(load_settings(), now=start).exit_code == 0
     before = len(stored(env))
     requests_before = len(fake_exchange.requests)
     later = start + timedelta(seconds=5)
-    report = pipeline.fetch(load_settings(), now=later)
+    report = jobs.fetch(load_settings(), now=later)
     assert report.exit_code == 0
     assert len(stored(env)) == before + 9
     assert fake_exchange.requests[requests_before:] == ["/0/public/Ticker"]  # the pair list is cached
@@ -86,9 +86,9 @@ def test_second_fetch_adds_one_row_per_pair_with_one_request(env: str, fake_exch
 
 def test_fetch_in_the_same_second_stores_nothing_twice(env: str, fake_exchange: FakeExchange) -> None:
     now = datetime.now(UTC)
-    pipeline.fetch(load_settings(), now=now)
+    jobs.fetch(load_settings(), now=now)
     before = stored(env)
-    report = pipeline.fetch(load_settings(), now=now + timedelta(microseconds=1))
+    report = jobs.fetch(load_settings(), now=now + timedelta(microseconds=1))
     assert report.exit_code == 0 and report.rows_written == 0
     assert stored(env) == before
 
@@ -96,10 +96,10 @@ def test_fetch_in_the_same_second_stores_nothing_twice(env: str, fake_exchange: 
 def test_gap_repair_after_three_days_off(env: str, fake_exchange: FakeExchange) -> None:
     start = datetime(2026, 11, 1, 12, 5, tzinfo=UTC)
     fake_exchange.clock = start.timestamp
-    pipeline.fetch(load_settings({"pairs": "btceur,etheur"}), now=start)
+    jobs.fetch(load_settings({"pairs": "btceur,etheur"}), now=start)
     back = start + timedelta(days=3, minutes=20)
     fake_exchange.clock = back.timestamp
-    report = pipeline.fetch(load_settings({"pairs": "btceur,etheur"}), now=back)
+    report = jobs.fetch(load_settings({"pairs": "btceur,etheur"}), now=back)
     assert report.exit_code == 0
     for pair in ("btceur", "etheur"):
         times = [r.timestamp for r in stored(env) if r.pair == pair]

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from mcdata import alerts, corrections, migrations, notify, pipeline, rollups, store
+from mcdata import alerts, corrections, jobs, migrations, notify, rollups, store
 from mcdata import metrics as metrics_module
 from mcdata.cli import app
 from mcdata.config import load_settings
@@ -35,9 +35,9 @@ from tests.reference import reference_metrics
 T0 = datetime(2026, 11, 1, 12, 5, tzinfo=UTC)
 
 
-def _run(fake: FakeExchange, at: datetime, **settings: str) -> pipeline.Report:
+def _run(fake: FakeExchange, at: datetime, **settings: str) -> jobs.Report:
     fake.clock = at.timestamp
-    return pipeline.run(load_settings({"retention": "8d", **settings}), now=at)
+    return jobs.run(load_settings({"retention": "8d", **settings}), now=at)
 
 
 def _mark(url: str) -> datetime | None:
@@ -471,7 +471,7 @@ def test_the_notifier_never_outlives_the_run(hourly: dict[str, Any]) -> None:
     assert not _alive(workers)  # its stdin closed with the run: it ended too
     hourly["receiver"].drip = 0
     hourly["clock"]["now"] = datetime.now(UTC)
-    assert pipeline.run(load_settings(), now=hourly["clock"]["now"]).alerts_delivered == 1
+    assert jobs.run(load_settings(), now=hourly["clock"]["now"]).alerts_delivered == 1
     [event] = query(hourly["db"], sa.select(alert_events))
     assert event.delivered_at is not None and len(hourly["receiver"].bodies) == 2
 

@@ -194,12 +194,12 @@ def test_show_rejects_hostile_input(after_run: str, runner: CliRunner) -> None:
 def test_prune_keeps_rollups_and_metrics(exchange_env: dict[str, str], runner: CliRunner) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from mcdata import pipeline
+    from mcdata import jobs
     from mcdata.config import load_settings
 
     assert runner.invoke(app, ["run", "--backfill", "20d"]).exit_code == 0
     as_of = datetime.now(UTC).replace(microsecond=0)
-    assert pipeline.compute(load_settings(), as_of=as_of).exit_code == 0
+    assert jobs.compute(load_settings(), as_of=as_of).exit_code == 0
     at_as_of = sa.select(metrics).where(metrics.c.timestamp == as_of)
     before = {r.pair: r for r in query(exchange_env["MCDATA_DATABASE_URL"], at_as_of)}
     cut = (datetime.now(UTC) - timedelta(days=8)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -209,7 +209,7 @@ def test_prune_keeps_rollups_and_metrics(exchange_env: dict[str, str], runner: C
     assert result.exit_code == 0, result.stderr
     deleted = int(result.stderr.split("prune: ")[1].split(" raw price rows")[0].replace(",", ""))
     assert deleted == older >= 9 * 11 * 24  # whole UTC days before now - 8d: 11 to 12 days of nine pairs
-    assert pipeline.compute(load_settings(), as_of=as_of).exit_code == 0
+    assert jobs.compute(load_settings(), as_of=as_of).exit_code == 0
     after = {r.pair: r for r in query(exchange_env["MCDATA_DATABASE_URL"], at_as_of)}
     for pair, row in before.items():
         for column in ("latest_price", "weekly_average", "min_price", "max_price", "stddev_24h", "std_rank",

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from mcdata import pipeline
+from mcdata import jobs
 from mcdata.cli import app
 from mcdata.config import load_settings
 from mcdata.db import make_engine
@@ -71,7 +71,7 @@ def assert_no_gap(closes: list[datetime]) -> None:
 def test_candles_in_any_order_lose_no_hour(env: str, fake_exchange: FakeExchange) -> None:
     fake_exchange.clock = NOW.timestamp
     fake_exchange.ohlc_rows = lambda pair, rows: list(reversed(rows))  # the forming candle comes first
-    assert pipeline.fetch(load_settings({"pairs": "btceur"}), now=NOW).exit_code == 0
+    assert jobs.fetch(load_settings({"pairs": "btceur"}), now=NOW).exit_code == 0
     closes = candle_closes(env, "btceur")
     assert len(closes) == 7 * 24 and closes[-1] == datetime(2026, 11, 20, 10, tzinfo=UTC)
     assert_no_gap(closes)
@@ -87,7 +87,7 @@ def test_two_different_candles_for_one_hour_fail_that_pair(env: str, fake_exchan
 
     fake_exchange.clock = NOW.timestamp
     fake_exchange.ohlc_rows = conflicting
-    report = pipeline.fetch(load_settings({"pairs": "btceur,etheur"}), now=NOW)
+    report = jobs.fetch(load_settings({"pairs": "btceur,etheur"}), now=NOW)
     assert report.exit_code == 3
     assert "two different candles close at" in report.failures["btceur"]
     assert candle_closes(env, "btceur") == [] and len(candle_closes(env, "etheur")) == 7 * 24
@@ -96,28 +96,28 @@ def test_two_different_candles_for_one_hour_fail_that_pair(env: str, fake_exchan
 def test_an_empty_first_answer_is_backfilled_on_the_next_run(env: str, fake_exchange: FakeExchange) -> None:
     fake_exchange.clock = NOW.timestamp
     fake_exchange.ohlc_rows = lambda pair, rows: []
-    assert pipeline.fetch(load_settings({"pairs": "btceur"}), now=NOW).exit_code == 0
+    assert jobs.fetch(load_settings({"pairs": "btceur"}), now=NOW).exit_code == 0
     assert candle_closes(env, "btceur") == []
     fake_exchange.ohlc_rows = None
     later = NOW + timedelta(hours=1)
     fake_exchange.clock = later.timestamp
-    assert pipeline.fetch(load_settings({"pairs": "btceur"}), now=later).exit_code == 0
+    assert jobs.fetch(load_settings({"pairs": "btceur"}), now=later).exit_code == 0
     closes = candle_closes(env, "btceur")
     assert len(closes) == 7 * 24
     assert_no_gap(closes)
     before = fake_exchange.count("/0/public/OHLC")  # the history is whole now: no more candle requests
     again = later + timedelta(hours=1)
     fake_exchange.clock = again.timestamp
-    assert pipeline.fetch(load_settings({"pairs": "btceur"}), now=again).exit_code == 0
+    assert jobs.fetch(load_settings({"pairs": "btceur"}), now=again).exit_code == 0
     assert fake_exchange.count("/0/public/OHLC") == before
 
 
 def test_a_longer_backfill_extends_history_and_kraken_refuses_more_than_it_serves(
         env: str, fake_exchange: FakeExchange, runner: CliRunner) -> None:
     fake_exchange.clock = NOW.timestamp
-    assert pipeline.fetch(load_settings({"pairs": "btceur", "backfill": "2d"}), now=NOW).exit_code == 0
+    assert jobs.fetch(load_settings({"pairs": "btceur", "backfill": "2d"}), now=NOW).exit_code == 0
     assert len(candle_closes(env, "btceur")) == 2 * 24
-    assert pipeline.fetch(load_settings({"pairs": "btceur", "backfill": "5d"}), now=NOW).exit_code == 0
+    assert jobs.fetch(load_settings({"pairs": "btceur", "backfill": "5d"}), now=NOW).exit_code == 0
     closes = candle_closes(env, "btceur")
     assert len(closes) == 5 * 24
     assert_no_gap(closes)
@@ -145,7 +145,7 @@ def test_a_renamed_kraken_pair_key_costs_no_partial_run(env: str, fake_exchange:
 def test_this_clock_is_compared_with_the_source(env: str, fake_exchange: FakeExchange, ahead: timedelta,
                                                 code: int) -> None:
     fake_exchange.clock = (NOW - ahead).timestamp
-    report = pipeline.fetch(load_settings({"pairs": "btceur", "backfill": "0"}), now=NOW)
+    report = jobs.fetch(load_settings({"pairs": "btceur", "backfill": "0"}), now=NOW)
     assert report.exit_code == code
     rows = stored(env)
     if code:

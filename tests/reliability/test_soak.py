@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from mcdata import pipeline, rollups
+from mcdata import jobs, rollups
 from mcdata.config import Settings, load_settings
 from mcdata.db import make_engine
 from mcdata.errors import ExitCode
@@ -76,7 +76,7 @@ def correct_a_price(engine: sa.Engine, settings: Settings, rng: random.Random, n
                                         .order_by(raw_prices.c.pair, raw_prices.c.timestamp)).all()
     if candidates:
         pair, at, price = rng.choice(candidates)
-        assert pipeline.set_price(settings, "kraken", pair, at, price * 1.01).exit_code == ExitCode.OK
+        assert jobs.set_price(settings, "kraken", pair, at, price * 1.01).exit_code == ExitCode.OK
         history[("kraken", pair, at)] = price * 1.01
 
 
@@ -174,7 +174,7 @@ def test_five_hundred_hourly_runs_with_faults(db_url: str, tmp_path: Path, monke
             skew["source"] = timedelta(minutes=rng.choice([-20, 10])) if fault == "clock_skew" else timedelta(0)
             inject(fault, exchange, rng)
             rows_before = count_rows(engine, raw_prices)
-            report = pipeline.run(settings, now=clock["now"])
+            report = jobs.run(settings, now=clock["now"])
             codes[report.exit_code] += 1
             assert report.exit_code in (ExitCode.OK, ExitCode.FAILED, ExitCode.PARTIAL), (clock["now"], fault)
             check_run_row(engine, report, rows_before, clock["now"])
@@ -200,14 +200,14 @@ def long_outage(engine: sa.Engine, settings: Settings, exchange: FakeExchange, c
     on (nothing older is asked for), and computes."""
     for _ in range(int(OUTAGE / timedelta(hours=6))):
         exchange.fail("/0/public/", "status", status=503, times=1000)
-        assert pipeline.run(settings, now=clock["now"]).exit_code == ExitCode.FAILED
+        assert jobs.run(settings, now=clock["now"]).exit_code == ExitCode.FAILED
         exchange.faults.clear()
         clock["now"] += timedelta(hours=6)
     with engine.connect() as connection:
         newest = connection.execute(sa.select(sa.func.max(raw_prices.c.timestamp))).scalar()
         mark = rollups.pruned_before(connection)
     assert newest is None and mark is not None and mark > clock["now"] - OUTAGE
-    report = pipeline.run(settings, now=clock["now"])
+    report = jobs.run(settings, now=clock["now"])
     assert report.exit_code == ExitCode.OK, report.errors
     remember(engine, history, clock["now"])
     assert_metrics_exact_on_history(engine, history, clock["now"].replace(microsecond=0))
@@ -215,7 +215,7 @@ def long_outage(engine: sa.Engine, settings: Settings, exchange: FakeExchange, c
     return report.exit_code
 
 
-def check_run_row(engine: sa.Engine, report: pipeline.Report, rows_before: int, now: datetime) -> None:
+def check_run_row(engine: sa.Engine, report: jobs.Report, rows_before: int, now: datetime) -> None:
     """The runs row tells the truth: status, code, pairs and rows written match what is stored."""
     with engine.connect() as connection:
         row = connection.execute(sa.select(runs).where(runs.c.id == report.run_id)).one()

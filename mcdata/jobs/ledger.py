@@ -1,0 +1,188 @@
+"""The ledger of the jobs: each step under the writer lock, recorded as one `runs` row that tells the truth
+whatever happens; the Report a step gives back."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from mcdata import migrations, store
+from mcdata.clock import utc_now
+from mcdata.config import Settings
+from mcdata.db import connect, engine_for, writer_lock
+from mcdata.errors import (
+    ConfigError,
+    ExitCode,
+    RunStatus,
+    classify,
+    exit_code_of,
+    masked_service_url,
+    worst,
+)
+from mcdata.wording import plural
+
+log = logging.getLogger("mcdata")
+
+
+@dataclass
+class Report:
+    command: str
+    exit_code: ExitCode = ExitCode.OK
+    pairs_requested: int = 0
+    pairs_stored: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    unlisted: set[str] = field(default_factory=set)  # of the skipped: the venue does not (or no longer) list them
+    not_in_list: set[str] = field(default_factory=set)  # of those: the ones its market list lacks
+    pairs_unfetched: int = 0  # configured pairs a source that failed as a whole never answered for: failed too
+    rows_written: int = 0
+    metric_rows: int = 0
+    rows_deleted: int = 0
+    http_requests: int = 0
+    alerts_fired: list[str] = field(default_factory=list)  # the messages of this run's new events
+    alerts_delivered: int = 0
+    alerts_undelivered: int = 0
+    as_of: datetime | None = None
+    errors: list[str] = field(default_factory=list)
+    exceptions: list[BaseException] = field(default_factory=list)  # behind `errors`, for --debug
+    run_id: int | None = None
+
+    def merge(self, other: Report) -> None:
+        self.exit_code = worst(self.exit_code, other.exit_code)
+        for name in ("pairs_requested", "pairs_stored", "pairs_unfetched", "rows_written", "metric_rows",
+                     "rows_deleted", "http_requests", "alerts_delivered", "alerts_undelivered"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.alerts_fired.extend(other.alerts_fired)
+        self.failures.update(other.failures)
+        self.skipped.update(other.skipped)
+        self.unlisted |= other.unlisted
+        self.not_in_list |= other.not_in_list
+        self.as_of = other.as_of or self.as_of
+        self.errors.extend(other.errors)
+        self.exceptions.extend(other.exceptions)
+
+
+# How long work shows itself: called with the number of steps and a label, it gives a context whose value
+# is called once per step done (the CLI passes a progress bar; the core never draws anything).
+Progress = Callable[[int, str], AbstractContextManager[Callable[[], None]]]
+
+
+@contextmanager
+def no_progress(_total: int, _label: str) -> Iterator[Callable[[], None]]:
+    yield lambda: None
+
+
+def migrate(settings: Settings, revision: str = "head") -> tuple[str | None, str | None]:
+    from alembic.util import CommandError
+
+    with engine_for(settings.database_url) as engine:
+        try:
+            return migrations.upgrade(engine, revision)
+        except CommandError as exc:
+            raise ConfigError(f"--revision {revision[:40]!r}: {str(exc).splitlines()[0]}",
+                              f"revisions go from base to {migrations.head_revision()}") from None
+
+
+def require_head(engine: Engine) -> None:
+    with connect(engine) as connection:
+        migrations.require_head(connection)
+
+
+def locked_step(settings: Settings, command: str, source: str | None,
+                 step: Callable[[Engine, Callable[[], None]], Report], *, create_schema: bool = False) -> Report:
+    """One step on a migrated database (`create_schema`: a brand-new one is migrated first, as `run`
+    does), under the writer lock, recorded as a `runs` row."""
+    with engine_for(settings.database_url) as engine:
+        if not create_schema:
+            require_head(engine)
+        with writer_lock(engine) as still_held:
+            if create_schema:
+                create_schema_if_new(engine)
+            return recorded(engine, command, source, lambda: step(engine, still_held),
+                             source_url_of(settings) if source else None)
+
+
+def create_schema_if_new(engine: Engine) -> None:
+    """Under the writer lock: a brand-new database gets the schema; any other must be at the head."""
+    with connect(engine) as connection:
+        brand_new = migrations.is_empty(connection)
+    if brand_new:
+        log.info("new database: creating the schema")
+        migrations.upgrade(engine, locked=True)
+    require_head(engine)
+
+
+@contextmanager
+def write(engine: Engine, still_held: Callable[[], None]) -> Iterator[sa.Connection]:
+    """A write transaction that commits only if the run still holds the writer lock at its end."""
+    with engine.begin() as connection:
+        yield connection
+        still_held()
+
+
+def source_url_of(settings: Settings) -> str:
+    """Where a fetch asks, as `runs` records it: the api_url (password hidden), or the source's default."""
+    return masked_service_url(settings.api_url) if settings.api_url else f"the {settings.source} default"
+
+
+def recorded(engine: Engine, command: str, source: str | None, work: Callable[[], Report],
+              source_url: str | None = None) -> Report:
+    """Run `work` with a `runs` row that tells the truth, whatever happens."""
+    with engine.begin() as connection:
+        closed = store.close_abandoned_runs(connection, utc_now())  # we hold the lock: no other run is alive
+        if source is not None and source_url is not None:
+            _say_if_elsewhere(connection, source, source_url)
+        run_id = store.start_run(connection, command, source, utc_now(), source_url)
+    if closed:
+        log.info("closed %s left `running` by a process that ended without recording", plural(closed, "run record"))
+    try:
+        report = work()
+    except BaseException as error:
+        message = classify(error)[1]
+        exit_code = exit_code_of(error)
+        if exit_code == ExitCode.USAGE:  # a mistyped command did nothing: it is no run, and no health problem
+            _forget_run(engine, run_id)
+            raise
+        _record_end(engine, run_id, status=RunStatus.of(exit_code).value, exit_code=exit_code,
+                    error_summary=message[:2000])
+        raise
+    report.run_id = run_id
+    problems = [*report.failures.values(), *report.errors]
+    _record_end(engine, run_id, status=RunStatus.of(report.exit_code).value, exit_code=int(report.exit_code),
+                as_of=report.as_of, pairs_requested=report.pairs_requested, pairs_stored=report.pairs_stored,
+                pairs_failed=len(report.failures) + report.pairs_unfetched,
+                rows_written=report.rows_written + report.metric_rows, http_requests=report.http_requests,
+                error_summary="; ".join(problems)[:2000] or None)
+    return report
+
+
+def _say_if_elsewhere(connection: sa.Connection, source: str, source_url: str) -> None:
+    """A fetch that asks elsewhere than the runs that stored this source's prices (the offline demo's fake
+    exchange, then the live API) would mix two series under one name: say so."""
+    last = store.last_source(connection, source)
+    if last is not None and last[1] != source_url:
+        log.warning("warning: the %s prices stored here came from %s (run #%d); this run asks %s: the two "
+                    "mix in one series (a demo belongs in a database of its own)", source, last[1], last[0],
+                    source_url)
+
+
+def _forget_run(engine: Engine, run_id: int) -> None:
+    try:
+        with engine.begin() as connection:
+            store.delete_run(connection, run_id)
+    except sa.exc.DBAPIError as exc:
+        log.debug("could not forget run %s: %s", run_id, exc)
+
+
+def _record_end(engine: Engine, run_id: int, **fields: object) -> None:
+    try:
+        with engine.begin() as connection:
+            store.finish_run(connection, run_id, finished_at=utc_now(), **fields)
+    except sa.exc.DBAPIError as exc:  # the database went away; the original error matters more
+        log.debug("could not record the end of run %s: %s", run_id, exc)

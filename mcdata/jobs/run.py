@@ -1,0 +1,60 @@
+"""The hourly job: migrate a brand-new database, fetch, compute, prune, deliver the alerts, under one lock."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+
+from mcdata import alerts
+from mcdata.clock import utc_now
+from mcdata.config import Settings
+from mcdata.db import engine_for, writer_lock
+from mcdata.jobs.fetch import fetch_venues
+from mcdata.jobs.ledger import (
+    Progress,
+    Report,
+    create_schema_if_new,
+    no_progress,
+    recorded,
+    source_url_of,
+    write,
+)
+from mcdata.jobs.maintain import compute_step, prune_step
+
+log = logging.getLogger("mcdata")
+
+
+# -- run ----------------------------------------------------------------------------------------
+def run(settings: Settings, progress: Progress = no_progress, *, now: datetime | None = None,
+        started: Callable[[], object] = lambda: None) -> Report:
+    """The hourly job: migrate a brand-new database, fetch, then compute, under one lock. `started` is
+    called once the lock is held (a run skipped by the lock never starts)."""
+    now = now or utc_now()
+    with engine_for(settings.database_url) as engine, writer_lock(engine) as still_held:
+        started()
+        create_schema_if_new(engine)
+
+        def work() -> Report:
+            report = Report("run")
+            report.merge(fetch_venues(engine, settings, now, progress, still_held))  # a failed fetch still computes
+            report.merge(compute_step(engine, now.replace(microsecond=0), still_held, settings))
+            if settings.retention:
+                report.merge(prune_step(engine, settings.retention, now, still_held))
+            _deliver_alerts(engine, settings, report, still_held)
+            return report
+
+        return recorded(engine, "run", settings.source, work, source_url_of(settings))
+
+
+def _deliver_alerts(engine: Engine, settings: Settings, report: Report, still_held: Callable[[], None]) -> None:
+    """After commit: each new event is a line on stderr (cron mail is a channel too), then the outbox goes
+    to the notify URLs. A failed delivery stays pending for the next runs; it never fails the run."""
+    for message in report.alerts_fired:
+        log.warning("alert: %s", message)
+    if not settings.alerts and not settings.notify:
+        return
+    report.alerts_delivered, report.alerts_undelivered = alerts.deliver(
+        lambda: write(engine, still_held), settings.notify, utc_now)

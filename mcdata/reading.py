@@ -1,0 +1,98 @@
+"""The read side: what `show` and completion read, from a database at the newest schema, never locked."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from mcdata import metrics, migrations, store
+from mcdata.clock import CLOCK_TOLERANCE, utc_now
+from mcdata.config import Settings
+from mcdata.db import connect, display_url, engine_for
+from mcdata.errors import (
+    ConfigError,
+    McdataError,
+    did_you_mean,
+)
+from mcdata.views import Overview, PairView, hourly_closes
+
+log = logging.getLogger("mcdata")
+
+
+@contextmanager
+def reading(settings: Settings) -> Iterator[tuple[Engine, sa.Connection]]:
+    """A read-only connection to the settings' database, which must be at the newest schema (exit 4 else);
+    never locked, so it works while a run writes."""
+    with engine_for(settings.database_url, read_only=True) as engine, connect(engine) as connection:
+        migrations.require_head(connection)
+        yield engine, connection
+
+
+def known_pairs(settings: Settings) -> list[str]:
+    """The pairs stored in the database (for shell completion), else the configured ones."""
+    stored: set[str] = set()
+    with contextlib.suppress(McdataError, sa.exc.SQLAlchemyError), reading(settings) as (_, connection):
+        stored = {pair for _, pair in store.newest_samples(connection)}
+    return sorted(stored) or [pair for pair in settings.pairs if pair != "all"]
+
+
+# -- show ---------------------------------------------------------------------------------------
+def _no_metrics(engine: Engine) -> McdataError:
+    return McdataError(f"there are no metrics yet in {display_url(engine.url)}", "run `mcdata run` first")
+
+
+def overview(settings: Settings, exchange: str | None = None) -> Overview:
+    """The latest metrics of every pair (of one venue or all), ranked, with each pair's last 24 hours of
+    prices."""
+    with reading(settings) as (engine, connection):
+        rows = store.latest_metrics(connection, utc_now() + CLOCK_TOLERANCE, exchange)
+        if not rows:
+            venues = store.exchanges_with_metrics(connection)
+            if exchange is not None and venues:
+                raise ConfigError(f"no metrics for {exchange[:40]}",
+                                  did_you_mean(exchange, venues, "--exchange ")
+                                  or f"there are metrics for {', '.join(venues)}")
+            raise _no_metrics(engine)
+        as_of: datetime = rows[0]["timestamp"]
+        markets = [(str(r["exchange"]), str(r["pair"])) for r in rows]
+        series = store.price_series(connection, markets, as_of - metrics.DAY, as_of)
+        return Overview(as_of, store.ranked_counts(connection, as_of, exchange), rows,
+                        {m: hourly_closes(points, as_of) for m, points in series.items()},
+                        store.last_run(connection), _unconfigured(settings, markets))
+
+
+def _unconfigured(settings: Settings, markets: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The markets of a snapshot that no configured venue and pair fetches any more (their numbers stop at
+    their last fetch): `show` marks them."""
+    every = settings.pairs == ("all",)
+    return {(venue, pair) for venue, pair in markets
+            if venue not in settings.venues or not (every or pair in settings.pairs)}
+
+
+def pair_view(settings: Settings, pair: str, exchange: str | None, history: int = 24) -> PairView:
+    """One pair's latest metrics, its last 7 days of prices and its recent metric history."""
+    with reading(settings) as (engine, connection):
+        exchanges = store.exchanges_with_pair(connection, pair)
+        if not exchanges:
+            known = store.pairs_with_metrics(connection)
+            if not known:
+                raise _no_metrics(engine)
+            raise ConfigError(f"no metrics for {pair}", did_you_mean(pair, known)
+                              or "`mcdata show` lists the pairs; the formats are table, json and csv")
+        venue = exchange or (exchanges[0] if len(exchanges) == 1 else settings.venue)
+        if venue not in exchanges:
+            raise ConfigError(f"no metrics for {pair} on {venue}", f"it has metrics on {', '.join(exchanges)}")
+        rows = store.metric_history(connection, venue, pair, history, utc_now() + CLOCK_TOLERANCE)
+        if not rows:
+            raise _no_metrics(engine)
+        latest = rows[0]
+        as_of: datetime = latest["timestamp"]
+        prices = store.price_series(connection, [(venue, pair)], as_of - metrics.WEEK, as_of)[(venue, pair)]
+        ranked = store.ranked_counts(connection, as_of, venue).get(venue, 0)
+        return PairView(venue, pair, as_of, ranked, latest, rows, prices, store.last_run(connection))
