@@ -26,7 +26,7 @@ def alert_states(settings: Settings) -> list[dict[str, object]]:
     for rule in settings.alerts:
         for venue in settings.venues:
             every = sorted(pair for exchange, pair in stored if exchange == venue)
-            pairs = rule.pairs or (every if settings.pairs == ("all",) else settings.pairs)
+            pairs = rule.pairs or settings.pairs_for(every)
             rows += [_state_row(rule, venue, pair, states.get((rule.name, venue, pair))) for pair in pairs]
     return rows
 

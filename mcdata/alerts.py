@@ -12,7 +12,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,10 +20,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from mcdata import notify, store
-from mcdata.alert_rules import JITTER, SAMPLING_INTERVAL, AlertRule
-from mcdata.config import duration_text
+from mcdata.alert_kinds import JITTER, KINDS, SAMPLING_INTERVAL, Judgement, Market, Window
+from mcdata.alert_rules import AlertRule
 from mcdata.errors import masked_notify_url
 from mcdata.schema import alert_events, alert_state, metrics, raw_prices
+from mcdata.values import ALL_PAIRS, duration_text
 from mcdata.wording import plural
 
 log = logging.getLogger("mcdata")
@@ -38,14 +38,6 @@ DELIVERY_BUDGET = timedelta(seconds=20)
 
 
 @dataclass(frozen=True)
-class Judgement:
-    holds: bool | None  # None: cannot judge (too few samples, no metrics)
-    value: float = math.nan
-    baseline: float | None = None
-    text: str = ""
-
-
-@dataclass(frozen=True)
 class Fired:
     """An event a judgement wrote to the outbox."""
 
@@ -53,57 +45,14 @@ class Fired:
     message: str
 
 
-@dataclass(frozen=True)
-class Market:
-    exchange: str
-    pair: str
-    latest_price: float
-    latest_at: datetime
-    volatility: float | None
-    volatility_rank: int | None
-
-
 # -- judging ------------------------------------------------------------------------------------------
-def _mean(prices: Sequence[float]) -> float:
-    return math.fsum(prices) / len(prices)
-
-
-def judge(rule: AlertRule, market: Market, window: Sequence[tuple[datetime, float]], now: datetime) -> Judgement:
-    """One rule for one market: `window` holds the samples in [latest_at - window - JITTER, latest_at),
-    oldest first."""
-    latest = market.latest_price
-    if rule.kind in ("spike", "drop", "change") and (len(window) < rule.min_samples or not _covers(rule, market,
-                                                                                                    window)):
+def judge(rule: AlertRule, market: Market, window: Window, now: datetime) -> Judgement:
+    """One rule for one market, by its kind; `window` holds the samples in [latest_at - window - JITTER,
+    latest_at), oldest first. A windowed kind is not judged until its samples cover the window."""
+    kind = KINDS[rule.kind]
+    if kind.windowed and (len(window) < rule.min_samples or not _covers(rule, market, window)):
         return Judgement(None)
-    if rule.kind == "spike":
-        assert rule.factor is not None
-        mean = _mean([p for _, p in window])
-        return Judgement(latest > rule.factor * mean, latest, mean,
-                         f"{latest:g} is more than {rule.factor:g} × the mean {mean:g} of the {len(window)} "
-                         f"samples before it")
-    if rule.kind == "drop":
-        assert rule.factor is not None
-        mean = _mean([p for _, p in window])
-        return Judgement(latest < mean / rule.factor, latest, mean,
-                         f"{latest:g} is less than the mean {mean:g} of the {len(window)} samples before it "
-                         f"/ {rule.factor:g}")
-    if rule.kind in ("above", "below"):
-        assert rule.price is not None
-        holds = latest > rule.price if rule.kind == "above" else latest < rule.price
-        return Judgement(holds, latest, rule.price, f"{latest:g} is {rule.kind} {rule.price:g}")
-    if rule.kind == "change":
-        assert rule.pct is not None
-        start = window[0][1]
-        change = (latest / start - 1) * 100
-        return Judgement(abs(change) >= rule.pct, change, start,
-                         f"changed {change:+.2f}% from {start:g} (at {window[0][0]:%Y-%m-%d %H:%M} UTC) to {latest:g}")
-    if rule.kind == "volatility":
-        return _judge_volatility(rule, market)
-    assert rule.after is not None
-    age = now - market.latest_at
-    return Judgement(age > rule.after, age.total_seconds(), rule.after.total_seconds(),
-                     f"no new sample since {market.latest_at:%Y-%m-%d %H:%M} UTC ({int(age.total_seconds() // 60)} "
-                     "minutes)")
+    return kind.judge(rule, market, window, now)
 
 
 def _covers(rule: AlertRule, market: Market, window: Sequence[tuple[datetime, float]]) -> bool:
@@ -114,16 +63,6 @@ def _covers(rule: AlertRule, market: Market, window: Sequence[tuple[datetime, fl
     return bool(window) and window[0][0] - start <= SAMPLING_INTERVAL + JITTER
 
 
-def _judge_volatility(rule: AlertRule, market: Market) -> Judgement:
-    if market.volatility is None:
-        return Judgement(None)
-    over = rule.pct is not None and market.volatility >= rule.pct
-    ranked = rule.rank is not None and market.volatility_rank is not None and market.volatility_rank <= rule.rank
-    rank = f", rank {market.volatility_rank}" if market.volatility_rank is not None else ""
-    return Judgement(over or ranked, market.volatility, rule.pct,
-                     f"24h volatility {market.volatility:.3f}%{rank}")
-
-
 # -- evaluating after compute ---------------------------------------------------------------------------
 def evaluate(connection: sa.Connection, rules: Sequence[AlertRule], exchange: str, pairs: Sequence[str],
              as_of: datetime, now: datetime) -> list[Fired]:
@@ -132,7 +71,7 @@ def evaluate(connection: sa.Connection, rules: Sequence[AlertRule], exchange: st
     if not rules:
         return []
     markets = _markets(connection, exchange, as_of)
-    wanted = {rule.name: [markets[p] for p in (rule.pairs or ([*markets] if tuple(pairs) == ("all",) else pairs))
+    wanted = {rule.name: [markets[p] for p in (rule.pairs or ([*markets] if tuple(pairs) == ALL_PAIRS else pairs))
                           if p in markets] for rule in rules}
     samples = _samples(connection, exchange, rules, wanted)  # once for every rule: the longest window
     states = {(r.rule, r.pair): r for r in connection.execute(
@@ -212,9 +151,10 @@ def _message(rule: AlertRule, market: Market, judgement: Judgement, as_of: datet
     moved and over which window."""
     details = []
     quote = quote_of(market.pair)
-    if quote and rule.kind != "stale":
+    kind = KINDS[rule.kind]
+    if quote and kind.priced:
         details.append(f"prices in {quote}")
-    if rule.kind in ("spike", "drop", "above", "below") and judgement.baseline:
+    if kind.moves and judgement.baseline:
         details.append(f"{(market.latest_price / judgement.baseline - 1) * 100:+.2f}%")
     if rule.window is not None:
         details.append(f"window {duration_text(rule.window)}")

@@ -1,4 +1,5 @@
-"""The command line: parse, call one core function, render, map errors to exit codes. Nothing else."""
+"""The command line: parse, call one job (mcdata.jobs) or read (mcdata.reading), render, map errors to exit
+codes; plus what only a terminal needs (shell completion, logging to stderr, SIGTERM)."""
 
 from __future__ import annotations
 
@@ -23,12 +24,10 @@ from mcdata.config import SETTINGS, Settings, load_settings, reset_warnings
 from mcdata.errors import (
     ConfigError,
     ExitCode,
-    LockedError,
     McdataError,
     Terminated,
     classify,
     did_you_mean,
-    exit_code_of,
     interrupted_code,
     printable,
     redact,
@@ -367,7 +366,7 @@ def compute(
     Example: mcdata compute --as-of 2026-11-24T12:00
     """
     from mcdata import jobs
-    from mcdata.config import parse_timestamp
+    from mcdata.values import parse_timestamp
 
     settings = _state(ctx).database_settings()
     moment = parse_timestamp(as_of) if as_of else None
@@ -402,7 +401,8 @@ def show(
     Example: mcdata show btceur table
     """
     from mcdata import reading, render
-    from mcdata.config import canonical_pair, check_venue
+    from mcdata.config import check_venue
+    from mcdata.values import canonical_pair
 
     exchange = check_venue(exchange) if exchange is not None else None
     formats = render.FORMATS
@@ -429,40 +429,9 @@ def run(ctx: typer.Context, source_flags: dict[str, str | None]) -> None:
 
     Example: mcdata --quiet run
     """
-    from mcdata import jobs, monitoring
-    from mcdata.clock import utc_now
+    from mcdata.jobs.run import monitored_run
 
-    settings, progress = _source_job(ctx, source_flags, uses_alerts=True)
-    began = utc_now()
-
-    def started() -> None:
-        if settings.ping_url:
-            monitoring.ping(settings.ping_url, "start")
-
-    try:
-        report = jobs.run(settings, progress, started=started)
-    except LockedError:
-        raise
-    except BaseException as error:
-        _after_run(settings, began, exit_code_of(error))
-        raise
-    _after_run(settings, began, int(report.exit_code))
-    _exit_with(ctx, report)
-
-
-def _after_run(settings: Settings, began: datetime, code: int) -> None:
-    """Tell the monitors how the run ended; neither may change its exit code."""
-    from mcdata import health, monitoring
-    from mcdata.clock import utc_now
-
-    if settings.metrics_file:
-        facts = health.monitoring_facts(settings, began, utc_now(), code)
-        try:
-            monitoring.write_textfile(settings.metrics_file, facts)
-        except OSError as exc:
-            log.warning("warning: cannot write the metrics file %s: %s", settings.metrics_file, exc.strerror or exc)
-    if settings.ping_url:
-        monitoring.ping(settings.ping_url, str(code))
+    _exit_with(ctx, monitored_run(*_source_job(ctx, source_flags, uses_alerts=True)))
 
 
 @command
@@ -547,7 +516,7 @@ def alerts_history(
     Example: mcdata alerts history json --since 1d
     """
     from mcdata import alert_views, render
-    from mcdata.config import parse_duration
+    from mcdata.values import parse_duration
 
     chosen = _output_format(output_format, format_option)
     settings = _state(ctx).alert_settings()
@@ -694,7 +663,7 @@ def prices_delete(
     Example: mcdata prices delete btceur --since 2026-11-24T10:00 --until 2026-11-24T10:00
     """
     from mcdata import jobs
-    from mcdata.config import canonical_pair, parse_timestamp
+    from mcdata.values import canonical_pair, parse_timestamp
 
     settings = _state(ctx).database_settings(**source_flags)
     _exit_with(ctx, jobs.delete_prices(settings, _one_venue(settings), canonical_pair(pair),
@@ -719,7 +688,7 @@ def prices_set(
     Example: mcdata prices set btceur --at 2026-11-24T10:00 --price 81234.5
     """
     from mcdata import jobs
-    from mcdata.config import canonical_pair, parse_timestamp
+    from mcdata.values import canonical_pair, parse_timestamp
 
     settings = _state(ctx).database_settings(**source_flags)
     _exit_with(ctx, jobs.set_price(settings, _one_venue(settings), canonical_pair(pair),

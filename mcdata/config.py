@@ -11,15 +11,17 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import platformdirs
 
+from mcdata.alert_kinds import JITTER
+from mcdata.alert_rules import AlertRule, parse_rules
 from mcdata.errors import (
     ConfigError,
     did_you_mean,
@@ -32,10 +34,12 @@ from mcdata.errors import (
 )
 from mcdata.private_files import UnsafePathError, check_folder
 from mcdata.sources import SOURCES
-from mcdata.wording import instant_text
-
-if TYPE_CHECKING:
-    from mcdata.alert_rules import AlertRule
+from mcdata.values import (
+    ALL_PAIRS,
+    duration_text,
+    parse_duration,
+    parse_pairs,
+)
 
 log = logging.getLogger("mcdata")
 
@@ -43,74 +47,6 @@ APP_NAME = "mcdata"
 ORIGINAL_PAIRS = (
     "btceur", "btcusd", "etheur", "ltceur", "solusd", "xrpusd", "adaeur", "waveseur", "bateth", "dogeusd",
 )
-PAIR_PATTERN = re.compile(r"^[a-z0-9]{2,40}$")
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-MAX_DURATION = timedelta(days=36_500)  # a century: longer is a typo, and would overflow date arithmetic
-
-
-def parse_duration(text: str, longest: timedelta = MAX_DURATION) -> timedelta:
-    """`7d`, `12h`, `30m`, `45s`, or `0` for none; at most `longest`."""
-    text = str(text).strip().lower()
-    if text == "0":
-        return timedelta(0)
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError("expected a duration such as 7d, 12h, 30m or 0")
-    amount, unit = int(match.group(1)), _DURATION_UNITS[match.group(2)]
-    if amount > longest // timedelta(**{unit: 1}):
-        raise ValueError(f"at most {duration_text(longest)}")
-    return timedelta(**{unit: amount})
-
-
-def parse_timestamp(text: str, option: str = "--as-of") -> datetime:
-    """ISO 8601; without an offset the time is UTC."""
-    try:
-        value = datetime.fromisoformat(text.strip())
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise ConfigError(f"{option}: {printable(text[:60])!r} is not an ISO 8601 time",
-                          "write it like 2026-11-24T12:00 or 2026-11-24T12:00+01:00") from None
-    if value < EARLIEST_TIME:
-        raise ConfigError(f"{option}: {instant_text(value)} is before {EARLIEST_TIME.year}",
-                          "crypto prices start in 2009; write a later time")
-    return value
-
-
-EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def validate_pair(pair: str) -> str:
-    if not PAIR_PATTERN.match(pair):
-        shown = repr(pair) if len(pair) <= 60 else repr(pair[:57]) + "..."
-        words = pair.split()
-        if len(words) > 1 and all(PAIR_PATTERN.match(word) for word in words):
-            raise ConfigError(f"invalid pair name {shown}", f"separate pairs with commas: {','.join(words)}")
-        raise ConfigError(
-            f"invalid pair name {shown}",
-            "pair names are 2-40 lowercase letters and digits, such as btceur",
-        )
-    return pair
-
-
-def canonical_pair(text: str) -> str:
-    """btceur from btceur, BTCEUR, btc-eur, BTC/EUR or btc_eur; then validated."""
-    return validate_pair(re.sub(r"[-/_]", "", text.strip()).lower())
-
-
-def parse_pairs(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """A comma-separated string or a list; `all` means every pair the source lists."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    pairs = tuple(dict.fromkeys(str(item).strip().lower() for item in items if str(item).strip()))
-    if not pairs:
-        raise ValueError("expected at least one pair, or `all`")
-    if pairs == ("all",):
-        return pairs
-    return tuple(dict.fromkeys(canonical_pair(pair) for pair in pairs))
-
-
 def _notify_urls(value: Any) -> tuple[str, ...]:
     items = re.split(r"[\s,]+", value) if isinstance(value, str) else list(value)
     urls = tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
@@ -131,19 +67,6 @@ def _alert_tables(value: Any) -> Any:
         except (ValueError, RecursionError):
             raise ValueError("expected a JSON list of rule tables (or [[alerts]] tables in the config file)") from None
     return value
-
-
-def duration_text(value: timedelta) -> str:
-    """A duration as the settings write it: 2h, 7d, 90m, 45s; 1d12h for what one unit cannot say."""
-    seconds = int(value.total_seconds())
-    if seconds == 0:
-        return "0"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(parts)
 
 
 MIN_RETENTION = timedelta(days=8)
@@ -370,7 +293,22 @@ class Settings:
 
     @property
     def pairs_explicit(self) -> bool:
+        """The pairs were named (a flag, env var or config file), not the default list."""
         return self.pairs != ORIGINAL_PAIRS
+
+    @property
+    def every_pair(self) -> bool:
+        """`--pairs all`: every pair the source lists."""
+        return self.pairs == ALL_PAIRS
+
+    def pairs_for(self, stored: Iterable[str]) -> list[str]:
+        """The pairs of a venue that mcdata fetches and watches: with `all` the ones stored there (what its
+        listing gave), else the configured ones."""
+        return sorted(stored) if self.every_pair else list(self.pairs)
+
+    def configures(self, venue: str, pair: str) -> bool:
+        """Whether a run fetches this market (`show` marks the stored ones it no longer does)."""
+        return venue in self.venues and (self.every_pair or pair in self.pairs)
 
 
 def default_config_file() -> Path:
@@ -514,8 +452,6 @@ def _rules(values: Mapping[str, Any], flags: Mapping[str, Any], env: Mapping[str
     """The alert rules, checked against the configured pairs (never a one-off --pairs: a rule naming a
     configured pair is right whatever one command fetches) and the retention (a window longer than it
     would read pruned prices). Not `strict`: a bad rule is one warning and no rules."""
-    from mcdata.alert_rules import JITTER, parse_rules
-
     configured = _resolve(SETTINGS["pairs"], {}, env, path, file_values)[1] if flags.get("pairs") else values["pairs"]
     try:
         rules = parse_rules(values["alerts"], configured)

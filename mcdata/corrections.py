@@ -1,7 +1,7 @@
 """The supported ways to change stored prices: delete a range, or set one price. Each rebuilds the market's
 rollups and recomputes the metric snapshots the change reaches, in the same transaction.
 
-The raw table refuses UPDATE and DELETE (migration 0004) unless `raw_price_edits` has a row; it has one
+The raw table refuses UPDATE and DELETE (its guards: mcdata.triggers) unless `raw_price_edits` has a row; it has one
 only inside these transactions, so nobody else ever sees it.
 """
 

@@ -10,11 +10,12 @@ import sqlalchemy as sa
 
 from mcdata import migrations, store
 from mcdata.clock import CLOCK_TOLERANCE, utc_now
-from mcdata.config import Settings, duration_text
+from mcdata.config import Settings
 from mcdata.db import connect, engine_for
 from mcdata.errors import McdataError, RunStatus, did_you_mean
 from mcdata.monitoring import RunFacts
 from mcdata.reading import reading
+from mcdata.values import duration_text
 from mcdata.views import PairFreshness, StatusView
 from mcdata.wording import plural
 
@@ -57,7 +58,7 @@ def _freshness(settings: Settings, venue: str, samples: dict[tuple[str, str], da
     the ones ever stored (a default pair the source does not list is skipped by fetch, not stale). A pair
     the venue delisted is shown as such, never stale: no run can bring it new prices."""
     stored = sorted(pair for _, pair in samples)
-    if settings.pairs == ("all",):
+    if settings.every_pair:
         pairs = stored
     elif settings.pairs_explicit:
         pairs = list(settings.pairs)

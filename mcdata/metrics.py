@@ -24,19 +24,16 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from mcdata.schema import UTCDateTime, metrics
+from mcdata.schema import UTCDateTime, metrics, raw_prices
 
 WEEK = timedelta(days=7)
 DAY = timedelta(hours=24)
 QUARTER = timedelta(hours=6)
 TWO_HOURS = timedelta(hours=2)
 
-METRIC_COLUMNS = (
-    "timestamp", "exchange", "pair", "latest_price", "latest_at", "weekly_average", "min_price", "max_price",
-    "stddev_24h", "std_rank", "volatility_24h", "volatility_rank", "change_24h_pct", "samples_24h",
-    "samples_7d", "computed_at",
-)
-RAW = "raw_crypto_pair_price_history"
+# The table's columns in its own order: the two INSERT ... SELECT statements below select them in it.
+METRIC_COLUMNS = tuple(column.name for column in metrics.columns)
+RAW = raw_prices.name
 
 
 def mean(expression: str) -> str:

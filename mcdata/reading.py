@@ -70,9 +70,7 @@ def overview(settings: Settings, exchange: str | None = None) -> Overview:
 def _unconfigured(settings: Settings, markets: list[tuple[str, str]]) -> set[tuple[str, str]]:
     """The markets of a snapshot that no configured venue and pair fetches any more (their numbers stop at
     their last fetch): `show` marks them."""
-    every = settings.pairs == ("all",)
-    return {(venue, pair) for venue, pair in markets
-            if venue not in settings.venues or not (every or pair in settings.pairs)}
+    return {(venue, pair) for venue, pair in markets if not settings.configures(venue, pair)}
 
 
 def pair_view(settings: Settings, pair: str, exchange: str | None, history: int = 24) -> PairView:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mcdata.errors import printable
-from mcdata.views import METRIC_COLUMNS, ListedPairRow, MetricRow, Overview, PairView, RunRow, StatusView
+from mcdata.views import SHOWN_METRIC_ORDER, ListedPairRow, MetricRow, Overview, PairView, RunRow, StatusView
 from mcdata.wording import instant_text, plural
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ def pairs_output(rows: Sequence[ListedPairRow]) -> Output:
 
 
 # -- show ---------------------------------------------------------------------------------------
-SHOWN_METRIC_COLUMNS = (*METRIC_COLUMNS, "std_rank_of")  # JSON and CSV: each row says how many were ranked
+SHOWN_METRIC_COLUMNS = (*SHOWN_METRIC_ORDER, "std_rank_of")  # JSON and CSV: each row says how many were ranked
 SPARK = "▁▂▃▄▅▆▇█"
 
 
@@ -227,7 +227,7 @@ def age_text(as_of: datetime) -> str:
     age = datetime.now(UTC) - as_of
     if age < timedelta(minutes=1):
         return "just now"
-    from mcdata.config import duration_text
+    from mcdata.values import duration_text
 
     whole = timedelta(minutes=int(age.total_seconds() // 60)) if age < timedelta(days=1) else \
         timedelta(hours=int(age.total_seconds() // 3600))
@@ -244,7 +244,7 @@ def run_line(run: RunRow | None) -> str:
 
 
 def _metric_row(row: MetricRow, ranked: int) -> dict[str, Any]:
-    return {**{c: row.get(c) for c in METRIC_COLUMNS}, "std_rank_of": ranked}
+    return {**{c: row.get(c) for c in SHOWN_METRIC_ORDER}, "std_rank_of": ranked}
 
 
 def overview_output(view: Overview) -> Output:
@@ -415,7 +415,7 @@ def report_summary(report: Report) -> str:
 
 # -- status and config --------------------------------------------------------------------------
 def _ago(age: timedelta | None) -> str:
-    from mcdata.config import duration_text
+    from mcdata.values import duration_text
 
     if age is None:
         return "never"

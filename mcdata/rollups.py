@@ -1,10 +1,10 @@
 """The derived tables (hourly, two-hour, quarter-day and daily rollups, markets) recomputed from the raw rows: to
 verify them and to rebuild them (`mcdata check`, and every correction of raw prices).
 
-The triggers (mcdata.triggers) keep the rollups as prices are inserted; the raw table refuses
-every other change (0004) except prune's and mcdata's own corrections, which call `rebuild` in the same
-transaction. Rollups before `retention.pruned_before` (a UTC midnight) have no raw rows any more: they
-are history, neither verified nor rebuilt.
+The triggers (mcdata.triggers) keep the rollups as prices are inserted; the raw table refuses every
+other change (its guards, also in mcdata.triggers) except prune's and mcdata's own corrections, which call
+`rebuild` in the same transaction. Rollups before `retention.pruned_before` (a UTC midnight) have no raw
+rows any more: they are history, neither verified nor rebuilt.
 """
 
 from __future__ import annotations

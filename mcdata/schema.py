@@ -174,6 +174,8 @@ runs = sa.Table(
     "runs",
     metadata,
     sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
+    # the command: fetch, compute, run, prune, check, `prices delete` or `prices set` (the column's comment,
+    # which a migration created, names the first three)
     sa.Column("command", sa.String(16), nullable=False, comment="fetch | compute | run"),
     sa.Column("started_at", UTCDateTime(), nullable=False),
     sa.Column("finished_at", UTCDateTime(), nullable=True),

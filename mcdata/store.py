@@ -1,4 +1,5 @@
-"""Reads and writes of raw prices and runs (the SQL beside the schema it uses)."""
+"""The SQL of the jobs and the read side, beside the schema it uses: raw prices (insert, prune, spans), the
+venues' listings, the `runs` ledger, and the metric snapshots and series that `show` and `status` read."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def insert_prices(connection: sa.Connection, rows: Iterable[PriceRow]) -> int:
     return inserted
 
 
-# The raw table refuses a row whose key is stored already (migration 0004: INSERT OR REPLACE would bypass
+# The raw table refuses a row whose key is stored already (its guards, mcdata.triggers: INSERT OR REPLACE would bypass
 # the rollups), so stored rows are skipped here rather than by ON CONFLICT.
 _SQLITE_INSERT_NEW = sa.text(
     f"INSERT INTO raw_crypto_pair_price_history ({', '.join(PRICE_COLUMNS)}) "

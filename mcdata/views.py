@@ -67,8 +67,8 @@ class ListedPairRow(TypedDict):
 # The market and the as-of time first, then the other columns: the order CSV and JSON have always had
 # (the table is keyed by time first since revision 0007).
 MARKET_AND_TIME = ("exchange", "pair", "timestamp")
-METRIC_COLUMNS: tuple[str, ...] = (*MARKET_AND_TIME,
-                                   *(c.name for c in metrics.columns if c.name not in MARKET_AND_TIME))
+SHOWN_METRIC_ORDER: tuple[str, ...] = (*MARKET_AND_TIME,
+                                       *(c.name for c in metrics.columns if c.name not in MARKET_AND_TIME))
 RUN_COLUMNS: tuple[str, ...] = tuple(column.name for column in runs.columns)
 
 

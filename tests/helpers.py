@@ -13,9 +13,12 @@ from mcdata.db import make_engine
 from mcdata.schema import metrics, raw_prices
 from tests.reference import Sample, reference_metrics
 
-FLOATS = ("latest_price", "weekly_average", "min_price", "max_price", "stddev_24h", "volatility_24h",
-          "change_24h_pct")
-EXACT = ("latest_at", "std_rank", "volatility_rank", "samples_24h", "samples_7d")
+# The metric columns read off the table (a new metric is compared without touching this file): the
+# measured ones within a tolerance, the counted ones, ranks and times exactly; the key and computed_at are
+# not measurements.
+FLOATS = tuple(c.name for c in metrics.columns if isinstance(c.type, sa.Double))
+EXACT = tuple(c.name for c in metrics.columns
+              if not isinstance(c.type, sa.Double) and c.name not in ("timestamp", "exchange", "pair", "computed_at"))
 Database = str | sa.Engine  # a URL (an engine is made and disposed of) or an engine
 
 

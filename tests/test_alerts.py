@@ -347,3 +347,18 @@ def test_a_slow_receiver_cannot_hold_the_run_past_the_delivery_budget(
     hourly["receiver"].delay = 0
     assert hour(hourly).alerts_delivered == 1
     assert len(hourly["receiver"].bodies) == 3  # the unanswered one once more: at most one repeat
+
+
+def test_a_kind_is_looked_up_never_guessed() -> None:
+    """An unknown kind is an error wherever it is judged, described or parsed: never a silent `stale`."""
+    from mcdata.alert_kinds import KINDS, Market
+
+    unknown = AlertRule(name="x", kind="nope", pairs=None)
+    market = Market("kraken", "aaa", 1.0, T, None, None)
+    with pytest.raises(KeyError):
+        alerts.judge(unknown, market, [], T)
+    with pytest.raises(KeyError):
+        unknown.describe()
+    with pytest.raises(ConfigError, match="is not a kind of rule"):
+        parse_rules([{"name": "x", "rule": "nope"}], ("aaa",))
+    assert set(KINDS) == {"spike", "drop", "above", "below", "change", "volatility", "stale"}

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mcdata.config import ORIGINAL_PAIRS, load_settings, parse_duration
+from mcdata.config import ORIGINAL_PAIRS, load_settings
 from mcdata.errors import ConfigError, ExitCode, redact
+from mcdata.values import parse_duration
 
 
 def write_config(tmp_path: Path, text: str) -> str:

@@ -140,7 +140,7 @@ class PairPlan:
 def _named(settings: Settings, one_of_several: bool) -> bool:
     """A pair the venue does not list fails (named on purpose, for this venue alone), or is skipped (a
     default pair, or a venue among several: another may list it, _fetch_venues judges)."""
-    return settings.pairs_explicit and settings.pairs != ("all",) and not one_of_several
+    return settings.pairs_explicit and not settings.every_pair and not one_of_several
 
 
 def _plan(settings: Settings, source: Source, one_of_several: bool) -> PairPlan:
@@ -148,7 +148,7 @@ def _plan(settings: Settings, source: Source, one_of_several: bool) -> PairPlan:
     a default one is skipped (see _named)."""
     plan = PairPlan()
     listing = {p.symbol: p for p in source.list_pairs()}
-    if settings.pairs == ("all",):
+    if settings.every_pair:
         plan.chosen = sorted(p.symbol for p in listing.values() if p.active)
         plan.listed = set(listing)
         return plan
@@ -247,7 +247,7 @@ def _count_unfetched(settings: Settings, plan: PairPlan, report: Report, ever_st
     """A source that failed as a whole failed every configured pair it was to fetch: the chosen ones, and
     those the plan had not judged yet (all of them when the pair list itself failed): the named ones, and
     of the default ones (or of `all`) those ever stored, as status watches them."""
-    configured = sorted(ever_stored) if settings.pairs == ("all",) else settings.pairs
+    configured = settings.pairs_for(ever_stored)
     unplanned = [pair for pair in configured if pair not in plan.chosen and pair not in plan.failed
                  and pair not in plan.skipped and (settings.pairs_explicit or pair in ever_stored)]
     report.pairs_unfetched = len(plan.chosen) + len(unplanned)
@@ -374,9 +374,9 @@ def list_pairs(settings: Settings) -> list[ListedPairRow]:
     if len(settings.venues) > 1:
         raise ConfigError("`mcdata pairs` lists one venue at a time", f"name one: --exchange {settings.venues[0]}")
     source = make_source(settings, utc_now)
-    every = settings.pairs == ("all",)
     return [
         ListedPairRow(pair=p.symbol, venue_symbol=p.venue_symbol, active=p.active, status=p.status,
-                      configured=(every and p.active) or p.symbol in settings.pairs)
+                      configured=settings.configures(settings.venue, p.symbol)
+                      and (p.active or not settings.every_pair))
         for p in sorted(source.list_pairs(), key=lambda p: p.symbol)
     ]

@@ -32,6 +32,12 @@ log = logging.getLogger("mcdata")
 
 @dataclass
 class Report:
+    """What one step did, as its `runs` row records it and its summary line says it: the exit code (the
+    worst of its parts), the pairs asked for, stored, failed (`failures`, each with why) and skipped
+    (`skipped`; of those `unlisted`: the venue does not list them), the rows written and deleted, the
+    metric snapshot (`as_of`, `metric_rows`), the alerts fired and delivered, the errors that did not end
+    it (with their exceptions, for --debug) and its run id. `run` merges its steps' reports into one."""
+
     command: str
     exit_code: ExitCode = ExitCode.OK
     pairs_requested: int = 0
@@ -95,7 +101,7 @@ def require_head(engine: Engine) -> None:
 
 
 def locked_step(settings: Settings, command: str, source: str | None,
-                 step: Callable[[Engine, Callable[[], None]], Report], *, create_schema: bool = False) -> Report:
+                step: Callable[[Engine, Callable[[], None]], Report], *, create_schema: bool = False) -> Report:
     """One step on a migrated database (`create_schema`: a brand-new one is migrated first, as `run`
     does), under the writer lock, recorded as a `runs` row."""
     with engine_for(settings.database_url) as engine:

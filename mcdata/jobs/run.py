@@ -8,10 +8,11 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
-from mcdata import alerts
+from mcdata import alerts, health, monitoring
 from mcdata.clock import utc_now
 from mcdata.config import Settings
 from mcdata.db import engine_for, writer_lock
+from mcdata.errors import LockedError, exit_code_of
 from mcdata.jobs.fetch import fetch_venues
 from mcdata.jobs.ledger import (
     Progress,
@@ -58,3 +59,35 @@ def _deliver_alerts(engine: Engine, settings: Settings, report: Report, still_he
         return
     report.alerts_delivered, report.alerts_undelivered = alerts.deliver(
         lambda: write(engine, still_held), settings.notify, utc_now)
+
+
+def monitored_run(settings: Settings, progress: Progress = no_progress) -> Report:
+    """`run` as cron calls it: the cron monitor is pinged when the lock is held (<url>/start) and when the
+    run ends (<url>/<exit code>), and the Prometheus textfile is rewritten, whatever the end; a run skipped
+    by the lock does neither. Neither monitor can change the run's exit code."""
+    began = utc_now()
+
+    def started() -> None:
+        if settings.ping_url:
+            monitoring.ping(settings.ping_url, "start")
+
+    try:
+        report = run(settings, progress, started=started)
+    except LockedError:
+        raise
+    except BaseException as error:
+        _after_run(settings, began, exit_code_of(error))
+        raise
+    _after_run(settings, began, int(report.exit_code))
+    return report
+
+
+def _after_run(settings: Settings, began: datetime, code: int) -> None:
+    if settings.metrics_file:
+        facts = health.monitoring_facts(settings, began, utc_now(), code)
+        try:
+            monitoring.write_textfile(settings.metrics_file, facts)
+        except OSError as exc:
+            log.warning("warning: cannot write the metrics file %s: %s", settings.metrics_file, exc.strerror or exc)
+    if settings.ping_url:
+        monitoring.ping(settings.ping_url, str(code))

@@ -19,11 +19,12 @@ from email.utils import parsedate_to_datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from mcdata.config import PAIR_PATTERN, Settings
+from mcdata.config import Settings
 from mcdata.errors import ConfigError, PairError, SourceError, did_you_mean, masked_service_url
 from mcdata.sources.base import HOUR, Candle, ListedPair, PriceBatch, Quote, closed_candles, parse_price, parse_volume
 from mcdata.sources.cache import PairListCache
-from mcdata.sources.http import MAX_ANSWER_BYTES, BoundedSession, Budget, backoff, retry_after_seconds
+from mcdata.sources.http import MAX_ANSWER_BYTES, BoundedSession, Budget, Retryable, retry_after_seconds, retrying
+from mcdata.values import PAIR_PATTERN
 from mcdata.wording import instant_text
 
 log = logging.getLogger("mcdata.ccxt")
@@ -123,7 +124,7 @@ class CcxtSource:
         SourceError; a symbol the venue does not know is that pair's PairError (in a `batch`, _Refused)."""
         import ccxt
 
-        for attempt in range(self.retries + 1):
+        def attempt() -> Any:
             self.budget.check()
             try:
                 return call()
@@ -143,19 +144,15 @@ class CcxtSource:
                     raise SourceError(f"ccxt {self.venue}: {what}: {exc.__class__.__name__}: "
                                       f"{_first_line(exc)}") from None
                 answered = f" (HTTP {status})" if status else ""
-                if attempt == self.retries:
-                    raise SourceError(f"ccxt {self.venue}: {what} failed after {attempt + 1} attempts: "
-                                      f"{exc.__class__.__name__}{answered}: {_first_line(exc)}",
-                                      "the venue may be down or throttling; the next run will try again") from None
-                wait = backoff(attempt, retry_after, self.backoff)
-                log.info("ccxt %s: %s: %s%s; retry %d/%d in %.1fs", self.venue, what, exc.__class__.__name__,
-                         answered, attempt + 1, self.retries, wait)
-                self.budget.wait(wait)
+                raise Retryable(f"{exc.__class__.__name__}{answered}", retry_after, _first_line(exc)) from None
             except (ValueError, TypeError, KeyError, AttributeError):  # an answer ccxt could not read
                 raise SourceError(f"ccxt {self.venue}: {what}: the venue answered "
                                   f"{_unreadable(getattr(self.exchange, 'last_http_response', None))}",
                                   "the next run will try again") from None
-        raise AssertionError("unreachable")
+
+        return retrying(attempt, retries=self.retries, base=self.backoff, budget=self.budget,
+                        said=f"ccxt {self.venue}: {what}", failed=f"ccxt {self.venue}: {what}",
+                        hint="the venue may be down or throttling; the next run will try again")
 
     # -- pairs --------------------------------------------------------------------------------------
     def _markets(self, refresh: bool) -> dict[str, ListedPair]:

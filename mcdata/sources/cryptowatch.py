@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mcdata.config import PAIR_PATTERN, Settings
+from mcdata.config import Settings
 from mcdata.errors import ConfigError, PairError, SourceError
 from mcdata.sources.base import (
     HOUR,
@@ -25,6 +25,7 @@ from mcdata.sources.base import (
     parse_volume,
 )
 from mcdata.sources.http import HttpClient, OverHttp, Response, client_for
+from mcdata.values import PAIR_PATTERN
 
 log = logging.getLogger("mcdata.cryptowatch")
 

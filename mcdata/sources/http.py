@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
@@ -26,6 +26,7 @@ log = logging.getLogger("mcdata.http")
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 30.0
+T = TypeVar("T")
 MAX_ANSWER_BYTES = 64 * 1024 * 1024  # decompressed; Binance's whole market list is a few MB
 
 
@@ -36,11 +37,15 @@ class Response:
     body: Any
 
 
-class _Retryable(Exception):
-    def __init__(self, reason: str, wait: float | None = None) -> None:
+class Retryable(Exception):
+    """A try that may succeed if repeated (a timeout, a 5xx, throttling): `reason` for the retry line,
+    `wait` the peer's Retry-After if it gave one, `detail` added to the final error."""
+
+    def __init__(self, reason: str, wait: float | None = None, detail: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
         self.wait = wait
+        self.detail = detail
 
 
 class Budget:
@@ -81,6 +86,26 @@ class Budget:
             raise SourceError(f"{self.source}: cancelled")
 
 
+def retrying(attempt: Callable[[], T], *, retries: int, base: float, budget: Budget, said: str, failed: str,
+             hint: str) -> T:
+    """The one retry policy of every source: `attempt` is tried until it returns; a Retryable is tried
+    again `retries` times after backoff() (the peer's Retry-After, else exponential), each wait within the
+    budget; then a SourceError `{failed} failed after N attempts: {reason}`. Each retry is one line,
+    `{said}: {reason}; retry 1/4 in 1.0s`."""
+    for number in range(retries + 1):
+        try:
+            return attempt()
+        except Retryable as retry:
+            if number == retries:
+                detail = f": {retry.detail}" if retry.detail else ""
+                raise SourceError(f"{failed} failed after {number + 1} attempts: {retry.reason}{detail}",
+                                  hint) from None
+            wait = backoff(number, retry.wait, base)
+            log.info("%s: %s; retry %d/%d in %.1fs", said, retry.reason, number + 1, retries, wait)
+            budget.wait(wait)
+    raise AssertionError("unreachable")
+
+
 def backoff(attempt: int, retry_after: float | None, base: float) -> float:
     """How long to wait before try `attempt + 1`: the peer's Retry-After, else exponential backoff."""
     return retry_after if retry_after is not None else min(base * 2**attempt, MAX_BACKOFF_S)
@@ -99,7 +124,7 @@ def read_capped(answer: requests.Response, source: str, shown: str, max_bytes: i
         if len(body) + len(chunk) > max_bytes:
             raise SourceError(f"{source}: GET {shown}: the answer exceeds {max_bytes:,} bytes")
         if time.monotonic() > deadline:
-            raise _Retryable(f"the answer took more than {seconds:.3g}s to arrive")
+            raise Retryable(f"the answer took more than {seconds:.3g}s to arrive")
         body += chunk
     return bytes(body)
 
@@ -142,7 +167,7 @@ class BoundedSession(NoRedirectSession):
         try:
             body = read_answer(answer, self.budget, masked_service_url(str(answer.url).split("?")[0]), self.max_bytes,
                                self.timeout)
-        except _Retryable as slow:
+        except Retryable as slow:
             raise requests.Timeout(slow.reason) from None
         finally:
             answer.close()
@@ -234,20 +259,10 @@ class HttpClient:
         """The parsed JSON answer; `ok_statuses` lists the statuses whose JSON body the caller reads."""
         url = f"{self.base_url}{path}"
         shown = f"{self.shown_base_url}{path}"
-        for attempt in range(self.retries + 1):
-            try:
-                return self._attempt(url, shown, params, is_throttled, ok_statuses)
-            except _Retryable as retry:
-                if attempt == self.retries:
-                    raise SourceError(
-                        f"{self.source}: GET {shown} failed after {attempt + 1} attempts: {retry.reason}",
-                        "the source may be down or throttling; the next run will try again",
-                    ) from None
-                wait = backoff(attempt, retry.wait, self.backoff)
-                log.info("%s: %s; retry %d/%d in %.1fs", self.source, retry.reason, attempt + 1,
-                          self.retries, wait)
-                self.budget.wait(wait)
-        raise AssertionError("unreachable")
+        return retrying(lambda: self._attempt(url, shown, params, is_throttled, ok_statuses),
+                        retries=self.retries, base=self.backoff, budget=self.budget, said=self.source,
+                        failed=f"{self.source}: GET {shown}",
+                        hint="the source may be down or throttling; the next run will try again")
 
     def _pace(self) -> None:
         """Start requests at most once per min_interval, across all threads."""
@@ -276,15 +291,15 @@ class HttpClient:
                                   allow_redirects=False) as answer:
                 payload = read_answer(answer, self.budget, shown, self.max_bytes, self.timeout)
         except requests.Timeout:
-            raise _Retryable(f"no answer within {self.timeout:g}s") from None
+            raise Retryable(f"no answer within {self.timeout:g}s") from None
         except requests.ConnectionError as exc:
-            raise _Retryable(f"connection failed ({_root_cause(exc)})") from None
+            raise Retryable(f"connection failed ({_root_cause(exc)})") from None
         except requests.RequestException as exc:
             raise SourceError(f"{self.source}: GET {shown} failed: {exc.__class__.__name__}") from None
 
         status = answer.status_code
         if status in RETRY_STATUSES:
-            raise _Retryable(f"HTTP {status}{_error_text(payload)}", self._retry_after(answer))
+            raise Retryable(f"HTTP {status}{_error_text(payload)}", self._retry_after(answer))
         if status not in ok_statuses:
             raise SourceError(f"{self.source}: GET {shown} answered HTTP {status}{_error_text(payload)}")
         if self.server_time is None:
@@ -292,7 +307,7 @@ class HttpClient:
         body = self._parse_json(payload, shown, status, answer.headers.get("Content-Type", ""))
         throttled = is_throttled(body)
         if throttled:
-            raise _Retryable(throttled, self._retry_after(answer))
+            raise Retryable(throttled, self._retry_after(answer))
         return Response(shown, status, body)
 
     def _parse_json(self, payload: bytes, url: str, status: int, content_type: str) -> Any:

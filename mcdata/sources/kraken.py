@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from mcdata.config import PAIR_PATTERN, Settings
+from mcdata.config import Settings
 from mcdata.errors import PairError, SourceError
 from mcdata.sources.base import (
     HOUR,
@@ -29,6 +29,7 @@ from mcdata.sources.base import (
 )
 from mcdata.sources.cache import PairListCache
 from mcdata.sources.http import HttpClient, OverHttp, client_for
+from mcdata.values import PAIR_PATTERN
 
 log = logging.getLogger("mcdata.kraken")
 
