@@ -27,6 +27,8 @@ from mcdata.schema import raw_prices
 from tests.fake_exchange import FakeExchange
 from tests.test_deploy import dockerfile_env
 
+pytestmark = pytest.mark.xdist_group("readme")  # one worker: its tests share one fresh virtualenv
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 RAW = raw_prices.name

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -97,24 +102,72 @@ def test_a_fetch_killed_while_writing_leaves_all_or_nothing(harness: Harness, de
     assert counts(harness) == (full + (listed if raw else 0), full + (listed if raw else 0))
 
 
-def pg_ctlcluster() -> list[str] | None:
-    version = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-    tool = shutil.which("pg_ctlcluster")
-    return [tool, "--skip-systemctl-redirect", version[-1], "main"] if tool and version and os.geteuid() == 0 else None
+class PrivatePostgres:
+    """A PostgreSQL server of this test's own (initdb in a temporary folder, a free port, trust auth): it can
+    be restarted under a run without touching the server that the other tests, maybe in parallel, use."""
+
+    def __init__(self, folder: Path) -> None:
+        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
+        self.pg_ctl = str(Path(bindir) / "pg_ctl")
+        self.data = folder / "data"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        owner = pwd.getpwnam("postgres")
+        folder.chmod(0o755)  # the server's user must reach its data folder
+        os.chown(folder, owner.pw_uid, owner.pw_gid)  # and write its log beside it
+        self.data.mkdir(mode=0o700)
+        os.chown(self.data, owner.pw_uid, owner.pw_gid)
+        self._as_postgres([str(Path(bindir) / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "root",
+                           "--no-sync", "--no-instructions"])
+        self.options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self.control("start")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://root@127.0.0.1:{self.port}/postgres"
+
+    def control(self, action: str) -> None:
+        log = self.data.parent / "server.log"  # the server's output: a pipe of ours would be held open by it
+        self._as_postgres([self.pg_ctl, "-D", str(self.data), "-o", self.options, "-l", str(log), "-m", "fast",
+                           "-w", action])
+
+    def _as_postgres(self, command: list[str]) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    if os.geteuid() != 0 or not shutil.which("pg_config") or not shutil.which("runuser"):
+        pytest.fail("needs root, pg_config and runuser to run a PostgreSQL server of its own")
+    folder = Path(tempfile.mkdtemp(prefix="mcdata-postgres-"))  # not under pytest's 0700 folder of root's
+    try:
+        server = PrivatePostgres(folder)
+        try:
+            yield server
+        finally:
+            server.control("stop")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_postgres_restarted_during_a_run(harness: Harness) -> None:
-    command = pg_ctlcluster()
-    assert command, "needs root and pg_ctlcluster to restart PostgreSQL"
+def test_postgres_restarted_during_a_run(private_postgres: PrivatePostgres, tmp_path: Path) -> None:
+    from tests.fake_exchange import FakeExchange
+
+    with FakeExchange() as exchange:
+        harness = Harness(private_postgres.url, exchange, tmp_path)
+        _restarted_during_a_run(harness, private_postgres)
+
+
+def _restarted_during_a_run(harness: Harness, server: PrivatePostgres) -> None:
     assert harness.invoke("migrate")[0] == 0
     assert harness.invoke("run")[0] == 0
     stored = counts(harness)[0]
     harness.exchange.latency = 1.0  # a slow Ticker: time to restart the server under the run
     child = harness.spawn("run")
     wait_for_requests(harness, len(harness.exchange.requests) + 1)
-    subprocess.run([*command, "restart", "-m", "fast"], check=True, capture_output=True)
+    server.control("restart")
     code, _, err = harness.wait(child)
     assert code == 4, err
     assert "database" in err and len(err.strip().splitlines()) <= 2
