@@ -81,3 +81,21 @@ def test_pairs_lists_one_venue_at_a_time(two_venues: str, runner: CliRunner) -> 
 def test_a_single_venue_source_refuses_several(env: str, runner: CliRunner) -> None:
     result = runner.invoke(app, ["fetch", "--exchange", "kraken,bitstamp"])
     assert result.exit_code == 2 and "serves only the kraken venue" in result.stderr
+
+
+def test_each_pairs_fate_is_recorded_once_per_venue(two_venues: str, fake_exchange: FakeExchange) -> None:
+    """One record per venue and pair, as an enum: stored where a venue lists the pair, not listed where it
+    does not; a pair no venue lists is one failure, not one per venue."""
+    from mcdata import jobs
+    from mcdata.config import load_settings
+    from mcdata.jobs.ledger import Fate
+
+    report = jobs.fetch(load_settings({"pairs": "btceur,etheur", "backfill": "0"}))
+    assert report.exit_code == 0, report.errors
+    assert {key: fate.fate for key, fate in report.fates.items()} == {
+        (venue, pair): Fate.STORED for venue in ("kraken", "bitstamp") for pair in ("btceur", "etheur")}
+    mixed = jobs.fetch(load_settings({"pairs": "btceur,zzzeur", "backfill": "0"}))
+    assert mixed.exit_code == 3
+    assert {key: fate.fate for key, fate in mixed.fates.items()} == {
+        ("kraken", "btceur"): Fate.STORED, ("bitstamp", "btceur"): Fate.STORED, ("", "zzzeur"): Fate.FAILED}
+    assert mixed.failures == {"zzzeur": "zzzeur: listed by none of kraken, bitstamp"}

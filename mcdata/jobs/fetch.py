@@ -24,7 +24,7 @@ from mcdata.errors import (
     did_you_mean,
     worst,
 )
-from mcdata.jobs.ledger import Progress, Report, locked_step, no_progress, write
+from mcdata.jobs.ledger import SKIPPED, UNLISTED, Fate, PairFate, Progress, Report, locked_step, no_progress, write
 from mcdata.sources import make_source
 from mcdata.sources.base import ListedPair, PriceBatch, Quote, Source
 from mcdata.views import ListedPairRow
@@ -58,35 +58,27 @@ def fetch_venues(engine: Engine, settings: Settings, now: datetime, progress: Pr
     named = _named(settings, one_of_several=False)
     report = Report("fetch")
     stored = False
-    not_listed: dict[str, list[str]] = {}  # a named pair: why each venue that does not list it said so
     for venue in settings.venues:
         part = _fetch(engine, replace(settings, exchange=venue), now, progress, still_held,
                       one_of_several=True)
         stored = stored or part.pairs_stored > 0
-        for pair in part.not_in_list:
-            not_listed.setdefault(pair, []).append(part.skipped[pair])
-        part.failures = {f"{venue}:{pair}": f"{venue}: {why}" for pair, why in part.failures.items()}
-        part.skipped = {f"{venue}:{pair}": f"{venue}: {why}" for pair, why in part.skipped.items()}
-        part.unlisted = {f"{venue}:{pair}" for pair in part.unlisted}
-        part.not_in_list = {f"{venue}:{pair}" for pair in part.not_in_list}
         part.errors = [f"{venue}: {error}" for error in part.errors]
         report.merge(part)
     if named:
         nowhere = [pair for pair in settings.pairs
-                   if all(f"{venue}:{pair}" in report.unlisted for venue in settings.venues)]
+                   if all(report.fates.get((venue, pair), PairFate(Fate.CHOSEN)).fate in UNLISTED
+                          for venue in settings.venues)]
         typo = len(nowhere) == len(settings.pairs)  # a usage error, not an outage: said even with --quiet
-        for why in (why for pair in nowhere for why in not_listed.get(pair, [])):
-            log.log(logging.WARNING if typo else logging.INFO, "%s", why)  # each venue's "did you mean"
+        for fate in (report.fates[venue, pair] for pair in nowhere for venue in settings.venues):
+            if fate.fate is Fate.NOT_LISTED:  # each venue's "did you mean"
+                log.log(logging.WARNING if typo else logging.INFO, "%s", fate.why)
         if typo:
             raise ConfigError(f"{', '.join(settings.pairs)}: listed by none of {', '.join(settings.venues)}",
                               "`mcdata pairs --exchange VENUE` lists a venue's pairs")
         for pair in nowhere:
             for venue in settings.venues:
-                key = f"{venue}:{pair}"
-                del report.skipped[key]
-                report.unlisted.discard(key)
-                report.not_in_list.discard(key)
-            report.failures[pair] = f"{pair}: listed by none of {', '.join(settings.venues)}"
+                del report.fates[venue, pair]
+            report.fates["", pair] = PairFate(Fate.FAILED, f"{pair}: listed by none of {', '.join(settings.venues)}")
             report.pairs_requested += 1
             report.exit_code = worst(report.exit_code, ExitCode.PARTIAL)
     if report.exit_code == ExitCode.FAILED and stored:
@@ -98,43 +90,40 @@ def fetch_venues(engine: Engine, settings: Settings, now: datetime, progress: Pr
 
 @dataclass
 class PairPlan:
-    """Each pair's fate in one fetch, decided in one place: chosen to fetch, skipped (a default pair the
-    source does not list or no longer lists, a pair never traded: not counted as requested), failed (why)
-    or stored. The report's counts are read off it once, at the end."""
+    """Each pair's fate in one venue's fetch, decided in one place: chosen, then stored or failed (why), or
+    skipped (why: not trading, delisted, not listed; not counted as requested). The report's counts are
+    read off it once, at the end."""
 
-    chosen: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
-    unlisted: set[str] = field(default_factory=set)  # skipped because the venue does not (or no longer) list them
-    not_in_list: list[str] = field(default_factory=list)  # of those, the ones its market list lacks
-    failed: dict[str, str] = field(default_factory=dict)
-    stored: set[str] = field(default_factory=set)
+    venue: str
+    fates: dict[str, PairFate] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)  # the venue's own list lacks them (delisted, if ever stored)
     listed: set[str] | None = None  # with `all`: every market the venue lists (the stored others are gone)
 
-    def skip(self, pair: str, why: str, *, unlisted: bool = False, never_listed: bool = False) -> None:
-        """`unlisted`: the venue no longer lists it; `never_listed`: its market list lacks it."""
-        self._drop(pair)
-        self.skipped[pair] = why
-        if unlisted or never_listed:
-            self.unlisted.add(pair)
-        if never_listed:
-            self.not_in_list.append(pair)
+    def choose(self, pair: str) -> None:
+        self.fates[pair] = PairFate(Fate.CHOSEN)
+
+    def skip(self, pair: str, why: str, fate: Fate) -> None:
+        assert fate in SKIPPED
+        self.fates[pair] = PairFate(fate, why)
 
     def fail(self, pair: str, why: str) -> None:
-        self._drop(pair)
-        self.failed[pair] = why
+        self.fates[pair] = PairFate(Fate.FAILED, why)
 
-    def _drop(self, pair: str) -> None:
-        if pair in self.chosen:
-            self.chosen.remove(pair)
+    def store(self, pairs: set[str]) -> None:
+        for pair in pairs:
+            self.fates[pair] = PairFate(Fate.STORED)
+
+    def of(self, *fates: Fate) -> list[str]:
+        return [pair for pair, fate in self.fates.items() if fate.fate in fates]
+
+    @property
+    def chosen(self) -> list[str]:
+        return self.of(Fate.CHOSEN, Fate.STORED)
 
     def into(self, report: Report) -> None:
-        report.pairs_requested = len(self.chosen) + len(self.failed)
-        report.pairs_stored = len(self.stored)
-        report.failures.update(self.failed)
-        report.skipped.update(self.skipped)
-        report.unlisted |= self.unlisted
-        report.not_in_list |= set(self.not_in_list)
+        report.pairs_requested = len(self.of(Fate.CHOSEN, Fate.STORED, Fate.FAILED))
+        report.pairs_stored = len(self.of(Fate.STORED))
+        report.fates.update({(self.venue, pair): fate for pair, fate in self.fates.items()})
 
 
 def _named(settings: Settings, one_of_several: bool) -> bool:
@@ -146,10 +135,11 @@ def _named(settings: Settings, one_of_several: bool) -> bool:
 def _plan(settings: Settings, source: Source, one_of_several: bool) -> PairPlan:
     """The configured pairs against the source's list: a pair named on purpose that is not listed fails,
     a default one is skipped (see _named)."""
-    plan = PairPlan()
+    plan = PairPlan(source.venue)
     listing = {p.symbol: p for p in source.list_pairs()}
     if settings.every_pair:
-        plan.chosen = sorted(p.symbol for p in listing.values() if p.active)
+        for pair in sorted(p.symbol for p in listing.values() if p.active):
+            plan.choose(pair)
         plan.listed = set(listing)
         return plan
     if settings.pairs_explicit and any(p not in listing for p in settings.pairs):
@@ -158,11 +148,11 @@ def _plan(settings: Settings, source: Source, one_of_several: bool) -> PairPlan:
     for pair in settings.pairs:
         problem = _unavailable(pair, listing, source)
         if problem is None:
-            plan.chosen.append(pair)
+            plan.choose(pair)
         elif _named(settings, one_of_several):
             plan.fail(pair, problem)
         else:
-            plan.skip(pair, problem, never_listed=pair not in listing)
+            plan.skip(pair, problem, Fate.NOT_LISTED if pair not in listing else Fate.NOT_TRADING)
     return plan
 
 
@@ -185,11 +175,12 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
         raise ConfigError(f"--backfill {settings.backfill.days}d is longer than the "
                           f"{source.max_history.days} days of hourly candles {source.name} serves",
                           f"use --backfill {source.max_history.days}d or less")
-    plan = PairPlan()
+    plan = PairPlan(source.venue)
     try:
         plan = _plan(settings, source, one_of_several)
-        if _named(settings, one_of_several) and not plan.chosen and set(plan.failed) <= plan.gone:
-            raise ConfigError("; ".join(plan.failed.values()),  # a typo is a usage error, not an outage
+        failed = {pair: plan.fates[pair].why for pair in plan.of(Fate.FAILED)}
+        if _named(settings, one_of_several) and not plan.chosen and set(failed) <= plan.gone:
+            raise ConfigError("; ".join(failed.values()),  # a typo is a usage error, not an outage
                               f"`mcdata pairs --exchange {source.venue}` lists them")
         rows: list[store.PriceRow] = []
         if plan.chosen:
@@ -207,7 +198,7 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
                 plan.gone |= {pair for _, pair in store.newest_samples(connection, source.venue)} - plan.listed
             store.record_listing(connection, source.venue, plan.gone, {row.pair for row in rows}, now)
             _refresh_snapshots(connection, rows, now)
-        plan.stored = {row.pair for row in rows}
+        plan.store({row.pair for row in rows})
     except SourceError as error:
         report.errors.append(str(error))
         report.exceptions.append(error)
@@ -248,8 +239,8 @@ def _count_unfetched(settings: Settings, plan: PairPlan, report: Report, ever_st
     those the plan had not judged yet (all of them when the pair list itself failed): the named ones, and
     of the default ones (or of `all`) those ever stored, as status watches them."""
     configured = settings.pairs_for(ever_stored)
-    unplanned = [pair for pair in configured if pair not in plan.chosen and pair not in plan.failed
-                 and pair not in plan.skipped and (settings.pairs_explicit or pair in ever_stored)]
+    unplanned = [pair for pair in configured if pair not in plan.fates
+                 and (settings.pairs_explicit or pair in ever_stored)]
     report.pairs_unfetched = len(plan.chosen) + len(unplanned)
     report.pairs_requested += len(unplanned)
 
@@ -258,10 +249,11 @@ def _log_skipped(plan: PairPlan, venue: str, defaults: bool, never_listed_too: b
     """A line per skipped pair, but the default pairs missing from a venue's market list in one line: on a
     venue that quotes in other currencies (Binance: USDT and EUR, no USD) they are most of them, every
     hour. A pair delisted since it was fetched keeps its own line."""
-    together = plan.not_in_list if defaults and len(plan.not_in_list) > 1 else []
-    for pair, problem in plan.skipped.items():
-        if pair not in together and (never_listed_too or pair not in plan.not_in_list):
-            log.info("%s; skipped", problem)
+    not_listed = plan.of(Fate.NOT_LISTED)
+    together = not_listed if defaults and len(not_listed) > 1 else []
+    for pair in plan.of(*SKIPPED):
+        if pair not in together and (never_listed_too or pair not in not_listed):
+            log.info("%s; skipped", plan.fates[pair].why)
     if together:
         log.info("not listed by %s: %s (of the default pairs); skipped", venue, ", ".join(together))
 
@@ -287,7 +279,7 @@ def _judge_answers(source: Source, batch: PriceBatch, plan: PairPlan, named: boo
     delisted since the pair list was cached: the list is asked again, and a delisted default pair is
     skipped, like one the list never had."""
     for pair, why in batch.untraded.items():
-        plan.skip(pair, why)
+        plan.skip(pair, why, Fate.NOT_TRADING)
     if not batch.failures:
         return
     refreshed = {p.symbol: p for p in source.refresh_pairs()}
@@ -299,7 +291,7 @@ def _judge_answers(source: Source, batch: PriceBatch, plan: PairPlan, named: boo
         elif named:
             plan.fail(pair, f"{pair}: no longer listed by {source.venue}")
         else:
-            plan.skip(pair, f"{pair}: no longer listed by {source.venue}", unlisted=True)
+            plan.skip(pair, f"{pair}: no longer listed by {source.venue}", Fate.DELISTED)
 
 
 def _collect_rows(
@@ -363,8 +355,9 @@ def _collect_rows(
     if dropped:
         log.info("%s before the pruned history (%s): not stored", plural(dropped, "candle closes", "candles close"),
                  instant_text(floor))
+    failed = set(plan.of(Fate.FAILED))
     for pair, quote in quotes.items():
-        if pair not in plan.failed:
+        if pair not in failed:
             rows.append(store.PriceRow(source.venue, pair, sample_time, quote.price, None, "ticker", now))
     return rows
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -30,22 +31,40 @@ from mcdata.wording import plural
 log = logging.getLogger("mcdata")
 
 
+class Fate(StrEnum):
+    """What became of one configured pair in one venue's fetch."""
+
+    CHOSEN = "chosen"  # to be fetched (and then stored or failed; still chosen when the whole source failed)
+    STORED = "stored"
+    FAILED = "failed"  # asked for and not stored: counted as requested
+    NOT_TRADING = "not trading"  # skipped: listed but not traded, or never traded
+    DELISTED = "delisted"  # skipped: the venue listed it when the run began, and no longer does
+    NOT_LISTED = "not listed"  # skipped: the venue's market list lacks it
+
+
+SKIPPED = frozenset({Fate.NOT_TRADING, Fate.DELISTED, Fate.NOT_LISTED})  # not counted as requested
+UNLISTED = frozenset({Fate.DELISTED, Fate.NOT_LISTED})
+
+
+@dataclass(frozen=True)
+class PairFate:
+    fate: Fate
+    why: str = ""  # a failure's or a skip's one line
+
+
 @dataclass
 class Report:
     """What one step did, as its `runs` row records it and its summary line says it: the exit code (the
-    worst of its parts), the pairs asked for, stored, failed (`failures`, each with why) and skipped
-    (`skipped`; of those `unlisted`: the venue does not list them), the rows written and deleted, the
-    metric snapshot (`as_of`, `metric_rows`), the alerts fired and delivered, the errors that did not end
-    it (with their exceptions, for --debug) and its run id. `run` merges its steps' reports into one."""
+    worst of its parts), the pairs asked for and stored, each pair's fate per venue (`fates`: stored,
+    failed or skipped, with why), the rows written and deleted, the metric snapshot (`as_of`,
+    `metric_rows`), the alerts fired and delivered, the errors that did not end it (with their exceptions,
+    for --debug) and its run id. `run` merges its steps' reports into one."""
 
     command: str
     exit_code: ExitCode = ExitCode.OK
     pairs_requested: int = 0
     pairs_stored: int = 0
-    failures: dict[str, str] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-    unlisted: set[str] = field(default_factory=set)  # of the skipped: the venue does not (or no longer) list them
-    not_in_list: set[str] = field(default_factory=set)  # of those: the ones its market list lacks
+    fates: dict[tuple[str, str], PairFate] = field(default_factory=dict)  # (venue, pair); venue "": all of them
     pairs_unfetched: int = 0  # configured pairs a source that failed as a whole never answered for: failed too
     rows_written: int = 0
     metric_rows: int = 0
@@ -65,13 +84,23 @@ class Report:
                      "rows_deleted", "http_requests", "alerts_delivered", "alerts_undelivered"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.alerts_fired.extend(other.alerts_fired)
-        self.failures.update(other.failures)
-        self.skipped.update(other.skipped)
-        self.unlisted |= other.unlisted
-        self.not_in_list |= other.not_in_list
+        self.fates.update(other.fates)
         self.as_of = other.as_of or self.as_of
         self.errors.extend(other.errors)
         self.exceptions.extend(other.exceptions)
+
+
+    def of(self, fates: frozenset[Fate] | Fate) -> dict[str, str]:
+        """The pairs whose fate is one of `fates`, each with why; when the report holds several venues,
+        keyed `venue:pair` and each why names its venue."""
+        wanted = fates if isinstance(fates, frozenset) else frozenset({fates})
+        several = len({venue for venue, _ in self.fates if venue}) > 1
+        return {f"{venue}:{pair}" if several and venue else pair: f"{venue}: {fate.why}" if several and venue
+                else fate.why for (venue, pair), fate in self.fates.items() if fate.fate in wanted}
+
+    @property
+    def failures(self) -> dict[str, str]:
+        return self.of(Fate.FAILED)
 
 
 # How long work shows itself: called with the number of steps and a label, it gives a context whose value
