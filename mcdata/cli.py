@@ -85,12 +85,22 @@ def complete_pairs(incomplete: str) -> list[str]:
     return [f"{done},{pair}" if done else pair for pair in pairs if pair.startswith(last)]
 
 
+def exchange_option(help_text: str | None = None, *, from_env: bool = True) -> Any:
+    """`--exchange VENUE`, declared once: a fetching command's (the setting's help and env var), or a
+    reading command's, whose help says what it chooses (`show` reads every venue unless told: no env var)."""
+    setting = SETTINGS["exchange"]
+    FLAGGED_SETTINGS.add("exchange")
+    return typer.Option("--exchange", metavar="VENUE", envvar=setting.envvar if from_env else None,
+                        show_default=False, help=help_text or setting.help)
+
+
+
 DatabaseUrl = Annotated[str | None, _option("database_url", metavar="URL")]
 # The options of the commands that talk to a source, declared once (sqlite-utils' shared option decorators)
 SOURCE_OPTIONS: dict[str, Any] = {
     "source": Annotated[str | None, _option("source", metavar="NAME")],
     "api_url": Annotated[str | None, _option("api_url", metavar="URL")],
-    "exchange": Annotated[str | None, _option("exchange", metavar="VENUE")],
+    "exchange": Annotated[str | None, exchange_option()],
     # repeatable: `-p btceur -p etheur` is `--pairs btceur,etheur`
     "pairs": Annotated[list[str] | None, _option("pairs", "--pairs", "-p", metavar="PAIRS",
                                                   autocompletion=complete_pairs)],
@@ -101,6 +111,8 @@ READ_EXCHANGE_HELP = {
     "status": "Watch this venue's pairs (several separated by commas; default: the configured venues). "
               "It only reads the database, so any venue mcdata stored works, whatever --source is.",
     "prices": "The venue of the series to change (default: the configured one).",
+    "show": "Only this venue's pairs (ranks are among the pairs of one venue); with PAIR: the venue, when the "
+            "pair has metrics on several. Default: every venue stored.",
 }
 Keep = Annotated[str | None, _option("retention", "--keep", metavar="DURATION")]
 MaxAge = Annotated[str | None, _option("max_age", metavar="DURATION")]
@@ -121,8 +133,7 @@ def source_options(*names: str, exchange_help: str | None = None) -> Callable[[F
     that reads the database says with `exchange_help` what its --exchange chooses."""
     options = dict(SOURCE_OPTIONS)
     if exchange_help:
-        options["exchange"] = Annotated[str | None, typer.Option(
-            "--exchange", metavar="VENUE", envvar=SETTINGS["exchange"].envvar, show_default=False, help=exchange_help)]
+        options["exchange"] = Annotated[str | None, exchange_option(exchange_help)]
 
     def decorate(fn: F) -> F:
         signature = inspect.signature(fn, eval_str=True)
@@ -386,11 +397,7 @@ def show(
         help="A pair such as btceur; all pairs when omitted.")] = None,
     output_format: FormatArg = None,
     format_option: FormatOpt = None,
-    exchange: Annotated[
-        str | None, typer.Option("--exchange", metavar="VENUE",
-                                 help="Only this venue's pairs (ranks are among the pairs of one venue); "
-                                      "with PAIR: the venue, when the pair has metrics on several.")
-    ] = None,
+    exchange: Annotated[str | None, exchange_option(READ_EXCHANGE_HELP["show"], from_env=False)] = None,
     history: Annotated[int, typer.Option("--history", min=1, max=10_000, metavar="ROWS",
                                          help="Rows of metric history.")] = 24,
 ) -> None:
@@ -614,7 +621,7 @@ def check(
     ctx: typer.Context,
     repair: Annotated[bool, typer.Option("--repair", help="Rebuild every rollup that disagrees.")] = False,
 ) -> None:
-    """Verify that the hourly, 2-hourly, 6-hourly and daily rollups and the markets list equal the raw prices.
+    """Verify that the hourly, two-hour, quarter-day and daily rollups and the markets list equal the raw prices.
 
     Exits 1 when some rows disagree (a restore that replayed rows through the triggers, a change made
     with the triggers disabled); --repair rebuilds them from the raw rows, under the writer lock.

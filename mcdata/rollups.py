@@ -62,7 +62,7 @@ def hours_from_raw(dialect: str, market: bool) -> str:
 
 
 def coarser_from(hours: str, dialect: str, bucket: str) -> str:
-    """The two-hour, quarter or daily rows of the hourly rollup rows that the query `hours` selects, as the trigger
+    """The two-hour, quarter-day or daily rows of the hourly rollup rows that the query `hours` selects, as the trigger
     merges them."""
     return f"WITH hourly AS ({hours}) {from_hours('hourly', bucket, COARSER[dialect][bucket])}"
 
