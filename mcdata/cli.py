@@ -32,7 +32,7 @@ from mcdata.errors import (
     printable,
     redact,
 )
-from mcdata.wording import plural
+from mcdata.wording import FORMAT_NAMES, FORMATS_HELP, plural
 
 if TYPE_CHECKING:
     from mcdata.jobs import Progress, Report
@@ -68,9 +68,7 @@ def _option(name: str, *decls: str, **kwargs: Any) -> Any:
 
 
 def complete_formats(incomplete: str) -> list[str]:
-    from mcdata.render import FORMATS
-
-    return [name for name in FORMATS if name.startswith(incomplete.lower())]
+    return [name for name in FORMAT_NAMES if name.startswith(incomplete.lower())]
 
 
 def complete_pairs(incomplete: str) -> list[str]:
@@ -117,9 +115,9 @@ READ_EXCHANGE_HELP = {
 Keep = Annotated[str | None, _option("retention", "--keep", metavar="DURATION")]
 MaxAge = Annotated[str | None, _option("max_age", metavar="DURATION")]
 FormatArg = Annotated[str | None, typer.Argument(metavar="FORMAT", show_default=False, autocompletion=complete_formats,
-                                                 help="table (default), json or csv.")]
+                                                 help=FORMATS_HELP)]
 FormatOpt = Annotated[str | None, typer.Option("--format", "-f", metavar="FORMAT", autocompletion=complete_formats,
-                                               help="table (default), json or csv.")]
+                                               help=FORMATS_HELP)]
 PairArg = Annotated[str, typer.Argument(metavar="PAIR", autocompletion=complete_pairs,
                                         help="The pair, such as btceur.")]
 AsOf = Annotated[
@@ -407,20 +405,19 @@ def show(
 
     Example: mcdata show btceur table
     """
-    from mcdata import reading, render
-    from mcdata.config import check_venue
-    from mcdata.values import canonical_pair
+    from mcdata import reading, render, render_metrics
+    from mcdata.values import canonical_pair, check_venue
 
     exchange = check_venue(exchange) if exchange is not None else None
-    formats = render.FORMATS
+    formats = FORMAT_NAMES
     if pair and pair.lower() in formats and (output_format is None or output_format.lower() not in formats):
         pair, output_format = output_format, pair  # `mcdata show json`, `mcdata show csv btceur`
     chosen = _output_format(output_format, format_option)
     settings = _state(ctx).database_settings()
     if pair is None:
-        output = render.overview_output(reading.overview(settings, exchange))
+        output = render_metrics.overview_output(reading.overview(settings, exchange))
     else:
-        output = render.pair_output(reading.pair_view(settings, canonical_pair(pair), exchange, history))
+        output = render_metrics.pair_output(reading.pair_view(settings, canonical_pair(pair), exchange, history))
     render.emit(output, chosen, sys.stdout)
 
 
@@ -502,9 +499,9 @@ def alerts_states(ctx: typer.Context, output_format: FormatArg = None, format_op
     """Each rule's markets: firing, ok or not judged yet, and when it last fired."""
     from mcdata import alert_views, render
 
-    if output_format and output_format.lower() not in render.FORMATS:
+    if output_format and output_format.lower() not in FORMAT_NAMES:
         raise ConfigError(f"unknown alerts command or format {output_format[:40]!r}",
-                          did_you_mean(output_format, [*render.FORMATS, "history", "test"])
+                          did_you_mean(output_format, [*FORMAT_NAMES, "history", "test"])
                           or "use: mcdata alerts [FORMAT] | history [FORMAT] | test [NAME]")
     chosen = _output_format(output_format, format_option)
     output = render.alerts_output(alert_views.alert_states(_state(ctx).alert_settings()))
@@ -566,7 +563,7 @@ def config(
     Example: mcdata config json
     """
     from mcdata import render
-    from mcdata.config import describe
+    from mcdata.config_view import describe
 
     chosen = _output_format(output_format, format_option)
     settings = _state(ctx).shown_settings()
@@ -705,12 +702,10 @@ def prices_set(
 def _output_format(positional: str | None, option: str | None) -> str:
     if positional and option and positional != option:
         raise ConfigError(f"two formats given: {positional!r} and {option!r}")
-    from mcdata.render import FORMATS
-
-    chosen = (positional or option or "table").lower()
-    if chosen not in FORMATS:
+    chosen = (positional or option or FORMAT_NAMES[0]).lower()
+    if chosen not in FORMAT_NAMES:
         raise ConfigError(f"unknown format {printable(chosen[:40])!r}",
-                          did_you_mean(chosen, FORMATS) or f"use one of {', '.join(FORMATS)}")
+                          did_you_mean(chosen, FORMAT_NAMES) or f"use one of {', '.join(FORMAT_NAMES)}")
     return chosen
 
 

@@ -25,8 +25,6 @@ from mcdata.alert_rules import AlertRule, parse_rules
 from mcdata.errors import (
     ConfigError,
     did_you_mean,
-    masked_notify_url,
-    masked_service_url,
     masked_url,
     printable,
     register_secret,
@@ -39,6 +37,7 @@ from mcdata.values import (
     duration_text,
     parse_duration,
     parse_pairs,
+    parse_venues,
 )
 
 log = logging.getLogger("mcdata")
@@ -137,25 +136,6 @@ def _text(value: Any) -> str:
     return text
 
 
-def check_venue(name: str, option: str = "--exchange") -> str:
-    """One venue name by the venue rule (lowercase letters, digits and dashes), else exit 2."""
-    try:
-        venue = _exchange(name)
-    except ValueError as exc:
-        raise ConfigError(f"{option}: invalid value {name[:40]!r}: {exc}") from None
-    if "," in venue:
-        raise ConfigError(f"{option}: one venue here, not {venue[:60]!r}")
-    return venue
-
-
-def _exchange(value: Any) -> str:
-    """One venue, or several separated by commas (each its own series): `kraken` or `kraken,bitstamp`."""
-    names = [name.strip() for name in (str(value).lower().split(",") if isinstance(value, str) else value)]
-    if not names or not all(re.match(r"^[a-z0-9][a-z0-9-]{0,39}$", name) for name in names):
-        raise ValueError("expected a venue name such as kraken or bitstamp, or several separated by commas")
-    return ",".join(dict.fromkeys(names))
-
-
 def _database_secrets(text: str, unparsable_too: bool = True) -> list[str]:
     """A database URL's password, in the authority or the query (libpq's `?password=`); the whole text
     when it does not parse (db.py says so, exit 4) and `unparsable_too`."""
@@ -169,7 +149,7 @@ def _database_secrets(text: str, unparsable_too: bool = True) -> list[str]:
     return [*([str(password)] if password is not None else []), *url_secrets(text)]
 
 
-def _masked(text: str) -> str:
+def masked_database_url(text: str) -> str:
     try:
         return masked_url(text)
     except ValueError:  # not even a URL: nothing to mask, and nothing will use it
@@ -209,7 +189,7 @@ SETTINGS: dict[str, Setting] = {
                 "Base URL of the source's REST API (default: the source's public URL)."),
         Setting("api_key", _text, lambda: None,
                 "Cryptowatch API key, sent as X-CW-API-Key (optional).", secret=True),
-        Setting("exchange", _exchange, lambda: "kraken",
+        Setting("exchange", parse_venues, lambda: "kraken",
                 "Venue whose markets are fetched, for the sources that serve several ("
                 + ", ".join(name for name, s in SOURCES.items() if s.only_venue is None) + ")."),
         Setting("pairs", parse_pairs, lambda: ORIGINAL_PAIRS,
@@ -502,39 +482,3 @@ def load_settings(
         )
     return Settings(**values, config_file=path if path.exists() else None, origins=origins,
                     config_path=path)
-
-
-@dataclass(frozen=True)
-class SettingRow:
-    """One line of `mcdata config`: a setting's effective value (secrets masked) and where it came from."""
-
-    name: str
-    value: str | None
-    origin: str
-    env_var: str
-
-
-def _shown(setting: Setting, value: Any) -> str | None:
-    if value is None:
-        return None
-    if setting.name == "database_url":  # the database in use, as given: a SQLite path as it is, a password masked
-        return _masked(str(value))
-    if setting.name == "api_url":
-        return masked_service_url(str(value))
-    if setting.name == "notify":
-        return ", ".join(masked_notify_url(url) for url in value) or None
-    if setting.name == "alerts":
-        return ", ".join(rule.name for rule in value) or None
-    if setting.secret:
-        parts = urlsplit(str(value))
-        return f"{parts.scheme}://{parts.hostname}/***" if parts.scheme and parts.hostname else "***"
-    if isinstance(value, timedelta):
-        return duration_text(value)
-    if isinstance(value, tuple):
-        return ",".join(value)
-    return str(value)
-
-
-def describe(settings: Settings) -> list[SettingRow]:
-    return [SettingRow(name, _shown(setting, getattr(settings, name)), settings.origins.get(name, "default"),
-                       setting.envvar) for name, setting in SETTINGS.items()]

@@ -21,6 +21,7 @@ from mcdata.errors import (
     did_you_mean,
 )
 from mcdata.views import Overview, PairView, hourly_closes
+from mcdata.wording import FORMAT_NAMES, in_words
 
 log = logging.getLogger("mcdata")
 
@@ -82,7 +83,7 @@ def pair_view(settings: Settings, pair: str, exchange: str | None, history: int 
             if not known:
                 raise _no_metrics(engine)
             raise ConfigError(f"no metrics for {pair}", did_you_mean(pair, known)
-                              or "`mcdata show` lists the pairs; the formats are table, json and csv")
+                              or f"`mcdata show` lists the pairs; the formats are {in_words(FORMAT_NAMES, 'and')}")
         venue = exchange or (exchanges[0] if len(exchanges) == 1 else settings.venue)
         if venue not in exchanges:
             raise ConfigError(f"no metrics for {pair} on {venue}", f"it has metrics on {', '.join(exchanges)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from mcdata.errors import ConfigError, printable
 from mcdata.wording import instant_text
@@ -91,3 +92,22 @@ def duration_text(value: timedelta) -> str:
             parts.append(f"{seconds // size}{unit}")
             seconds %= size
     return "".join(parts)
+
+
+def check_venue(name: str, option: str = "--exchange") -> str:
+    """One venue name by the venue rule (lowercase letters, digits and dashes), else exit 2."""
+    try:
+        venue = parse_venues(name)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: invalid value {name[:40]!r}: {exc}") from None
+    if "," in venue:
+        raise ConfigError(f"{option}: one venue here, not {venue[:60]!r}")
+    return venue
+
+
+def parse_venues(value: Any) -> str:
+    """One venue, or several separated by commas (each its own series): `kraken` or `kraken,bitstamp`."""
+    names = [name.strip() for name in (str(value).lower().split(",") if isinstance(value, str) else value)]
+    if not names or not all(re.match(r"^[a-z0-9][a-z0-9-]{0,39}$", name) for name in names):
+        raise ValueError("expected a venue name such as kraken or bitstamp, or several separated by commas")
+    return ",".join(dict.fromkeys(names))

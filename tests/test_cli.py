@@ -16,6 +16,8 @@ from mcdata.cli import app
 from mcdata.migrations import head_revision
 from tests.conftest import unstamped
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def _commands(group: typer.core.TyperGroup, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     """Every command the app has, sub-apps' commands as paths (`prices set`), read off the app itself."""
@@ -209,3 +211,9 @@ def test_metavars_say_what_to_write(runner: CliRunner) -> None:
         assert metavar in text
     assert "<str>" not in text and "TEXT" not in text
     assert "TIME" in runner.invoke(app, ["compute", "--help"]).stdout
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_every_command_is_in_the_readmes_table(path: tuple[str, ...]) -> None:
+    table = (ROOT / "README.md").read_text().split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
+    assert f"`mcdata {' '.join(path)}" in table, f"mcdata {' '.join(path)} is missing from the README's commands"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mcdata import render
+from mcdata import render, render_metrics
 from mcdata.views import Overview, hourly_closes
 
 AS_OF = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -41,7 +41,7 @@ def drawn(width: int | None, monkeypatch: pytest.MonkeyPatch) -> str:
         monkeypatch.setenv("COLUMNS", str(width))
         monkeypatch.setenv("NO_COLOR", "1")
         out = Terminal()
-    render.overview_table(overview(), out)
+    render_metrics.overview_table(overview(), out)
     return render.ANSI.sub("", out.getvalue())
 
 
@@ -63,21 +63,21 @@ def test_columns_drop_by_priority_as_the_terminal_narrows(monkeypatch: pytest.Mo
     for width in (80, 120, None):
         lines = drawn(width, monkeypatch).splitlines()
         table = "\n".join(line for line in lines if not line.startswith("hidden: "))
-        headers[width] = [name for name in render.OVERVIEW_COLUMNS if name in table]
+        headers[width] = [name for name in render_metrics.OVERVIEW_COLUMNS if name in table]
         footer = [line for line in lines if line.startswith("hidden: ")]
-        hidden = [name for name in render.OVERVIEW_COLUMNS if name not in headers[width]]
+        hidden = [name for name in render_metrics.OVERVIEW_COLUMNS if name not in headers[width]]
         assert footer == ([f"hidden: {', '.join(hidden)} (COLUMNS=200)"] if hidden else [])  # never silently
-    assert headers[None] == list(render.OVERVIEW_COLUMNS)  # piped: every column
-    assert headers[80] == list(render.OVERVIEW_COLUMNS[:len(headers[80])])  # a prefix: the least important go
-    assert headers[120] == list(render.OVERVIEW_COLUMNS[:len(headers[120])])
+    assert headers[None] == list(render_metrics.OVERVIEW_COLUMNS)  # piped: every column
+    assert headers[80] == list(render_metrics.OVERVIEW_COLUMNS[:len(headers[80])])  # a prefix: the least important go
+    assert headers[120] == list(render_metrics.OVERVIEW_COLUMNS[:len(headers[120])])
     assert 3 <= len(headers[80]) < len(headers[120]) < len(headers[None])
     assert "24h change" in headers[80]
 
 
 def test_fitting_columns_never_drops_the_first_three() -> None:
-    widths = dict.fromkeys(render.OVERVIEW_COLUMNS, 30)
-    assert render.fitting_columns(widths, 10) == list(render.OVERVIEW_COLUMNS[:3])
-    assert render.fitting_columns(widths, 1000) == list(render.OVERVIEW_COLUMNS)
+    widths = dict.fromkeys(render_metrics.OVERVIEW_COLUMNS, 30)
+    assert render_metrics.fitting_columns(widths, 10) == list(render_metrics.OVERVIEW_COLUMNS[:3])
+    assert render_metrics.fitting_columns(widths, 1000) == list(render_metrics.OVERVIEW_COLUMNS)
 
 
 def test_the_sparkline_is_one_glyph_per_hour_of_the_last_24() -> None:
@@ -85,13 +85,13 @@ def test_the_sparkline_is_one_glyph_per_hour_of_the_last_24() -> None:
     hourly = [(end - timedelta(hours=h), 100.0 + h) for h in range(30, -1, -1)]  # 31 hourly samples
     closes = hourly_closes(hourly, end)
     assert len(closes) == 24 and closes[-1] == 100.0 and closes[0] == 123.0  # one an hour, oldest first
-    assert len(render.hour_sparkline(closes)) == 24
+    assert len(render_metrics.hour_sparkline(closes)) == 24
     every_minute = [(end - timedelta(minutes=m), 50.0) for m in range(24 * 60 - 1, -1, -1)]
-    assert render.hour_sparkline(hourly_closes(every_minute, end)) == "▁" * 24  # flat: 24, not 1,440
+    assert render_metrics.hour_sparkline(hourly_closes(every_minute, end)) == "▁" * 24  # flat: 24, not 1,440
     gap = [(t, p) for t, p in hourly if not end - timedelta(hours=8) < t <= end - timedelta(hours=5)]
-    drawn = render.hour_sparkline(hourly_closes(gap, end))
+    drawn = render_metrics.hour_sparkline(hourly_closes(gap, end))
     assert len(drawn) == 24 and drawn[16:19] == "   "  # the hours without a sample show as a gap
-    assert render.hour_sparkline([None] * 24) == " " * 24
+    assert render_metrics.hour_sparkline([None] * 24) == " " * 24
 
 
 @pytest.mark.parametrize(("value", "text"), [(87654.321, "87,654.32"), (21.85123456, "21.8512"),
@@ -105,7 +105,8 @@ def test_the_chart_ticks_fall_on_utc_midnights() -> None:
     from datetime import timedelta
 
     start = datetime(2026, 11, 17, 10, 30, tzinfo=UTC)
-    chart = render.price_chart([(start + timedelta(hours=h), 100.0 + h % 7) for h in range(168)], "x", 100, False)
+    prices = [(start + timedelta(hours=h), 100.0 + h % 7) for h in range(168)]
+    chart = render_metrics.price_chart(prices, "x", 100, False)
     assert chart.splitlines()[-1].split() == " ".join(f"Nov {day}" for day in range(18, 25)).split()
 
 
