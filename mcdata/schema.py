@@ -28,8 +28,12 @@ SQLITE_TIME_GLOB = (  # 'YYYY-MM-DD HH:MM:SS.ffffff'
 # ...and a real instant: SQLite's own normalised reading of the text (a modifier makes it normalise; the
 # fraction is left out, which it would round) must give the text back, so 2026-11-31 (read as 12-01) and
 # hour 24 are refused. IFNULL: a CHECK that is NULL would pass.
-SQLITE_TIME_EXACT = (f"timestamp GLOB '{SQLITE_TIME_GLOB}' AND IFNULL(strftime('%Y-%m-%d %H:%M:%S', "
-                     "substr(timestamp, 1, 19), '+0 seconds'), '') = substr(timestamp, 1, 19)")
+def sqlite_time_exact(column: str) -> str:
+    return (f"{column} GLOB '{SQLITE_TIME_GLOB}' AND IFNULL(strftime('%Y-%m-%d %H:%M:%S', "
+            f"substr({column}, 1, 19), '+0 seconds'), '') = substr({column}, 1, 19)")
+
+
+SQLITE_TIME_EXACT = sqlite_time_exact("timestamp")
 
 metadata = sa.MetaData(
     naming_convention={
@@ -88,6 +92,36 @@ raw_prices = sa.Table(
     # SQLite compares timestamps as text: one format only ('YYYY-MM-DD HH:MM:SS.ffffff', UTC), so that
     # rows written by hand in another format fail loudly instead of sorting wrongly.
     sa.CheckConstraint(SQLITE_TIME_EXACT, name="timestamp_format").ddl_if(dialect="sqlite"),
+)
+
+# Every candle a source returns, whole (Kraken's OHLC rows carry all of it; ccxt's OHLCV and Cryptowatch's
+# rows what they have), at no extra request: the raw table keeps only the close. Append-only like the raw
+# table (mcdata.triggers guards it) and checked like it: real instants, the price band, and
+# high >= max(open, close) >= min(open, close) >= low.
+candles = sa.Table(
+    "candles",
+    metadata,
+    sa.Column("exchange", sa.String(40), nullable=False),
+    sa.Column("pair", sa.String(40), nullable=False),
+    sa.Column("interval_s", sa.Integer(), nullable=False, comment="the candle's length in seconds: 3600 hourly"),
+    sa.Column("open_time", UTCDateTime(), nullable=False, comment="UTC start of the candle"),
+    sa.Column("open", sa.Double(), nullable=False),
+    sa.Column("high", sa.Double(), nullable=False),
+    sa.Column("low", sa.Double(), nullable=False),
+    sa.Column("close", sa.Double(), nullable=False),
+    sa.Column("vwap", sa.Double(), nullable=True, comment="volume-weighted average price, where the source says"),
+    sa.Column("volume", sa.Double(), nullable=True, comment="base volume"),
+    sa.Column("trades", sa.Integer(), nullable=True, comment="number of trades, where the source says"),
+    sa.Column("fetched_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("exchange", "pair", "interval_s", "open_time"),
+    *(sa.CheckConstraint(PRICE_BAND.format(col=column), name=f"{column}_band")
+      for column in ("open", "high", "low", "close")),
+    sa.CheckConstraint("high >= open AND high >= close AND low <= open AND low <= close", name="ohlc_order"),
+    sa.CheckConstraint(f"vwap IS NULL OR (vwap >= 0 AND vwap <= {MAX_PRICE!r})", name="vwap_band"),
+    sa.CheckConstraint(f"volume IS NULL OR (volume >= 0 AND volume <= {MAX_VOLUME!r})", name="volume_band"),
+    sa.CheckConstraint("trades IS NULL OR trades >= 0", name="trades_count"),
+    sa.CheckConstraint("interval_s > 0", name="interval_positive"),
+    sa.CheckConstraint(sqlite_time_exact("open_time"), name="open_time_format").ddl_if(dialect="sqlite"),
 )
 
 metrics = sa.Table(

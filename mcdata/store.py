@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from mcdata.errors import RunStatus
-from mcdata.schema import UTCDateTime, delisted_markets, markets, metrics, raw_prices, retention, runs
+from mcdata.schema import UTCDateTime, candles, delisted_markets, markets, metrics, raw_prices, retention, runs
 from mcdata.views import MetricRow, RunRow
 
 T = TypeVar("T")
@@ -27,6 +28,48 @@ class PriceRow:
     volume: float | None
     kind: str  # ticker | candle
     fetched_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CandleRow:
+    exchange: str
+    pair: str
+    interval_s: int
+    open_time: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    vwap: float | None
+    volume: float | None
+    trades: int | None
+    fetched_at: datetime
+
+
+CANDLE_COLUMNS = tuple(column.name for column in candles.columns)
+
+
+def insert_candles(connection: sa.Connection, rows: Iterable[CandleRow]) -> int:
+    """Insert whole candles, skipping those stored already (a candle is the venue's record: the first one
+    stored stays; importing or fetching twice changes nothing); returns the candles added."""
+    inserted = 0
+    for chunk in chunked(rows, 5_000):
+        values = [{column: getattr(row, column) for column in CANDLE_COLUMNS} for row in chunk]
+        if connection.dialect.name == "postgresql":
+            statement = postgresql.insert(candles).on_conflict_do_nothing().returning(candles.c.interval_s)
+            inserted += len(connection.execute(statement, values).all())  # (executemany's rowcount is -1)
+        else:
+            inserted += int(connection.execute(_SQLITE_INSERT_NEW_CANDLE, values).rowcount)
+    return inserted
+
+
+# SQLite: the candles' guard refuses a stored key before ON CONFLICT could skip it (INSERT OR REPLACE would
+# delete the stored candle): stored ones are skipped by the statement itself.
+_SQLITE_INSERT_NEW_CANDLE = sa.text(
+    f"INSERT INTO candles ({', '.join(CANDLE_COLUMNS)}) SELECT {', '.join(':' + c for c in CANDLE_COLUMNS)} "
+    "WHERE NOT EXISTS (SELECT 1 FROM candles WHERE exchange = :exchange AND pair = :pair "
+    "AND interval_s = :interval_s AND open_time = :open_time)"
+).bindparams(sa.bindparam("open_time", type_=UTCDateTime()), sa.bindparam("fetched_at", type_=UTCDateTime()))
 
 
 # Values bound in one statement at most: PostgreSQL takes 65,535 parameters, SQLite 32,766, and a venue

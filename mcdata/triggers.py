@@ -175,6 +175,31 @@ BEGIN
 END $$"""
 
 
+# (no apostrophe: it is written into SQL string literals)
+CANDLES_REFUSED = ("mcdata: candles are append-only (each is the record a venue keeps of one interval); "
+                   "only the corrections of mcdata change them")
+
+
+def postgres_candle_guard_function(search_path: str) -> str:
+    """Refuses a candle that closes later than now, and every UPDATE, DELETE and TRUNCATE of candles
+    unless mcdata's own correction has put a row in raw_price_edits."""
+    return f"""
+CREATE FUNCTION mcdata_guard_candles() RETURNS trigger LANGUAGE plpgsql SET search_path = {search_path} AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.open_time + make_interval(secs => NEW.interval_s) > now() + INTERVAL '{FUTURE}' THEN
+            RAISE EXCEPTION USING ERRCODE = 'check_violation',
+                MESSAGE = 'mcdata: a candle that closes later than now is refused (is a clock ahead?)';
+        END IF;
+        RETURN NEW;
+    END IF;
+    IF EXISTS (SELECT 1 FROM raw_price_edits) THEN
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'restrict_violation', MESSAGE = '{CANDLES_REFUSED}';
+END $$"""
+
+
 POSTGRES_TRIGGERS = [
     f"""
 CREATE TRIGGER raw_prices_rollup AFTER INSERT ON {RAW}
@@ -186,6 +211,10 @@ REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION mcdata_rol
     "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_raw_prices()",
     f"CREATE TRIGGER raw_prices_guard_truncate BEFORE TRUNCATE ON {RAW} "
     "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_raw_prices()",
+    "CREATE TRIGGER candles_guard BEFORE INSERT OR UPDATE OR DELETE ON candles "
+    "FOR EACH ROW EXECUTE FUNCTION mcdata_guard_candles()",
+    "CREATE TRIGGER candles_guard_truncate BEFORE TRUNCATE ON candles "
+    "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_candles()",
 ]
 
 
@@ -249,6 +278,22 @@ WHEN NOT EXISTS (SELECT 1 FROM raw_price_edits) AND OLD.timestamp >= IFNULL((SEL
 BEGIN
     SELECT RAISE(ABORT, '{REFUSED}');
 END""",
+    # INSERT OR REPLACE would delete the stored candle without a DELETE trigger: refuse duplicates first
+    f"""CREATE TRIGGER candles_guard_insert BEFORE INSERT ON candles FOR EACH ROW BEGIN
+    SELECT RAISE(ABORT, 'mcdata: this candle is stored already; {CANDLES_REFUSED[7:]}')
+    WHERE EXISTS (SELECT 1 FROM candles WHERE exchange = NEW.exchange AND pair = NEW.pair
+                  AND interval_s = NEW.interval_s AND open_time = NEW.open_time);
+    SELECT RAISE(ABORT, 'mcdata: a candle that closes later than now is refused (is a clock ahead?)')
+    WHERE datetime(NEW.open_time, '+' || NEW.interval_s || ' seconds') > datetime('now', '+{FUTURE}');
+END""",
+    f"""CREATE TRIGGER candles_guard_update BEFORE UPDATE ON candles FOR EACH ROW
+WHEN NOT EXISTS (SELECT 1 FROM raw_price_edits) BEGIN
+    SELECT RAISE(ABORT, '{CANDLES_REFUSED}');
+END""",
+    f"""CREATE TRIGGER candles_guard_delete BEFORE DELETE ON candles FOR EACH ROW
+WHEN NOT EXISTS (SELECT 1 FROM raw_price_edits) BEGIN
+    SELECT RAISE(ABORT, '{CANDLES_REFUSED}');
+END""",
 ]
 
 
@@ -256,7 +301,8 @@ def install(connection: sa.Connection) -> None:
     """Create every function and trigger on tables made from `schema.metadata` (what head has)."""
     if connection.dialect.name == "postgresql":
         path = postgres_search_path(connection)
-        for statement in (postgres_rollup_function(path), postgres_guard_function(path), *POSTGRES_TRIGGERS):
+        for statement in (postgres_rollup_function(path), postgres_guard_function(path),
+                          postgres_candle_guard_function(path), *POSTGRES_TRIGGERS):
             connection.execute(sa.text(statement))
     else:
         for statement in SQLITE_TRIGGERS:

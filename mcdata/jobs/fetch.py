@@ -26,7 +26,7 @@ from mcdata.errors import (
 )
 from mcdata.jobs.ledger import SKIPPED, UNLISTED, Fate, PairFate, Progress, Report, locked_step, no_progress, write
 from mcdata.sources import make_source
-from mcdata.sources.base import ListedPair, PriceBatch, Quote, Source
+from mcdata.sources.base import HOUR, Candle, ListedPair, PriceBatch, Quote, Source
 from mcdata.views import ListedPairRow
 from mcdata.wording import instant_text, plural
 
@@ -183,6 +183,7 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
             raise ConfigError("; ".join(failed.values()),  # a typo is a usage error, not an outage
                               f"`mcdata pairs --exchange {source.venue}` lists them")
         rows: list[store.PriceRow] = []
+        whole: list[store.CandleRow] = []
         if plan.chosen:
             batch = source.latest_prices(list(plan.chosen))
             _check_clock(source, now)
@@ -190,10 +191,11 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
             with connect(engine) as connection:
                 spans = store.stored_spans(connection, source.venue, list(batch.quotes))
                 pruned = rollups.pruned_before(connection)
-            rows = _collect_rows(source, batch.quotes, spans, settings.backfill, now, plan, progress,
-                                 settings.backfill_workers, pruned)
+            rows, whole = _collect_rows(source, batch.quotes, spans, settings.backfill, now, plan, progress,
+                                        settings.backfill_workers, pruned)
         with write(engine, still_held) as connection:
             report.rows_written = store.insert_prices(connection, rows)
+            store.insert_candles(connection, whole)
             if plan.listed is not None:
                 plan.gone |= {pair for _, pair in store.newest_samples(connection, source.venue)} - plan.listed
             store.record_listing(connection, source.venue, plan.gone, {row.pair for row in rows}, now)
@@ -304,8 +306,9 @@ def _collect_rows(
     progress: Progress,
     workers: int,
     pruned: datetime | None = None,
-) -> list[store.PriceRow]:
-    """One ticker row per pair, plus hourly candle closes: the --backfill history of a pair whose stored
+) -> tuple[list[store.PriceRow], list[store.CandleRow]]:
+    """One ticker row per pair, plus hourly candle closes (and the candles whole, for the candles table):
+    the --backfill history of a pair whose stored
     history starts later than that (a new pair, a first answer that was empty, a longer --backfill), and
     the missing hours of a pair whose newest sample is old (a missed run).
 
@@ -331,6 +334,7 @@ def _collect_rows(
                  instant_text(floor), ", ".join(short) if len(short) <= 5 else f"{len(short)} pairs")
     dropped = 0
     rows: list[store.PriceRow] = []
+    whole: list[store.CandleRow] = []
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill")
     try:
         with progress(len(history_from), "backfilling history") as advance:
@@ -346,6 +350,7 @@ def _collect_rows(
                     dropped += len(candles) - len(kept)
                     rows.extend(store.PriceRow(source.venue, pair, c.close_time, c.close, c.volume, "candle", now)
                                 for c in kept)
+                    whole.extend(_whole_candles(source.venue, pair, kept, now))
                 advance()
     except BaseException:  # Ctrl-C, SIGTERM: stop the other threads' waits instead of waiting for them
         source.cancel()
@@ -359,7 +364,24 @@ def _collect_rows(
     for pair, quote in quotes.items():
         if pair not in failed:
             rows.append(store.PriceRow(source.venue, pair, sample_time, quote.price, None, "ticker", now))
-    return rows
+    return rows, [candle for candle in whole if candle.pair not in failed]
+
+
+def _whole_candles(venue: str, pair: str, candles: list[Candle], now: datetime) -> list[store.CandleRow]:
+    """The candles as the candles table keeps them, keyed by their open time. One whose high and low do
+    not hold its open and close is not a candle the table can keep (its check would fail the whole
+    transaction): its close is still stored, the candle is left out, in one line."""
+    kept, odd = [], []
+    for c in candles:
+        if c.high >= max(c.open, c.close) and min(c.open, c.close) >= c.low:
+            kept.append(store.CandleRow(venue, pair, int(HOUR.total_seconds()), c.close_time - HOUR, c.open, c.high,
+                                        c.low, c.close, c.vwap, c.volume, c.trades, now))
+        else:
+            odd.append(c)
+    if odd:
+        log.warning("warning: %s: %s whose high and low do not hold its open and close: only the close is "
+                    "stored", pair, plural(len(odd), "candle", "candles"))
+    return kept
 
 
 def list_pairs(settings: Settings) -> list[ListedPairRow]:

@@ -38,6 +38,8 @@ class Candle:
     low: float
     close: float
     volume: float | None
+    vwap: float | None = None  # where the source says (Kraken's OHLC rows do)
+    trades: int | None = None
 
 
 @dataclass

@@ -202,7 +202,17 @@ class KrakenSource(OverHttp):
             if not isinstance(row, list) or len(row) < 7 or isinstance(row[0], bool):
                 raise ValueError(f"row {str(row)[:60]} is not [time, open, high, low, close, vwap, volume, count]")
             start = datetime.fromtimestamp(int(row[0]), UTC)
+            trades = row[7] if len(row) > 7 and isinstance(row[7], int) and not isinstance(row[7], bool) else None
             return Candle(pair, start + interval, parse_price(row[1]), parse_price(row[2]), parse_price(row[3]),
-                          parse_price(row[4]), parse_volume(row[6]))
+                          parse_price(row[4]), parse_volume(row[6]), _vwap(row[5]), trades)
         except (ValueError, TypeError, OverflowError, OSError) as exc:
             raise PairError(pair, f"kraken OHLC: {exc}") from None
+
+
+def _vwap(value: Any) -> float | None:
+    """Kraken's vwap: 0 where the interval had no trade (then it says nothing), else a price."""
+    try:
+        nothing = float(value) == 0
+    except (TypeError, ValueError):
+        nothing = False
+    return None if nothing else parse_price(value)
