@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -697,6 +698,41 @@ def prices_set(
     settings = _state(ctx).database_settings(**source_flags)
     _exit_with(ctx, jobs.set_price(settings, _one_venue(settings), canonical_pair(pair),
                                parse_timestamp(at, "--at"), price, new=new))
+
+
+import_app = typer.Typer(
+    help="Import history from a venue's own archives into the candles and the raw prices.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(import_app, name="import")
+
+
+@functools.partial(command, on=import_app, name="kraken-ohlcvt")
+def import_kraken_ohlcvt(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(
+        metavar="PATH...", show_default=False,
+        help="Kraken's OHLCVT files (XBTEUR_60.csv), folders or .zip files of them.")],
+) -> None:
+    """Import Kraken's downloadable OHLCVT archives: years of candles, every interval.
+
+    Every candle goes to the candles table whole; the hourly files' closes also to the raw prices at the
+    close time, like a backfill. What is stored already wins (importing twice changes nothing); a stored
+    value the archive disagrees with is kept and counted (exit 3). Pair names are mapped as the live
+    catalog maps them (XBT is btc, XDG doge); the rollups are checked at the end.
+
+    Example: mcdata import kraken-ohlcvt ~/Downloads/Kraken_OHLCVT.zip
+    """
+    from mcdata.jobs.history_import import import_kraken_ohlcvt as importing
+    from mcdata.render import progress_bar
+
+    state = _state(ctx)
+    progress = functools.partial(progress_bar, enabled=sys.stderr.isatty() and not state.quiet)
+    report = importing(state.settings(source="kraken"), paths, progress)
+    if report.errors and report.exit_code == ExitCode.OK:
+        report.exit_code = ExitCode.PARTIAL
+    _exit_with(ctx, report)
 
 
 def _output_format(positional: str | None, option: str | None) -> str:

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from mcdata.errors import RunStatus
 from mcdata.schema import UTCDateTime, candles, delisted_markets, markets, metrics, raw_prices, retention, runs
@@ -52,15 +51,42 @@ CANDLE_COLUMNS = tuple(column.name for column in candles.columns)
 def insert_candles(connection: sa.Connection, rows: Iterable[CandleRow]) -> int:
     """Insert whole candles, skipping those stored already (a candle is the venue's record: the first one
     stored stays; importing or fetching twice changes nothing); returns the candles added."""
+    if connection.dialect.name == "postgresql":
+        return _stage_candles(connection, list(rows))
     inserted = 0
     for chunk in chunked(rows, 5_000):
         values = [{column: getattr(row, column) for column in CANDLE_COLUMNS} for row in chunk]
-        if connection.dialect.name == "postgresql":
-            statement = postgresql.insert(candles).on_conflict_do_nothing().returning(candles.c.interval_s)
-            inserted += len(connection.execute(statement, values).all())  # (executemany's rowcount is -1)
-        else:
-            inserted += int(connection.execute(_SQLITE_INSERT_NEW_CANDLE, values).rowcount)
+        inserted += int(connection.execute(_SQLITE_INSERT_NEW_CANDLE, values).rowcount)
     return inserted
+
+
+_CANDLE_COPY_TYPES = ["text", "text", "int4", "timestamptz", *["float8"] * 6, "int4", "timestamptz"]
+
+
+def _stage_candles(connection: sa.Connection, rows: list[CandleRow]) -> int:
+    """PostgreSQL: COPY (binary) into a staging table, then one INSERT of the new ones (a year of hourly
+    candles: an executemany with ON CONFLICT took 2.4 s, this a fraction of it)."""
+    if not rows:
+        return 0
+    columns = ", ".join(CANDLE_COLUMNS)
+    key = "exchange, pair, interval_s, open_time"
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS mcdata_candle_staging (LIKE candles INCLUDING DEFAULTS) "
+                       "ON COMMIT DELETE ROWS")
+        with cursor.copy(f"COPY mcdata_candle_staging ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_CANDLE_COPY_TYPES)
+            for row in rows:
+                copy.write_row(tuple(getattr(row, column) for column in CANDLE_COLUMNS))
+        cursor.execute(f"INSERT INTO candles ({columns}) SELECT DISTINCT ON ({key}) {columns} "
+                       "FROM mcdata_candle_staging s WHERE NOT EXISTS (SELECT 1 FROM candles c WHERE "
+                       "c.exchange = s.exchange AND c.pair = s.pair AND c.interval_s = s.interval_s "
+                       f"AND c.open_time = s.open_time) ORDER BY {key}")
+        inserted = int(cursor.rowcount)
+        cursor.execute("TRUNCATE mcdata_candle_staging")
+        return inserted
+    finally:
+        cursor.close()
 
 
 # SQLite: the candles' guard refuses a stored key before ON CONFLICT could skip it (INSERT OR REPLACE would

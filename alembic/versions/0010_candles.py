@@ -39,23 +39,34 @@ def postgres_guard_function(search_path: str) -> str:
     return f"""
 CREATE FUNCTION mcdata_guard_candles() RETURNS trigger LANGUAGE plpgsql SET search_path = {search_path} AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        IF NEW.open_time + make_interval(secs => NEW.interval_s) > now() + INTERVAL '{FUTURE}' THEN
+    IF TG_OP = 'INSERT' THEN  -- nested: plpgsql does not short-circuit, and each operation has its own table
+        IF EXISTS (SELECT 1 FROM inserted WHERE open_time + make_interval(secs => interval_s)
+                   > now() + INTERVAL '{FUTURE}') THEN
             RAISE EXCEPTION USING ERRCODE = 'check_violation',
                 MESSAGE = 'mcdata: a candle that closes later than now is refused (is a clock ahead?)';
         END IF;
-        RETURN NEW;
+        RETURN NULL;
     END IF;
     IF EXISTS (SELECT 1 FROM raw_price_edits) THEN
-        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+        RETURN NULL;  -- mcdata's own correction
+    END IF;
+    IF TG_OP <> 'TRUNCATE' THEN
+        IF NOT EXISTS (SELECT 1 FROM changed) THEN
+            RETURN NULL;
+        END IF;
     END IF;
     RAISE EXCEPTION USING ERRCODE = 'restrict_violation', MESSAGE = '{REFUSED}';
 END $$"""
 
 
 POSTGRES_TRIGGERS = [
-    "CREATE TRIGGER candles_guard BEFORE INSERT OR UPDATE OR DELETE ON candles "
-    "FOR EACH ROW EXECUTE FUNCTION mcdata_guard_candles()",
+    # statement-level, like the raw table's: one check per INSERT however many candles (an import's year)
+    "CREATE TRIGGER candles_guard_insert AFTER INSERT ON candles REFERENCING NEW TABLE AS inserted "
+    "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_candles()",
+    "CREATE TRIGGER candles_guard_update AFTER UPDATE ON candles REFERENCING OLD TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_candles()",
+    "CREATE TRIGGER candles_guard_delete AFTER DELETE ON candles REFERENCING OLD TABLE AS changed "
+    "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_candles()",
     "CREATE TRIGGER candles_guard_truncate BEFORE TRUNCATE ON candles "
     "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_candles()",
 ]

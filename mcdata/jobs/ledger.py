@@ -67,6 +67,7 @@ class Report:
     fates: dict[tuple[str, str], PairFate] = field(default_factory=dict)  # (venue, pair); venue "": all of them
     pairs_unfetched: int = 0  # configured pairs a source that failed as a whole never answered for: failed too
     rows_written: int = 0
+    candles_written: int = 0  # whole candles (an import; a fetch's are counted by its price rows)
     metric_rows: int = 0
     rows_deleted: int = 0
     http_requests: int = 0
@@ -80,7 +81,8 @@ class Report:
 
     def merge(self, other: Report) -> None:
         self.exit_code = worst(self.exit_code, other.exit_code)
-        for name in ("pairs_requested", "pairs_stored", "pairs_unfetched", "rows_written", "metric_rows",
+        for name in ("pairs_requested", "pairs_stored", "pairs_unfetched", "rows_written", "candles_written",
+                     "metric_rows",
                      "rows_deleted", "http_requests", "alerts_delivered", "alerts_undelivered"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.alerts_fired.extend(other.alerts_fired)

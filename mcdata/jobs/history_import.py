@@ -1,0 +1,190 @@
+"""`mcdata import kraken-ohlcvt`: years of history from Kraken's downloadable OHLCVT archives.
+
+The archive is a folder or a `.zip` of files named `PAIR_INTERVAL.csv` (`XBTEUR_60.csv`: the pair's
+Kraken name, the interval in minutes), without a header, seven columns
+`timestamp,open,high,low,close,volume,trades`, the timestamp in UTC seconds at the candle's open; an
+interval without trades has no row. Each file's pair name is mapped as the live catalog maps it
+(AssetPairs + Assets: XBT is btc, XDG is doge). Every candle is stored whole in `candles`; the hourly
+files' closes also go to the raw table at the close time, like the live backfill (a daily close is no
+hourly sample: the 24-hour metrics would count it). A candle or close stored already (from the API, or
+an earlier import) wins: importing twice changes nothing, and a stored value that disagrees with the
+archive's is counted and said.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from mcdata import rollups, store
+from mcdata.clock import CLOCK_TOLERANCE, utc_now
+from mcdata.config import Settings
+from mcdata.db import connect
+from mcdata.errors import ConfigError, ExitCode, McdataError
+from mcdata.jobs.ledger import Progress, Report, locked_step, no_progress, write
+from mcdata.schema import candles, raw_prices
+from mcdata.sources.base import parse_price, parse_volume
+from mcdata.sources.kraken import KrakenSource
+from mcdata.wording import plural
+
+log = logging.getLogger("mcdata")
+
+VENUE = "kraken"
+ARCHIVE_NAME = re.compile(r"^([A-Z0-9]{2,40})_(\d{1,5})\.csv$")
+HOURLY = 60  # minutes: the files whose closes are hourly samples
+
+
+@dataclass(frozen=True)
+class ArchiveFile:
+    name: str  # as shown: the path, or the zip and its member
+    altname: str  # Kraken's name of the pair, e.g. XBTEUR
+    minutes: int
+    read: Callable[[], str]
+
+
+def archive_files(paths: list[Path]) -> list[ArchiveFile]:
+    """The OHLCVT files in the named files, folders and zips (other files in a folder or zip are not
+    Kraken's: left alone); a named file that is not one is a usage error."""
+    found: list[ArchiveFile] = []
+    for path in paths:
+        if path.is_dir():
+            found += [_file(str(child), child.name, child.read_text) for child in sorted(path.iterdir())
+                      if ARCHIVE_NAME.match(child.name)]
+        elif path.suffix.lower() == ".zip" and path.is_file():
+            found += _zip_members(path)
+        elif path.is_file() and ARCHIVE_NAME.match(path.name):
+            found.append(_file(str(path), path.name, path.read_text))
+        else:
+            raise ConfigError(f"{str(path)[:200]}: not a folder, a .zip or a file named like XBTEUR_60.csv",
+                              "name Kraken's OHLCVT files, their folder or their .zip")
+    if not found:
+        raise ConfigError("no OHLCVT file (PAIR_INTERVAL.csv, e.g. XBTEUR_60.csv) in "
+                          + ", ".join(str(p)[:80] for p in paths))
+    return found
+
+
+def _file(shown: str, name: str, read: Callable[[], str]) -> ArchiveFile:
+    match = ARCHIVE_NAME.match(name)
+    assert match is not None
+    return ArchiveFile(shown, match[1], int(match[2]), read)
+
+
+def _zip_members(path: Path) -> list[ArchiveFile]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [info.filename for info in archive.infolist() if not info.is_dir()]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ConfigError(f"{str(path)[:200]}: not a zip that can be read ({exc})") from None
+
+    def reader(member: str) -> Callable[[], str]:
+        def read() -> str:
+            with zipfile.ZipFile(path) as archive, archive.open(member) as stream:
+                return io.TextIOWrapper(stream, encoding="utf-8").read()
+        return read
+
+    return [_file(f"{path}:{name}", Path(name).name, reader(name)) for name in sorted(names)
+            if ARCHIVE_NAME.match(Path(name).name)]
+
+
+def candle_rows(file: ArchiveFile, pair: str, now: datetime) -> Iterator[store.CandleRow]:
+    """The file's rows as candles; a row that is not seven numbers, or not a candle, is a usage error
+    naming the file and line (the archive is not what it says)."""
+    interval = timedelta(minutes=file.minutes)
+    for line, row in enumerate(csv.reader(io.StringIO(file.read())), 1):
+        if not row:
+            continue
+        try:
+            if len(row) != 7:
+                raise ValueError(f"{len(row)} columns, not 7 (timestamp,open,high,low,close,volume,trades)")
+            opened = datetime.fromtimestamp(int(row[0]), UTC)
+            o, h, low, c = (parse_price(value) for value in row[1:5])
+            volume, trades = parse_volume(row[5]), int(row[6])
+            if not h >= max(o, c) >= min(o, c) >= low or trades < 0:
+                raise ValueError("its high and low do not hold its open and close")
+        except (ValueError, OverflowError, OSError) as exc:
+            raise ConfigError(f"{file.name}, line {line}: {exc}") from None
+        if opened + interval <= now:  # the candle still forming when the archive was cut is no candle
+            yield store.CandleRow(VENUE, pair, int(interval.total_seconds()), opened, o, h, low, c, None, volume,
+                                  trades, now)
+
+
+def import_kraken_ohlcvt(settings: Settings, paths: list[Path], progress: Progress = no_progress) -> Report:
+    files = archive_files(paths)
+    by_altname = {p.altname: p.symbol for p in KrakenSource.create(settings, utc_now).catalog().values()}
+    unknown = sorted({f.altname for f in files if f.altname not in by_altname})
+    if len(unknown) == len({f.altname for f in files}):
+        raise ConfigError(f"kraken lists none of {', '.join(unknown[:10])}",
+                          "`mcdata pairs` lists the pairs; the archive's names are Kraken's (XBTEUR)")
+    for altname in unknown:
+        log.warning("warning: %s: kraken lists no such pair; its files are skipped", altname)
+    known = [f for f in files if f.altname in by_altname]
+    return locked_step(settings, "import", VENUE,
+                       lambda engine, still_held: _import(engine, still_held, known, by_altname, progress),
+                       create_schema=True)
+
+
+def _import(engine: Engine, still_held: Callable[[], None], files: list[ArchiveFile], by_altname: dict[str, str],
+            progress: Progress) -> Report:
+    report = Report("import")
+    now = utc_now()
+    with connect(engine) as connection:
+        pruned = rollups.pruned_before(connection)
+    # one transaction for the whole import: a file that is not what it says leaves nothing half-imported
+    with progress(len(files), "importing") as advance, write(engine, still_held) as connection:
+        for file in files:
+            pair = by_altname[file.altname]
+            rows = list(candle_rows(file, pair, now + CLOCK_TOLERANCE))
+            closes = [store.PriceRow(VENUE, pair, r.open_time + timedelta(seconds=r.interval_s), r.close, r.volume,
+                                     "candle", now) for r in rows if file.minutes == HOURLY]
+            closes = [c for c in closes if pruned is None or c.timestamp >= pruned]
+            disagree = _disagreements(connection, pair, rows, closes)
+            added = store.insert_candles(connection, rows)
+            report.rows_written += store.insert_prices(connection, closes)
+            report.candles_written += added
+            report.pairs_stored += 1 if added else 0
+            log.info("%s: %s of %s (%s stored already%s)", file.name, plural(added, "new candle"), pair,
+                     f"{len(rows) - added:,}", f"; {disagree:,} of them disagree with the archive: the stored "
+                     "ones are kept" if disagree else "")
+            if disagree:
+                report.errors.append(f"{file.name}: {plural(disagree, 'stored candle or close')} disagree with "
+                                     "the archive (the stored ones are kept)")
+            advance()
+    with connect(engine) as connection:
+        found = rollups.verify(connection).total
+    if found:
+        raise McdataError(f"after the import {found:,} rollup rows disagree with the raw prices",
+                          "run `mcdata check --repair`")
+    report.pairs_requested = len({by_altname[f.altname] for f in files})
+    report.exit_code = ExitCode.OK
+    return report
+
+
+def _disagreements(connection: sa.Connection, pair: str, rows: list[store.CandleRow],
+                   closes: list[store.PriceRow]) -> int:
+    """How many stored candles and closes the archive would change (they are kept)."""
+    if not rows:
+        return 0
+    first, last = min(r.open_time for r in rows), max(r.open_time for r in rows)
+    stored = {(r.interval_s, r.open_time): (r.open, r.high, r.low, r.close)
+              for r in connection.execute(sa.select(candles).where(
+                  candles.c.exchange == VENUE, candles.c.pair == pair, candles.c.open_time >= first,
+                  candles.c.open_time <= last))}
+    differ = sum(1 for r in rows if stored.get((r.interval_s, r.open_time), (r.open, r.high, r.low, r.close))
+                 != (r.open, r.high, r.low, r.close))
+    if closes:
+        times = [c.timestamp for c in closes]
+        prices = dict(connection.execute(sa.select(raw_prices.c.timestamp, raw_prices.c.price).where(
+            raw_prices.c.exchange == VENUE, raw_prices.c.pair == pair,
+            raw_prices.c.timestamp >= min(times), raw_prices.c.timestamp <= max(times))).all())
+        differ += sum(1 for c in closes if c.timestamp in prices and prices[c.timestamp] != c.price)
+    return differ
