@@ -53,10 +53,16 @@ def insert_candles(connection: sa.Connection, rows: Iterable[CandleRow]) -> int:
     stored stays; importing or fetching twice changes nothing); returns the candles added."""
     if connection.dialect.name == "postgresql":
         return _stage_candles(connection, list(rows))
+    return _sqlite_insert_new(connection, _SQLITE_INSERT_NEW_CANDLE, CANDLE_COLUMNS, rows)
+
+
+def _sqlite_insert_new(connection: sa.Connection, statement: sa.TextClause, columns: Sequence[str],
+                       rows: Iterable[Any]) -> int:
+    """SQLite: executemany of an INSERT that skips stored keys, in chunks; the rows added."""
     inserted = 0
-    for chunk in chunked(rows, 5_000):
-        values = [{column: getattr(row, column) for column in CANDLE_COLUMNS} for row in chunk]
-        inserted += int(connection.execute(_SQLITE_INSERT_NEW_CANDLE, values).rowcount)
+    for chunk in chunked(rows, 20_000):
+        values = [{column: getattr(row, column) for column in columns} for row in chunk]
+        inserted += int(connection.execute(statement, values).rowcount)
     return inserted
 
 
@@ -131,11 +137,7 @@ def insert_prices(connection: sa.Connection, rows: Iterable[PriceRow]) -> int:
     """
     if connection.dialect.name == "postgresql":
         return _copy_insert(connection, list(rows))
-    inserted = 0
-    for chunk in chunked(rows, 20_000):
-        values = [{column: getattr(row, column) for column in PRICE_COLUMNS} for row in chunk]
-        inserted += int(connection.execute(_SQLITE_INSERT_NEW, values).rowcount)
-    return inserted
+    return _sqlite_insert_new(connection, _SQLITE_INSERT_NEW, PRICE_COLUMNS, rows)
 
 
 # The raw table refuses a row whose key is stored already (its guards, mcdata.triggers: INSERT OR REPLACE would bypass
