@@ -349,6 +349,38 @@ def bench_memory_flat(url: str, tmp: Path, stored: str) -> None:
            rss_compute / 1024 <= 200)
 
 
+def bench_import(server_url: str, tmp: Path) -> None:
+    """`mcdata import kraken-ohlcvt` of a year of one pair hourly (8,760 candles), against storing the same
+    closes alone with insert_prices (the raw ingest), in the same run."""
+    from mcdata.clock import utc_now
+    from mcdata.config import load_settings
+    from mcdata.jobs.history_import import import_kraken_ohlcvt
+    from mcdata.sources.kraken import KrakenSource
+
+    start = (NOW - timedelta(days=400)).replace(minute=0)
+    folder = tmp / "ohlcvt"
+    folder.mkdir()
+    hours = [start + timedelta(hours=i) for i in range(8760)]
+    (folder / "XBTEUR_60.csv").write_text("".join(
+        f"{int(t.timestamp())},{50_000 + i / 10:.2f},{50_001 + i / 10:.2f},{49_999 + i / 10:.2f},"
+        f"{50_000.05 + i / 10:.2f},1.5,{i % 40}\n" for i, t in enumerate(hours)))
+    with FakeExchange() as exchange, Scratch(server_url) as url, Scratch(server_url) as baseline_url:
+        settings = load_settings({"database_url": url}, env={"MCDATA_API_URL": exchange.url,
+                                                              "MCDATA_CACHE_DIR": str(tmp / "cache")})
+        migrated(url).dispose()
+        KrakenSource.create(settings, utc_now).catalog()  # the day-long pair cache, as an import finds it
+        took = timed(lambda: import_kraken_ohlcvt(settings, [folder]))
+        again = timed(lambda: import_kraken_ohlcvt(settings, [folder]))
+        engine = migrated(baseline_url)
+        rows = [PriceRow("kraken", "btceur", t + timedelta(hours=1), 50_000.05 + i / 10, 1.5, "candle", NOW)
+                for i, t in enumerate(hours)]
+        with engine.begin() as connection:
+            closes = timed(lambda: insert_prices(connection, rows))
+        engine.dispose()
+    report("import a year of one pair hourly (PostgreSQL)", f"{took:.2f} s, again {again:.2f} s "
+           f"({took / closes:.1f}x storing the closes alone: {closes:.2f} s)", "< 1 s", took < 1.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller data sets (a sanity check, not the targets)")
@@ -373,6 +405,8 @@ def main() -> None:
         print("3. steady state", flush=True)
         bench_steady_state(server, 2000, tmp)
         bench_steady_state_venues(server, 1000, tmp)
+        print("5. history import", flush=True)
+        bench_import(server, tmp)
     width = max(len(r[0]) for r in RESULTS)
     print("\n| measurement | figure | target | |\n|---|---|---|---|")
     for what, figure, target, verdict in RESULTS:
