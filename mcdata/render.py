@@ -16,16 +16,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mcdata.errors import printable
-from mcdata.views import ListedPairRow, RunRow, StatusView
 from mcdata.wording import FORMAT_NAMES, instant_text, plural
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (views loads the schema, hence SQLAlchemy: 0.25 s that `--help` need not pay)
     from pathlib import Path
 
     from rich.console import Console
 
     from mcdata.config_view import SettingRow
     from mcdata.jobs import Report
+    from mcdata.views import ListedPairRow, RunRow, StatusView
 
 
 @contextmanager

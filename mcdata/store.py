@@ -4,7 +4,8 @@ venues' listings, the `runs` ledger, and the metric snapshots and series that `s
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+import operator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -45,65 +46,6 @@ class CandleRow:
     fetched_at: datetime
 
 
-CANDLE_COLUMNS = tuple(column.name for column in candles.columns)
-
-
-def insert_candles(connection: sa.Connection, rows: Iterable[CandleRow]) -> int:
-    """Insert whole candles, skipping those stored already (a candle is the venue's record: the first one
-    stored stays; importing or fetching twice changes nothing); returns the candles added."""
-    if connection.dialect.name == "postgresql":
-        return _stage_candles(connection, list(rows))
-    return _sqlite_insert_new(connection, _SQLITE_INSERT_NEW_CANDLE, CANDLE_COLUMNS, rows)
-
-
-def _sqlite_insert_new(connection: sa.Connection, statement: sa.TextClause, columns: Sequence[str],
-                       rows: Iterable[Any]) -> int:
-    """SQLite: executemany of an INSERT that skips stored keys, in chunks; the rows added."""
-    inserted = 0
-    for chunk in chunked(rows, 20_000):
-        values = [{column: getattr(row, column) for column in columns} for row in chunk]
-        inserted += int(connection.execute(statement, values).rowcount)
-    return inserted
-
-
-_CANDLE_COPY_TYPES = ["text", "text", "int4", "timestamptz", *["float8"] * 6, "int4", "timestamptz"]
-
-
-def _stage_candles(connection: sa.Connection, rows: list[CandleRow]) -> int:
-    """PostgreSQL: COPY (binary) into a staging table, then one INSERT of the new ones (a year of hourly
-    candles: an executemany with ON CONFLICT took 2.4 s, this a fraction of it)."""
-    if not rows:
-        return 0
-    columns = ", ".join(CANDLE_COLUMNS)
-    key = "exchange, pair, interval_s, open_time"
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS mcdata_candle_staging (LIKE candles INCLUDING DEFAULTS) "
-                       "ON COMMIT DELETE ROWS")
-        with cursor.copy(f"COPY mcdata_candle_staging ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(_CANDLE_COPY_TYPES)
-            for row in rows:
-                copy.write_row(tuple(getattr(row, column) for column in CANDLE_COLUMNS))
-        cursor.execute(f"INSERT INTO candles ({columns}) SELECT DISTINCT ON ({key}) {columns} "
-                       "FROM mcdata_candle_staging s WHERE NOT EXISTS (SELECT 1 FROM candles c WHERE "
-                       "c.exchange = s.exchange AND c.pair = s.pair AND c.interval_s = s.interval_s "
-                       f"AND c.open_time = s.open_time) ORDER BY {key}")
-        inserted = int(cursor.rowcount)
-        cursor.execute("TRUNCATE mcdata_candle_staging")
-        return inserted
-    finally:
-        cursor.close()
-
-
-# SQLite: the candles' guard refuses a stored key before ON CONFLICT could skip it (INSERT OR REPLACE would
-# delete the stored candle): stored ones are skipped by the statement itself.
-_SQLITE_INSERT_NEW_CANDLE = sa.text(
-    f"INSERT INTO candles ({', '.join(CANDLE_COLUMNS)}) SELECT {', '.join(':' + c for c in CANDLE_COLUMNS)} "
-    "WHERE NOT EXISTS (SELECT 1 FROM candles WHERE exchange = :exchange AND pair = :pair "
-    "AND interval_s = :interval_s AND open_time = :open_time)"
-).bindparams(sa.bindparam("open_time", type_=UTCDateTime()), sa.bindparam("fetched_at", type_=UTCDateTime()))
-
-
 # Values bound in one statement at most: PostgreSQL takes 65,535 parameters, SQLite 32,766, and a venue
 # can list more pairs than that (`--pairs all`).
 MAX_BOUND = 10_000
@@ -125,82 +67,110 @@ def stored_spans(connection: sa.Connection, exchange: str,
             for chunk in chunked(pairs) for row in connection.execute(query, {"pairs": chunk})}
 
 
+@dataclass(frozen=True)
+class _Bulk:
+    """A table that rows are inserted into in bulk, skipping those whose key is stored: its columns (in the
+    row dataclass's order), their COPY types, its key and its time columns (SQLite binds them as text)."""
+
+    table: str
+    columns: tuple[str, ...]
+    copy_types: tuple[str, ...]
+    key: tuple[str, ...]
+    times: tuple[str, ...]
+
+    @property
+    def values_of(self) -> Callable[[Any], tuple[Any, ...]]:
+        return operator.attrgetter(*self.columns)
+
+    def sqlite_insert_new(self) -> sa.TextClause:
+        """The table's guards refuse a stored key before ON CONFLICT could skip it (INSERT OR REPLACE would
+        delete the stored row, bypassing the rollups): stored rows are skipped by the statement itself."""
+        return sa.text(
+            f"INSERT INTO {self.table} ({', '.join(self.columns)}) SELECT {', '.join(':' + c for c in self.columns)} "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {self.table} WHERE {' AND '.join(f'{c} = :{c}' for c in self.key)})"
+        ).bindparams(*(sa.bindparam(column, type_=UTCDateTime()) for column in self.times))
+
+
 PRICE_COLUMNS = ("exchange", "pair", "timestamp", "price", "volume", "kind", "fetched_at")
+RAW_BULK = _Bulk(raw_prices.name, PRICE_COLUMNS,
+                 ("text", "text", "timestamptz", "float8", "float8", "text", "timestamptz"),
+                 ("exchange", "pair", "timestamp"), ("timestamp", "fetched_at"))
+CANDLE_BULK = _Bulk(candles.name, tuple(column.name for column in candles.columns),
+                    ("text", "text", "int4", "timestamptz", *["float8"] * 6, "int4", "timestamptz"),
+                    ("exchange", "pair", "interval_s", "open_time"), ("open_time", "fetched_at"))
+_SQLITE_INSERT_NEW = {bulk.table: bulk.sqlite_insert_new() for bulk in (RAW_BULK, CANDLE_BULK)}
 
 
 def insert_prices(connection: sa.Connection, rows: Iterable[PriceRow]) -> int:
-    """Insert in bulk, skipping rows whose (exchange, pair, timestamp) is stored; returns rows added.
+    """Insert raw prices in bulk, skipping those whose (exchange, pair, timestamp) is stored; the rows added."""
+    return _insert_new(connection, RAW_BULK, rows)
 
-    PostgreSQL: COPY (binary) straight into the table, which is right whenever no row is stored yet (a
+
+def insert_candles(connection: sa.Connection, rows: Iterable[CandleRow]) -> int:
+    """Insert whole candles, skipping those stored already (a candle is the venue's record: the first one
+    stored stays; importing or fetching twice changes nothing); the candles added."""
+    return _insert_new(connection, CANDLE_BULK, rows)
+
+
+def _insert_new(connection: sa.Connection, bulk: _Bulk, rows: Iterable[Any]) -> int:
+    """PostgreSQL: COPY (binary) straight into the table, which is right whenever no row is stored yet (a
     backfill, the hourly sample); should one be, that COPY fails as a whole and the rows go through a
-    staging table that filters them. SQLite: executemany. Either way inside the caller's transaction.
-    """
+    staging table that filters them. SQLite: executemany. Either way inside the caller's transaction."""
     if connection.dialect.name == "postgresql":
-        return _copy_insert(connection, list(rows))
-    return _sqlite_insert_new(connection, _SQLITE_INSERT_NEW, PRICE_COLUMNS, rows)
+        return _copy_insert(connection, bulk, list(rows))
+    inserted = 0
+    for chunk in chunked(rows, 20_000):
+        values = [dict(zip(bulk.columns, bulk.values_of(row), strict=True)) for row in chunk]
+        inserted += int(connection.execute(_SQLITE_INSERT_NEW[bulk.table], values).rowcount)
+    return inserted
 
 
-# The raw table refuses a row whose key is stored already (its guards, mcdata.triggers: INSERT OR REPLACE would bypass
-# the rollups), so stored rows are skipped here rather than by ON CONFLICT.
-_SQLITE_INSERT_NEW = sa.text(
-    f"INSERT INTO raw_crypto_pair_price_history ({', '.join(PRICE_COLUMNS)}) "
-    f"SELECT {', '.join(':' + c for c in PRICE_COLUMNS)} "
-    "WHERE NOT EXISTS (SELECT 1 FROM raw_crypto_pair_price_history "
-    "WHERE exchange = :exchange AND pair = :pair AND timestamp = :timestamp)"
-).bindparams(sa.bindparam("timestamp", type_=UTCDateTime()), sa.bindparam("fetched_at", type_=UTCDateTime()))
-
-
-_COPY_TYPES = ["text", "text", "timestamptz", "float8", "float8", "text", "timestamptz"]
-
-
-def _copy(cursor: Any, table: str, rows: list[PriceRow]) -> int:
-    with cursor.copy(f"COPY {table} ({', '.join(PRICE_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(_COPY_TYPES)
+def _copy(cursor: Any, table: str, bulk: _Bulk, rows: list[Any]) -> int:
+    values_of = bulk.values_of
+    with cursor.copy(f"COPY {table} ({', '.join(bulk.columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(list(bulk.copy_types))
         for row in rows:  # aware datetimes of any offset are sent as the same instant
-            copy.write_row((row.exchange, row.pair, row.timestamp, row.price, row.volume, row.kind, row.fetched_at))
+            copy.write_row(values_of(row))
     return int(cursor.rowcount)
 
 
-def _copy_insert(connection: sa.Connection, rows: list[PriceRow]) -> int:
+def _copy_insert(connection: sa.Connection, bulk: _Bulk, rows: list[Any]) -> int:
     import psycopg  # here: the SQLite default never loads the driver
 
     if not rows:
         return 0
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        return _copy_or_stage(connection, cursor, rows)
+        return _copy_or_stage(connection, cursor, bulk, rows)
     except psycopg.Error as error:  # as SQLAlchemy raises it everywhere else (IntegrityError, OperationalError...)
         raise sa.exc.DBAPIError.instance("COPY", None, error, psycopg.Error) from error
     finally:
         cursor.close()
 
 
-def _copy_or_stage(connection: sa.Connection, cursor: Any, rows: list[PriceRow]) -> int:
+def _copy_or_stage(connection: sa.Connection, cursor: Any, bulk: _Bulk, rows: list[Any]) -> int:
     import psycopg
 
     try:
         with connection.begin_nested():  # a savepoint: a failed COPY leaves nothing behind
-            return _copy(cursor, "raw_crypto_pair_price_history", rows)
+            return _copy(cursor, bulk.table, bulk, rows)
     except psycopg.errors.UniqueViolation:
         pass  # some row is stored already (or twice in the batch): filter them
-    cursor.execute(
-        "CREATE TEMPORARY TABLE IF NOT EXISTS mcdata_staging "
-        "(LIKE raw_crypto_pair_price_history INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-    )
-    _copy(cursor, "mcdata_staging", rows)
+    staging = f"mcdata_staging_{bulk.table}"
+    cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {bulk.table} INCLUDING DEFAULTS) "
+                   "ON COMMIT DELETE ROWS")
+    _copy(cursor, staging, bulk, rows)
     # Rows already stored are filtered out by an anti-join and duplicates in the batch by DISTINCT ON:
     # a plain sorted insert is ~1.7x faster than ON CONFLICT's speculative insertion, and the writer
     # lock keeps other mcdata writers out.
-    columns = ", ".join(PRICE_COLUMNS)
+    columns, key = ", ".join(bulk.columns), ", ".join(bulk.key)
     cursor.execute(
-        f"INSERT INTO raw_crypto_pair_price_history ({columns}) "
-        f"SELECT DISTINCT ON (exchange, pair, timestamp) {columns} FROM mcdata_staging s "
-        "WHERE NOT EXISTS (SELECT 1 FROM raw_crypto_pair_price_history r "
-        "WHERE r.exchange = s.exchange AND r.pair = s.pair AND r.timestamp = s.timestamp) "
-        "ORDER BY exchange, pair, timestamp"
+        f"INSERT INTO {bulk.table} ({columns}) SELECT DISTINCT ON ({key}) {columns} FROM {staging} s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {bulk.table} t WHERE {' AND '.join(f't.{c} = s.{c}' for c in bulk.key)}) "
+        f"ORDER BY {key}"
     )
     inserted = int(cursor.rowcount)
-    cursor.execute("TRUNCATE mcdata_staging")
+    cursor.execute(f"TRUNCATE {staging}")
     return max(inserted, 0)
 
 
