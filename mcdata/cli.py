@@ -725,14 +725,9 @@ def import_kraken_ohlcvt(
     Example: mcdata import kraken-ohlcvt ~/Downloads/Kraken_OHLCVT.zip
     """
     from mcdata.jobs.history_import import import_kraken_ohlcvt as importing
-    from mcdata.render import progress_bar
 
     state = _state(ctx)
-    progress = functools.partial(progress_bar, enabled=sys.stderr.isatty() and not state.quiet)
-    report = importing(state.settings(source="kraken"), paths, progress)
-    if report.errors and report.exit_code == ExitCode.OK:
-        report.exit_code = ExitCode.PARTIAL
-    _exit_with(ctx, report)
+    _exit_with(ctx, importing(state.settings(source="kraken"), paths, _progress(state)))
 
 
 def _output_format(positional: str | None, option: str | None) -> str:
@@ -749,11 +744,16 @@ def _source_job(ctx: typer.Context, source_flags: dict[str, str | None],
                 uses_alerts: bool = False) -> tuple[Settings, Progress]:
     """The settings of a job that fetches (`run` uses the alert rules too), and its progress display (a
     bar on a terminal, unless --quiet)."""
-    from mcdata.render import progress_bar
-
     state = _state(ctx)
     settings = state.alert_settings(fetching=True, **source_flags) if uses_alerts else state.settings(**source_flags)
-    return settings, functools.partial(progress_bar, enabled=sys.stderr.isatty() and not state.quiet)
+    return settings, _progress(state)
+
+
+def _progress(state: CliState) -> Progress:
+    """How a long job shows itself: a bar on a terminal, unless --quiet."""
+    from mcdata.render import progress_bar
+
+    return functools.partial(progress_bar, enabled=sys.stderr.isatty() and not state.quiet)
 
 
 def _exit_with(ctx: typer.Context, report: Report) -> None:

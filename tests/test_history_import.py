@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from mcdata.cli import app
-from mcdata.schema import candles, raw_prices
+from mcdata.schema import candles, raw_prices, runs
 from tests.fake_exchange import FakeExchange
 from tests.helpers import count_rows, query
 
@@ -60,6 +60,9 @@ def test_an_archive_folder_is_imported_whole_and_twice_changes_nothing(env: str,
     closes = {r.timestamp: r.price for r in query(env, sa.select(raw_prices).where(raw_prices.c.pair == "btceur"))}
     assert len(closes) == 46 and closes[START + HOUR] == float(line[4])  # the close at the close time
     assert START + 6 * HOUR not in closes  # no trades in that hour: no row, no sample
+    assert max(r.fetched_at for r in stored) <= datetime.now(UTC)  # when it was stored, never later
+    [run] = query(env, sa.select(runs).where(runs.c.command == "import"))
+    assert (run.pairs_requested, run.pairs_stored, run.exit_code) == (2, 2, 0)  # btceur's two files are one pair
     assert runner.invoke(app, ["check"]).exit_code == 0  # the rollups agree with what was imported
     again = runner.invoke(app, ["import", "kraken-ohlcvt", str(folder)])
     assert again.exit_code == 0 and "import: 0 candles and 0 hourly closes stored" in again.stderr

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mcdata import rollups, store
-from mcdata.clock import CLOCK_TOLERANCE, utc_now
+from mcdata.clock import utc_now
 from mcdata.config import Settings
 from mcdata.db import connect
 from mcdata.errors import ConfigError, ExitCode, McdataError
@@ -113,7 +113,7 @@ def candle_rows(file: ArchiveFile, pair: str, now: datetime) -> Iterator[store.C
                 raise ValueError("its high and low do not hold its open and close")
         except (ValueError, OverflowError, OSError) as exc:
             raise ConfigError(f"{file.name}, line {line}: {exc}") from None
-        if opened + interval <= now:  # the candle still forming when the archive was cut is no candle
+        if opened + interval <= now:  # one that had not closed by now was still forming: no candle
             yield store.CandleRow(VENUE, pair, int(interval.total_seconds()), opened, o, h, low, c, None, volume,
                                   trades, now)
 
@@ -137,13 +137,14 @@ def _import(engine: Engine, still_held: Callable[[], None], files: list[ArchiveF
             progress: Progress) -> Report:
     report = Report("import")
     now = utc_now()
+    stored_pairs: set[str] = set()
     with connect(engine) as connection:
         pruned = rollups.pruned_before(connection)
     # one transaction for the whole import: a file that is not what it says leaves nothing half-imported
     with progress(len(files), "importing") as advance, write(engine, still_held) as connection:
         for file in files:
             pair = by_altname[file.altname]
-            rows = list(candle_rows(file, pair, now + CLOCK_TOLERANCE))
+            rows = list(candle_rows(file, pair, now))
             closes = [store.PriceRow(VENUE, pair, r.open_time + timedelta(seconds=r.interval_s), r.close, r.volume,
                                      "candle", now) for r in rows if file.minutes == HOURLY]
             closes = [c for c in closes if pruned is None or c.timestamp >= pruned]
@@ -151,7 +152,8 @@ def _import(engine: Engine, still_held: Callable[[], None], files: list[ArchiveF
             added = store.insert_candles(connection, rows)
             report.rows_written += store.insert_prices(connection, closes)
             report.candles_written += added
-            report.pairs_stored += 1 if added else 0
+            if added:
+                stored_pairs.add(pair)
             log.info("%s: %s of %s (%s stored already%s)", file.name, plural(added, "new candle"), pair,
                      f"{len(rows) - added:,}", f"; {disagree:,} of them disagree with the archive: the stored "
                      "ones are kept" if disagree else "")
@@ -165,7 +167,8 @@ def _import(engine: Engine, still_held: Callable[[], None], files: list[ArchiveF
         raise McdataError(f"after the import {found:,} rollup rows disagree with the raw prices",
                           "run `mcdata check --repair`")
     report.pairs_requested = len({by_altname[f.altname] for f in files})
-    report.exit_code = ExitCode.OK
+    report.pairs_stored = len(stored_pairs)  # a pair's hourly and daily files are one pair
+    report.exit_code = ExitCode.PARTIAL if report.errors else ExitCode.OK  # a disagreement: what is stored stays
     return report
 
 
