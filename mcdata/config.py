@@ -30,7 +30,7 @@ from mcdata.errors import (
     register_secret,
     url_secrets,
 )
-from mcdata.private_files import UnsafePathError, check_folder
+from mcdata.private_files import UnsafePathError, check_file, check_folder
 from mcdata.sources import SOURCES
 from mcdata.values import (
     ALL_PAIRS,
@@ -329,12 +329,7 @@ def _read_private_config(path: Path) -> tuple[str, bool]:
     try:
         check_folder(real.parent)
         with real.open("rb") as file:
-            info = os.fstat(file.fileno())
-            problem = ("is not a regular file" if not stat.S_ISREG(info.st_mode) else
-                       f"belongs to another user (uid {info.st_uid})" if info.st_uid not in (os.geteuid(), 0) else
-                       "is writable by other users" if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) else None)
-            if problem:
-                raise UnsafePathError(f"{real} {problem}")
+            info = check_file(file.fileno(), real, root_too=True)
             return file.read().decode("utf-8"), bool(info.st_mode & (stat.S_IRGRP | stat.S_IROTH))
     except UnsafePathError as exc:
         raise ConfigError(f"config file {path} not used: {exc}",

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
-from mcdata.errors import SECRET_QUERY_KEYS, DatabaseError, LockedError, masked_url, register_secret
+from mcdata.errors import DatabaseError, LockedError, masked_url, register_secret, url_secrets
 from mcdata.private_files import PRIVATE_FILE_MODE, make_private_dir, open_private
 
 log = logging.getLogger("mcdata")
@@ -35,12 +35,8 @@ def normalize_url(raw: str) -> URL:
             "the database URL cannot be parsed",
             "expected sqlite:///path/to/file.db or postgresql://user:password@host/dbname",
         ) from exc
-    for secret in [str(url.password)] if url.password else []:
+    for secret in [*([str(url.password)] if url.password else []), *url_secrets(raw)]:  # the query's too (libpq)
         register_secret(secret)
-    for key, value in url.query.items():  # libpq reads a password from the query too
-        if key.lower() in SECRET_QUERY_KEYS:
-            for secret in (value,) if isinstance(value, str) else value:
-                register_secret(secret)
     if url.drivername in ("postgres", "postgresql", "postgresql+psycopg"):
         return url.set(drivername="postgresql+psycopg")
     if url.drivername in ("sqlite", "sqlite+pysqlite"):

@@ -41,12 +41,13 @@ def check_folder(folder: Path) -> None:
         raise UnsafePathError(f"{folder} is writable by other users (and not sticky like /tmp)")
 
 
-def check_file(fd: int, path: Path) -> os.stat_result:
-    """Raise UnsafePathError unless the open file is a regular file of ours that nobody else can write."""
+def check_file(fd: int, path: Path, root_too: bool = False) -> os.stat_result:
+    """Raise UnsafePathError unless the open file is a regular file of ours (`root_too`: or of root's, who
+    can change anything anyway) that nobody else can write."""
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         raise UnsafePathError(f"{path} is not a regular file")
-    if info.st_uid != os.geteuid():
+    if info.st_uid != os.geteuid() and not (root_too and info.st_uid == 0):
         raise UnsafePathError(f"{path} belongs to another user (uid {info.st_uid})")
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise UnsafePathError(f"{path} is writable by other users")
