@@ -14,13 +14,13 @@ from sqlalchemy.engine import Engine
 from mcdata import alerts, corrections, metrics, rollups, store
 from mcdata.clock import CLOCK_TOLERANCE, utc_now
 from mcdata.config import Settings
-from mcdata.db import connect, engine_for
 from mcdata.errors import (
     ConfigError,
     ExitCode,
     did_you_mean,
 )
-from mcdata.jobs.ledger import Report, locked_step, require_head, write
+from mcdata.jobs.ledger import Report, locked_step, write
+from mcdata.reading import reading
 from mcdata.wording import instant_text, plural
 
 log = logging.getLogger("mcdata")
@@ -100,10 +100,8 @@ class CheckResult:
 
 def check(settings: Settings, repair: bool = False) -> CheckResult:
     """Verify the rollups and the markets list against the raw rows; with `repair`, rebuild them."""
-    with engine_for(settings.database_url, read_only=True) as engine:
-        require_head(engine)
-        with connect(engine) as connection:
-            found = rollups.verify(connection)
+    with reading(settings) as (_, connection):
+        found = rollups.verify(connection)
     if not repair or not found.total:
         return CheckResult(found, repaired=False)
 
