@@ -8,6 +8,7 @@ import inspect
 import io
 import logging
 import os
+import re
 import signal
 import sys
 import traceback
@@ -728,6 +729,66 @@ def import_kraken_ohlcvt(
 
     state = _state(ctx)
     _exit_with(ctx, importing(state.settings(source="kraken"), paths, _progress(state)))
+
+
+@command
+def export(
+    ctx: typer.Context,
+    pairs: Annotated[str, typer.Argument(
+        metavar="PAIRS", show_default=False, autocompletion=complete_pairs,
+        help="Pairs, comma-separated (btceur,etheur or BTC/EUR,ETH/EUR), or all.")],
+    export_format: Annotated[str | None, typer.Option(
+        "--format", "-f", metavar="FORMAT", show_default=False,
+        help="csv, parquet or feather (parquet and feather need the [export] extra). "
+             "Default: csv; feather with --layout freqtrade.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="PATH", show_default=False,
+        help="The file to write (csv: stdout when omitted; else mcdata-<interval>.<format>); with --layout "
+             "freqtrade the data folder (default: user_data/data).")] = None,
+    layout: Annotated[str, typer.Option(
+        "--layout", metavar="LAYOUT",
+        help="plain (one file, every market) or freqtrade (<folder>/<exchange>/<BASE>_<QUOTE>-1h.feather "
+             "with date, open, high, low, close, volume).")] = "plain",
+    interval: Annotated[str, typer.Option(
+        "--interval", metavar="INTERVAL", help="The candles' interval: 1m 5m 15m 30m 1h 4h 12h 1d 1w.")] = "1h",
+    since: Annotated[str | None, typer.Option(
+        "--since", metavar="TIME", show_default=False,
+        help="First candle's open time, ISO 8601 (UTC when no offset is given). Default: the oldest.")] = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", metavar="TIME", show_default=False,
+        help="End (exclusive) of the candles' open times. Default: no end.")] = None,
+    exchange: Annotated[str | None, exchange_option("Export only this venue's markets. Default: every venue.",
+                                                    from_env=False)] = None,
+) -> None:
+    """Export stored candles (or closes, where a market has only closes) for backtesting.
+
+    Rows stream in chunks, so a year of thousands of markets fits in little memory; a file is renamed
+    into place only when whole. With --layout freqtrade, `freqtrade backtesting --datadir <folder>/<exchange>`
+    reads the files (markets with closes only are skipped: freqtrade needs candles).
+
+    Example: mcdata export btceur,etheur --layout freqtrade -o user_data/data
+    """
+    from mcdata import export as exporting
+    from mcdata.values import ALL_PAIRS, canonical_pair, check_venue, parse_timestamp
+
+    written = [item.strip() for item in pairs.split(",") if item.strip()]
+    chosen = ALL_PAIRS if [w.lower() for w in written] == ["all"] else tuple(
+        dict.fromkeys(canonical_pair(item) for item in written))
+    if not chosen:
+        raise ConfigError("no pair given", "name pairs such as btceur,etheur, or all")
+    request = exporting.ExportRequest(
+        pairs=chosen, output_format=(export_format or ("feather" if layout == "freqtrade" else "csv")).lower(),
+        layout=layout.lower(), interval=interval, exchange=check_venue(exchange) if exchange else None,
+        since=parse_timestamp(since, "--since") if since else None,
+        until=parse_timestamp(until, "--until") if until else None, output=output,
+        names={canonical_pair(item): item for item in written if chosen != ALL_PAIRS and re.search(r"[-/_]", item)})
+    summary = exporting.export(_state(ctx).database_settings(), request, _progress(_state(ctx)))
+    for line in exporting.summary_lines(summary, request):
+        log.info("%s", line)
+    if summary.skipped:
+        log.warning("warning: %s had closes only, no %s candles: freqtrade needs candles, so %s skipped",
+                    ", ".join(summary.skipped[:10]) + (" ..." if len(summary.skipped) > 10 else ""),
+                    request.interval, "it was" if len(summary.skipped) == 1 else "they were")
 
 
 def _output_format(positional: str | None, option: str | None) -> str:

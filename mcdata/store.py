@@ -7,7 +7,7 @@ import itertools
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
@@ -361,3 +361,70 @@ def price_series(
             if (row.exchange, row.pair) in series:
                 series[(row.exchange, row.pair)].append((row.timestamp, row.price))
     return series
+
+
+# -- export -----------------------------------------------------------------------------------------
+Market = tuple[str, str]
+
+
+def export_markets(connection: sa.Connection, exchange: str | None, pairs: Sequence[str] | None) -> list[Market]:
+    """The (exchange, pair) markets with stored prices or candles, of one venue or all, of the given pairs
+    or all, in order. Hourly candles always come with raw closes, so the markets list has their markets;
+    other intervals' candles (an archive's daily file) are looked for in the candles table."""
+    found: set[Market] = set()
+    for table, extra in ((markets, []), (candles, [candles.c.interval_s != 3600])):
+        query = sa.select(table.c.exchange, table.c.pair).distinct().where(*_of_venue(table, exchange), *extra)
+        if pairs is None:
+            found |= {(row.exchange, row.pair) for row in connection.execute(query)}
+            continue
+        chosen = query.where(table.c.pair.in_(sa.bindparam("pairs", expanding=True)))
+        found |= {(row.exchange, row.pair)
+                  for chunk in chunked(pairs) for row in connection.execute(chosen, {"pairs": chunk})}
+    return sorted(found)
+
+
+def _streamed(connection: sa.Connection, query: sa.Select[Any], chosen: Sequence[Market], every: bool, size: int,
+              row_of: Callable[[Any], tuple[Any, ...]]) -> Iterator[tuple[Market, list[tuple[Any, ...]]]]:
+    """Rows of `query` (ordered by exchange, pair, time) in chunks of at most `size` rows of one market each,
+    for the `chosen` markets (all of them at once when `every`), read through a server-side cursor."""
+    streaming = connection.execution_options(stream_results=True, yield_per=size)
+    batches = [list(chosen)] if every else list(chunked(chosen, MAX_BOUND // 2))
+    for batch in batches:
+        selected = query if every else query.where(
+            sa.tuple_(query.selected_columns.exchange, query.selected_columns.pair).in_(batch))
+        for partition in streaming.execute(selected).partitions():
+            for market, rows in itertools.groupby(partition, key=lambda row: (row.exchange, row.pair)):
+                yield market, [row_of(row) for row in rows]
+
+
+def stream_candles(connection: sa.Connection, chosen: Sequence[Market] | str | None, interval_s: int,
+                   since: datetime | None, until: datetime | None,
+                   size: int) -> Iterator[tuple[Market, list[tuple[Any, ...]]]]:
+    """The chosen markets' candles of one interval with since <= open_time < until, as export rows
+    (exchange, pair, open_time, close_time, open, high, low, close, vwap, volume, trades); `chosen` is a
+    list of markets, or a venue's name or None for all of its, or every, market."""
+    every = chosen is None or isinstance(chosen, str)
+    query = sa.select(candles).where(candles.c.interval_s == interval_s, *_of_venue(candles, chosen if isinstance(
+        chosen, str) else None)).order_by(
+        candles.c.exchange, candles.c.pair, candles.c.open_time)
+    if since is not None:
+        query = query.where(candles.c.open_time >= since)
+    if until is not None:
+        query = query.where(candles.c.open_time < until)
+    length = timedelta(seconds=interval_s)
+    return _streamed(connection, query, [] if every else chosen, every, size,  # type: ignore[arg-type]
+                     lambda r: (r.exchange, r.pair, r.open_time, r.open_time + length, r.open, r.high, r.low,
+                                r.close, r.vwap, r.volume, r.trades))
+
+
+def stream_closes(connection: sa.Connection, chosen: Sequence[Market], since: datetime | None,
+                  until: datetime | None, size: int) -> Iterator[tuple[Market, list[tuple[Any, ...]]]]:
+    """The chosen markets' raw prices with since <= timestamp < until, as export rows without an open."""
+    query = sa.select(raw_prices.c.exchange, raw_prices.c.pair, raw_prices.c.timestamp, raw_prices.c.price,
+                      raw_prices.c.volume).order_by(raw_prices.c.exchange, raw_prices.c.pair, raw_prices.c.timestamp)
+    if since is not None:
+        query = query.where(raw_prices.c.timestamp >= since)
+    if until is not None:
+        query = query.where(raw_prices.c.timestamp < until)
+    return _streamed(connection, query, chosen, False, size,
+                     lambda r: (r.exchange, r.pair, None, r.timestamp, None, None, None, r.price, None, r.volume, None))
