@@ -732,6 +732,67 @@ def import_kraken_ohlcvt(
 
 
 @command
+@source_options("source", "api_url", "exchange", exchange_help="The venue whose coverage is shown (and repaired). "
+                "Default: every venue (repair: the configured one).")
+def coverage(
+    ctx: typer.Context,
+    source_flags: dict[str, str | None],
+    pair: Annotated[str | None, typer.Argument(
+        metavar="PAIR", show_default=False, autocompletion=complete_pairs,
+        help="A pair such as btceur; every pair when omitted.")] = None,
+    output_format: FormatArg = None,
+    format_option: FormatOpt = None,
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="First fetch what the venue can still serve of the holes not collected: its candles "
+                         "within their reach, Kraken's Trades (1 request a second) beyond.")] = False,
+    max_time: Annotated[str, typer.Option(
+        "--max-time", metavar="DURATION",
+        help="How long --repair may walk trades; a walk cut short resumes where it stopped.")] = "45m",
+) -> None:
+    """Show each market's hourly history: first and last sample, count, and every hole.
+
+    A hole is an hour without a sample. It is "no trades" where the venue itself said so (an archive
+    without that candle, an answer that covered the hour) and "not collected" otherwise. FORMAT is
+    table (default), json or csv (one row per hole).
+
+    Example: mcdata coverage btceur --repair
+    """
+    from mcdata import coverage as holes
+    from mcdata import render, render_coverage
+    from mcdata.jobs.repair import repair as repairing
+    from mcdata.reading import reading
+    from mcdata.values import canonical_pair, parse_duration
+
+    formats = FORMAT_NAMES
+    if pair and pair.lower() in formats and (output_format is None or output_format.lower() not in formats):
+        pair, output_format = output_format, pair  # `mcdata coverage json`
+    chosen = _output_format(output_format, format_option)
+    wanted = canonical_pair(pair) if pair else None
+    state = _state(ctx)
+    if repair:
+        try:
+            budget = parse_duration(max_time)
+        except ValueError as exc:
+            raise ConfigError(f"--max-time: {exc}", "for example: --max-time 45m") from None
+        settings = state.settings(**source_flags)
+        report = repairing(settings, wanted, _progress(state), budget)
+        _say_report(ctx, report)
+        venue: str | None = settings.venue
+    else:
+        settings = state.database_settings(**source_flags)
+        venue = source_flags.get("exchange")
+        report = None
+    with reading(settings) as (_, connection):
+        found = holes.report(connection, venue, wanted)
+    if not found:
+        raise McdataError(f"no stored prices of {wanted or 'any pair'}" + (f" on {venue}" if venue else ""),
+                          "`mcdata show` lists what is stored")
+    render.emit(render_coverage.coverage_output(found), chosen, sys.stdout)
+    if report is not None and report.exit_code:
+        raise typer.Exit(int(report.exit_code))
+
+
+@command
 def export(
     ctx: typer.Context,
     pairs: Annotated[str, typer.Argument(
@@ -818,7 +879,14 @@ def _progress(state: CliState) -> Progress:
 
 
 def _exit_with(ctx: typer.Context, report: Report) -> None:
-    """Say what a step did (problems as warnings, the summary as info) and exit with its code."""
+    """Say what a step did and exit with its code."""
+    _say_report(ctx, report)
+    if report.exit_code:
+        raise typer.Exit(int(report.exit_code))
+
+
+def _say_report(ctx: typer.Context, report: Report) -> None:
+    """Say what a step did: problems as warnings, the summary as info."""
     from mcdata.render import report_summary
 
     if _state(ctx).debug:  # errors caught into the report (a source down) have tracebacks too
@@ -830,8 +898,6 @@ def _exit_with(ctx: typer.Context, report: Report) -> None:
     for problem in report.errors:
         log.warning("%s: %s", label, problem)
     log.info("%s", report_summary(report))
-    if report.exit_code:
-        raise typer.Exit(int(report.exit_code))
 
 
 def _terminate(signal_number: int, _frame: object) -> None:

@@ -7,7 +7,8 @@ only inside these transactions, so nobody else ever sees it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,8 +16,12 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from mcdata import metrics, rollups
+from mcdata.clock import utc_now
 from mcdata.schema import MAX_PRICE, MIN_PRICE, markets, price_rollup_hourly, raw_price_edits, raw_prices
 from mcdata.schema import metrics as metric_rows
+from mcdata.wording import plural
+
+log = logging.getLogger("mcdata")
 
 # A price at time t is read by the 7-day window of every as-of time up to t + 7d, and as the 24-hour
 # reference (p0) a day later still.
@@ -139,3 +144,14 @@ def _later_latest(connection: sa.Connection, market: tuple[str, str], after: dat
         return int(connection.execute(metric_rows.delete().where(rows)).rowcount)
     return int(connection.execute(metric_rows.update().where(rows).values(
         latest_at=newest[0], latest_price=newest[1])).rowcount)
+
+
+def refresh_filled(connection: sa.Connection, filled: Sequence[datetime], now: datetime) -> None:
+    """Candle closes fill hours that snapshots were computed without (a missed run, an outage, a new pair's
+    history, an import, a repair): those snapshots are computed again, so that every stored number agrees
+    with the raw rows."""
+    if filled:
+        done = recompute_snapshots(connection, min(filled), now, utc_now())
+        if done.total:
+            log.info("%s recomputed with the hours the candles filled%s", plural(done.recomputed, "metric snapshot"),
+                     f"; {done.dropped} that read pruned prices deleted" if done.dropped else "")

@@ -240,6 +240,10 @@ def report_summary(report: Report) -> str:
     if report.command == "import":
         parts.append(f"{plural(report.candles_written, 'candle')} and {plural(report.rows_written, 'hourly close')} "
                      f"stored, of {plural(report.pairs_requested, 'pair')}")
+    if report.command == "repair":
+        parts.append(f"{plural(report.rows_written, 'hour')} filled ({plural(report.candles_written, 'candle')} "
+                     f"stored) of {report.pairs_stored} of {plural(report.pairs_requested, 'pair')} with holes, "
+                     f"{plural(report.http_requests, 'HTTP request')}")
     if report.command == "compute" and report.rows_deleted and report.as_of:
         parts.append(f"metrics of {plural(report.rows_deleted, 'pair')} as of {instant_text(report.as_of)} deleted")
     elif report.command in ("compute", "run") and report.as_of:

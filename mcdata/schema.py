@@ -124,6 +124,27 @@ candles = sa.Table(
     sa.CheckConstraint(sqlite_time_exact("open_time"), name="open_time_format").ddl_if(dialect="sqlite"),
 )
 
+# What a venue's own answers covered, per market and interval, merged into disjoint spans [start_at, end_at)
+# of candle open times: an archive file from its first row to its last, an OHLC answer from its first
+# candle to its last, a walk of Kraken's Trades from where it started to the hour it reached. An interval
+# inside a span without a candle is one the venue itself says had no trade; a hole outside every span was
+# not collected (`mcdata coverage`). The trades walk resumes from the end of its span.
+venue_coverage = sa.Table(
+    "venue_coverage",
+    metadata,
+    sa.Column("exchange", sa.String(40), nullable=False),
+    sa.Column("pair", sa.String(40), nullable=False),
+    sa.Column("interval_s", sa.Integer(), nullable=False),
+    sa.Column("start_at", UTCDateTime(), nullable=False, comment="open time of the first interval covered"),
+    sa.Column("end_at", UTCDateTime(), nullable=False, comment="end (exclusive) of the last interval covered"),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("exchange", "pair", "interval_s", "start_at"),
+    sa.CheckConstraint("end_at > start_at", name="span_order"),
+    sa.CheckConstraint("interval_s > 0", name="interval_positive"),
+    sa.CheckConstraint(sqlite_time_exact("start_at") + " AND " + sqlite_time_exact("end_at"),
+                       name="time_format").ddl_if(dialect="sqlite"),
+)
+
 metrics = sa.Table(
     "crypto_pair_metrics",
     metadata,

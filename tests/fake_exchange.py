@@ -111,6 +111,11 @@ class FakeExchange:
     cw_legacy_keys: bool = False  # serve the 2016 `<venue>:<pair>` keys instead of `market:<venue>:<pair>`
     synthetic_markets: int = 0  # extra markets a0001usd, ... on Kraken and each ccxt venue (scale benchmarks)
     ohlc_rows: Callable[[str, list[list[Any]]], list[list[Any]]] | None = None  # (pair, rows) -> rows served
+    # Kraken's Trades: this many trades an hour per market, none in the quiet hours (unix hour starts), and
+    # at most trades_page per answer (Kraken's own page is 1000)
+    trades_per_hour: int = 4
+    quiet_hours: set[int] = field(default_factory=set)
+    trades_page: int = 1000
     # Cryptowatch venues besides kraken: venue -> factor on Kraken's prices (the same markets, their own series)
     cw_other_venues: dict[str, float] = field(default_factory=dict)
 
@@ -265,7 +270,40 @@ class FakeExchange:
             if self.ohlc_rows is not None:
                 rows = self.ohlc_rows(market.pair, rows)
             return 200, {"error": [], "result": {market.key: rows, "last": forming - HOUR}}, {}
+        if endpoint == "Trades":
+            market = next((m for m in online.values() if query.get("pair", "").upper() in (m.key, m.altname)),
+                          None)
+            if market is None:
+                return 200, {"error": ["EQuery:Unknown asset pair"]}, {}
+            since = int(query.get("since", "0") or 0)
+            since_ns = since * 10**9 if since < 10**12 else since  # Kraken takes seconds or nanoseconds
+            count = min(int(query.get("count", "1000")), 1000, self.trades_page)
+            trades = self.trades_after(market.pair, since_ns, count)
+            last = str(trades[-1][0]) if trades else str(since_ns)
+            return 200, {"error": [], "result": {market.key: [row for _, row in trades], "last": last}}, {}
         return 200, {"error": ["EGeneral:Unknown method"]}, {}
+
+    def trade_times(self, pair: str, hour: int) -> list[int]:
+        """The nanosecond times of a market's trades in the hour starting at `hour` (unix seconds)."""
+        if hour in self.quiet_hours:
+            return []
+        phase = sum(map(ord, pair)) % 300
+        step = HOUR // max(self.trades_per_hour, 1)
+        return [(hour + phase + k * step) * 10**9 + 123_456_789 for k in range(self.trades_per_hour)]
+
+    def trades_after(self, pair: str, since_ns: int, count: int) -> list[tuple[int, list[Any]]]:
+        """Up to `count` trades after `since_ns` and up to now, oldest first, as (ns, Kraken's row)."""
+        now_ns = int(self._now() * 10**9)
+        found: list[tuple[int, list[Any]]] = []
+        hour = since_ns // 10**9 // HOUR * HOUR
+        while len(found) < count and hour * 10**9 <= now_ns:
+            for ns in self.trade_times(pair, hour):
+                if since_ns < ns <= now_ns and len(found) < count:
+                    price = self.price_at(pair, ns / 10**9)
+                    found.append((ns, [f"{price:.10g}", "0.01250000", ns / 10**9, "b" if ns % 2 else "s", "l", "",
+                                       ns // 10**6]))
+            hour += HOUR
+        return found
 
     # Cryptowatch: result/error envelope with allowance; 404 for unknown venues and pairs
     def _cryptowatch(self, path: str, query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:

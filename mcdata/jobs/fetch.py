@@ -9,10 +9,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mcdata import corrections, rollups, store
+from mcdata import corrections, coverage, rollups, store
 from mcdata.clock import CLOCK_TOLERANCE, CLOCK_WARNING, utc_now
 from mcdata.config import Settings
 from mcdata.db import connect
@@ -184,6 +183,7 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
                               f"`mcdata pairs --exchange {source.venue}` lists them")
         rows: list[store.PriceRow] = []
         whole: list[store.CandleRow] = []
+        answered: dict[str, tuple[datetime, datetime]] = {}
         if plan.chosen:
             batch = source.latest_prices(list(plan.chosen))
             _check_clock(source, now)
@@ -191,15 +191,16 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
             with connect(engine) as connection:
                 spans = store.stored_spans(connection, source.venue, list(batch.quotes))
                 pruned = rollups.pruned_before(connection)
-            rows, whole = _collect_rows(source, batch.quotes, spans, settings.backfill, now, plan, progress,
-                                        settings.backfill_workers, pruned)
+            rows, whole, answered = _collect_rows(source, batch.quotes, spans, settings.backfill, now, plan,
+                                                  progress, settings.backfill_workers, pruned)
         with write(engine, still_held) as connection:
             report.rows_written = store.insert_prices(connection, rows)
             store.insert_candles(connection, whole)
+            coverage.record_spans(connection, source.venue, int(HOUR.total_seconds()), answered, now)
             if plan.listed is not None:
                 plan.gone |= {pair for _, pair in store.newest_samples(connection, source.venue)} - plan.listed
             store.record_listing(connection, source.venue, plan.gone, {row.pair for row in rows}, now)
-            _refresh_snapshots(connection, rows, now)
+            corrections.refresh_filled(connection, [row.timestamp for row in rows if row.kind == "candle"], now)
         plan.store({row.pair for row in rows})
     except SourceError as error:
         report.errors.append(str(error))
@@ -223,17 +224,6 @@ def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress
         report.errors.append(f"{NONE_LISTED} ({source.venue}'s own: `mcdata pairs --source {settings.source} "
                              f"--exchange {source.venue}`; name them with --pairs)")
     return report
-
-
-def _refresh_snapshots(connection: sa.Connection, rows: list[store.PriceRow], now: datetime) -> None:
-    """Candles fill hours that snapshots were computed without (a missed run, an outage, a new pair's
-    history): those snapshots are computed again, so that every stored number agrees with the raw rows."""
-    filled = [row.timestamp for row in rows if row.kind == "candle"]
-    if filled:
-        done = corrections.recompute_snapshots(connection, min(filled), now, utc_now())
-        if done.total:
-            log.info("%s recomputed with the hours the candles filled%s", plural(done.recomputed, "metric snapshot"),
-                     f"; {done.dropped} that read pruned prices deleted" if done.dropped else "")
 
 
 def _count_unfetched(settings: Settings, plan: PairPlan, report: Report, ever_stored: set[str]) -> None:
@@ -306,8 +296,9 @@ def _collect_rows(
     progress: Progress,
     workers: int,
     pruned: datetime | None = None,
-) -> tuple[list[store.PriceRow], list[store.CandleRow]]:
-    """One ticker row per pair, plus hourly candle closes (and the candles whole, for the candles table):
+) -> tuple[list[store.PriceRow], list[store.CandleRow], dict[str, tuple[datetime, datetime]]]:
+    """One ticker row per pair, plus hourly candle closes (and the candles whole, for the candles table, and
+    the span of open times each answer covered, for `mcdata coverage`):
     the --backfill history of a pair whose stored
     history starts later than that (a new pair, a first answer that was empty, a longer --backfill), and
     the missing hours of a pair whose newest sample is old (a missed run).
@@ -335,6 +326,7 @@ def _collect_rows(
     dropped = 0
     rows: list[store.PriceRow] = []
     whole: list[store.CandleRow] = []
+    answered: dict[str, tuple[datetime, datetime]] = {}
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill")
     try:
         with progress(len(history_from), "backfilling history") as advance:
@@ -350,7 +342,9 @@ def _collect_rows(
                     dropped += len(candles) - len(kept)
                     rows.extend(store.PriceRow(source.venue, pair, c.close_time, c.close, c.volume, "candle", now)
                                 for c in kept)
-                    whole.extend(_whole_candles(source.venue, pair, kept, now))
+                    whole.extend(whole_candles(source.venue, pair, kept, now))
+                    if kept:  # from its first candle to its last: a candle missing between had no trade
+                        answered[pair] = (kept[0].close_time - HOUR, kept[-1].close_time)
                 advance()
     except BaseException:  # Ctrl-C, SIGTERM: stop the other threads' waits instead of waiting for them
         source.cancel()
@@ -364,10 +358,11 @@ def _collect_rows(
     for pair, quote in quotes.items():
         if pair not in failed:
             rows.append(store.PriceRow(source.venue, pair, sample_time, quote.price, None, "ticker", now))
-    return rows, [candle for candle in whole if candle.pair not in failed]
+    return (rows, [candle for candle in whole if candle.pair not in failed],
+            {pair: span for pair, span in answered.items() if pair not in failed})
 
 
-def _whole_candles(venue: str, pair: str, candles: list[Candle], now: datetime) -> list[store.CandleRow]:
+def whole_candles(venue: str, pair: str, candles: list[Candle], now: datetime) -> list[store.CandleRow]:
     """The candles as the candles table keeps them, keyed by their open time. One whose high and low do
     not hold its open and close is not a candle the table can keep (its check would fail the whole
     transaction): its close is still stored, the candle is left out, in one line."""

@@ -26,7 +26,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mcdata import rollups, store
+from mcdata import coverage, rollups, store
 from mcdata.clock import utc_now
 from mcdata.config import Settings
 from mcdata.db import connect
@@ -150,6 +150,10 @@ def _import(engine: Engine, still_held: Callable[[], None], files: list[ArchiveF
             closes = [c for c in closes if pruned is None or c.timestamp >= pruned]
             disagree = _disagreements(connection, pair, rows, closes)
             added = store.insert_candles(connection, rows)
+            if rows:  # the file speaks for every interval from its first row to its last: one absent had no trade
+                coverage.record_spans(connection, VENUE, rows[0].interval_s, {pair: (
+                    min(r.open_time for r in rows), max(r.open_time for r in rows) + timedelta(minutes=file.minutes))},
+                    now)
             report.rows_written += store.insert_prices(connection, closes)
             report.candles_written += added
             if added:

@@ -42,6 +42,19 @@ class Candle:
     trades: int | None = None
 
 
+@dataclass(frozen=True)
+class Trade:
+    time: datetime  # UTC
+    price: float
+    volume: float
+
+
+@dataclass(frozen=True)
+class TradePage:
+    trades: list[Trade]  # oldest first
+    next_cursor: int  # the venue's cursor of the page after this one (Kraken's `last`, in nanoseconds)
+
+
 @dataclass
 class PriceBatch:
     quotes: dict[str, Quote] = field(default_factory=dict)

@@ -23,6 +23,8 @@ from mcdata.sources.base import (
     ListedPair,
     PriceBatch,
     Quote,
+    Trade,
+    TradePage,
     closed_candles,
     parse_price,
     parse_volume,
@@ -34,6 +36,7 @@ from mcdata.values import PAIR_PATTERN
 log = logging.getLogger("mcdata.kraken")
 
 DEFAULT_URL = "https://api.kraken.com"
+TRADES_PAGE = 1000  # trades a Trades answer holds at most
 THROTTLING = ("EGeneral:Too many requests", "EAPI:Rate limit exceeded", "EService:")
 UNKNOWN_PAIR = "EQuery:Unknown asset pair"
 # Kraken's altnames that differ from the common ticker symbol
@@ -196,6 +199,27 @@ class KrakenSource(OverHttp):
             raise PairError(pair, "kraken OHLC: the answer has no rows for this pair")
         return closed_candles(pair, (self._candle(pair, row, interval) for row in rows), since, self.now())
 
+    def trades(self, pair: str, since_ns: int) -> TradePage:
+        """One page of Trades (up to TRADES_PAGE, oldest first) after the nanosecond cursor `since_ns`, and
+        the cursor of the next page (Kraken's `last`)."""
+        info = self.catalog()[pair]
+        result = self._result("/0/public/Trades", {"pair": info.altname, "since": since_ns, "count": TRADES_PAGE},
+                              pair=pair)
+        rows = result.get(info.key)
+        if rows is None:
+            others = [k for k in result if k != "last"]
+            rows = result.get(others[0]) if len(others) == 1 else None
+        last = result.get("last")
+        if type(last) is int:
+            last = str(last)
+        if not isinstance(rows, list) or not (isinstance(last, str) and last.isdigit() and len(last) <= 25):
+            raise PairError(pair, "kraken Trades: the answer has no trades list and `last` cursor for this pair")
+        try:
+            trades = [_trade(row) for row in rows]
+        except (ValueError, TypeError, OverflowError, OSError) as exc:
+            raise PairError(pair, f"kraken Trades: {exc}") from None
+        return TradePage(trades, int(last))
+
     @staticmethod
     def _candle(pair: str, row: Any, interval: timedelta) -> Candle:
         try:
@@ -207,6 +231,13 @@ class KrakenSource(OverHttp):
                           parse_price(row[4]), parse_volume(row[6]), _vwap(row[5]), trades)
         except (ValueError, TypeError, OverflowError, OSError) as exc:
             raise PairError(pair, f"kraken OHLC: {exc}") from None
+
+
+def _trade(row: Any) -> Trade:
+    """[price, volume, time (seconds, a fraction of them), side, type, misc, trade id]"""
+    if not isinstance(row, list) or len(row) < 3 or isinstance(row[2], bool) or not isinstance(row[2], int | float):
+        raise ValueError(f"row {str(row)[:60]} is not [price, volume, time, ...]")
+    return Trade(datetime.fromtimestamp(float(row[2]), UTC), parse_price(row[0]), parse_volume(row[1]))
 
 
 def _vwap(value: Any) -> float | None:
