@@ -10,14 +10,14 @@ holds its close, so a span of candle open times [s, e) vouches for the hour buck
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from mcdata.schema import UTCDateTime, markets, price_rollup_daily, venue_coverage
+from mcdata.schema import UTCDateTime, candles, markets, price_rollup_daily, venue_coverage
 
 HOUR = timedelta(hours=1)
 HOURLY = 3600
@@ -82,26 +82,30 @@ def spans_of(connection: sa.Connection, chosen: Iterable[Market], interval_s: in
     return found
 
 
-def split_hole(start: datetime, end: datetime, spans: Sequence[Span]) -> list[Hole]:
+def split_hole(start: datetime, end: datetime, spans: Sequence[Span], candle_opens: Set[datetime]) -> list[Hole]:
     """The hour buckets [start, end) without a sample, cut into runs the venue vouched for (NO_TRADES: a
-    span of candle open times [s, e) covers the buckets [s + 1h, e + 1h)) and runs it did not."""
+    span of candle open times [s, e) covers the buckets [s + 1h, e + 1h), and no candle of that hour is
+    stored) and runs it did not (a stored candle whose close is missing was deleted or dropped, not
+    untraded)."""
     holes: list[Hole] = []
     hour = start
     while hour < end:
-        covering = next((s for s in spans if s[0] + HOUR <= hour < s[1] + HOUR), None)
-        if covering is not None:
-            stop = min(end, covering[1] + HOUR)
-            kind = NO_TRADES
-        else:
-            later = [s[0] + HOUR for s in spans if s[0] + HOUR > hour]
-            stop = min([end, *later])
-            kind = NOT_COLLECTED
+        vouched = any(s[0] + HOUR <= hour < s[1] + HOUR for s in spans) and hour - HOUR not in candle_opens
+        kind = NO_TRADES if vouched else NOT_COLLECTED
         if holes and holes[-1].kind == kind and holes[-1].end == hour:
-            holes[-1] = Hole(holes[-1].start, stop, kind)
+            holes[-1] = Hole(holes[-1].start, hour + HOUR, kind)
         else:
-            holes.append(Hole(hour, stop, kind))
-        hour = stop
+            holes.append(Hole(hour, hour + HOUR, kind))
+        hour += HOUR
     return holes
+
+
+def _candle_opens(connection: sa.Connection, market: Market, first: datetime, last: datetime) -> set[datetime]:
+    """The open times of the market's hourly candles with first <= open_time < last."""
+    c = candles.c
+    return set(connection.execute(sa.select(c.open_time).where(
+        c.exchange == market[0], c.pair == market[1], c.interval_s == HOURLY, c.open_time >= first,
+        c.open_time < last)).scalars())
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -144,5 +148,8 @@ def report(connection: sa.Connection, exchange: str | None = None, pair: str | N
     for gap in gaps:
         market = found.get((gap.exchange, gap.pair))
         if market is not None:
-            market.holes += split_hole(gap.prev_hour + HOUR, gap.hour, spans[(gap.exchange, gap.pair)])
+            key = (gap.exchange, gap.pair)
+            start = gap.prev_hour + HOUR
+            market.holes += split_hole(start, gap.hour, spans[key],
+                                       _candle_opens(connection, key, start - HOUR, gap.hour) if spans[key] else set())
     return list(found.values())

@@ -108,6 +108,7 @@ class FakeExchange:
     faults: list[Fault] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)  # of each request, in order
+    request_times: list[float] = field(default_factory=list)  # time.monotonic() of each request, in order
     cw_legacy_keys: bool = False  # serve the 2016 `<venue>:<pair>` keys instead of `market:<venue>:<pair>`
     synthetic_markets: int = 0  # extra markets a0001usd, ... on Kraken and each ccxt venue (scale benchmarks)
     ohlc_rows: Callable[[str, list[list[Any]]], list[list[Any]]] | None = None  # (pair, rows) -> rows served
@@ -383,6 +384,7 @@ def _handler_for(exchange: FakeExchange) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
             exchange.requests.append(self.path)
+            exchange.request_times.append(time.monotonic())
             exchange.headers.append(dict(self.headers.items()))
             if exchange.latency:
                 time.sleep(exchange.latency)

@@ -22,7 +22,8 @@ def test_empty_to_head_creates_every_table(engine: sa.Engine) -> None:
         assert tables == {"raw_crypto_pair_price_history", "crypto_pair_metrics", "runs", "alembic_version",
                           "price_rollup_hourly", "price_rollup_two_hourly", "price_rollup_quarterly",
                           "price_rollup_daily", "markets", "retention", "raw_price_edits", "alert_state",
-                          "alert_events", "delisted_markets", "raw_price_quarantine", "candles"}
+                          "alert_events", "delisted_markets", "raw_price_quarantine", "candles",
+                          "venue_coverage"}
         migrations.require_head(connection)
         assert not migrations.is_empty(connection)
 
