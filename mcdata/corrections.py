@@ -146,12 +146,13 @@ def _later_latest(connection: sa.Connection, market: tuple[str, str], after: dat
         latest_at=newest[0], latest_price=newest[1])).rowcount)
 
 
-def refresh_filled(connection: sa.Connection, filled: Sequence[datetime], now: datetime) -> None:
+def refresh_filled(connection: sa.Connection, filled: Sequence[datetime], last: datetime,
+                   market: tuple[str, str] | None = None) -> None:
     """Candle closes fill hours that snapshots were computed without (a missed run, an outage, a new pair's
-    history, an import, a repair): those snapshots are computed again, so that every stored number agrees
-    with the raw rows."""
+    history, an import, a repair): the snapshots that read [min(filled), last] are computed again (and a
+    `market`'s later latest price brought up to date), so that every stored number agrees with the raw rows."""
     if filled:
-        done = recompute_snapshots(connection, min(filled), now, utc_now())
+        done = recompute_snapshots(connection, min(filled), last, utc_now(), market)
         if done.total:
             log.info("%s recomputed with the hours the candles filled%s", plural(done.recomputed, "metric snapshot"),
                      f"; {done.dropped} that read pruned prices deleted" if done.dropped else "")

@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from mcdata.cli import app
 from mcdata.jobs import repair
-from mcdata.schema import candles, raw_prices
+from mcdata.schema import candles, metrics, raw_prices
 from tests.fake_exchange import FakeExchange
-from tests.helpers import query
+from tests.helpers import assert_metrics_exact, query
 from tests.test_history_import import ohlcvt
 
 HOUR = timedelta(hours=1)
@@ -93,6 +93,8 @@ def test_coverage_tells_no_trades_from_not_collected(env: str, runner: CliRunner
 def test_a_deleted_hour_inside_an_answer_is_not_collected_and_repair_refetches_it(
         env: str, runner: CliRunner, history: dict[str, Any]) -> None:
     fake: FakeExchange = history["exchange"]
+    assert runner.invoke(app, ["compute"]).exit_code == 0
+    [as_of] = [t for (t,) in query(env, sa.select(sa.func.max(metrics.c.timestamp)))]
     first, last = NOW_HOUR - 30 * HOUR, NOW_HOUR - 28 * HOUR
     result = runner.invoke(app, ["prices", "delete", "btceur", "--since", first.isoformat(), "--until",
                                  last.isoformat()])
@@ -112,6 +114,7 @@ def test_a_deleted_hour_inside_an_answer_is_not_collected_and_repair_refetches_i
                         for k in range(3)}
     assert all(kind == "no trades" for *_, kind in hole_rows(runner))
     assert runner.invoke(app, ["check"]).exit_code == 0
+    assert_metrics_exact(env, as_of)  # the snapshot that read the refilled hours agrees with them again
 
 
 def reference_candle(fake: FakeExchange, hour: datetime) -> tuple[float, float, float, float, float, int] | None:

@@ -110,3 +110,21 @@ def test_a_file_that_is_not_kraken_ohlcvt_is_a_usage_error_and_nothing_is_writte
     unknown = runner.invoke(app, ["import", "kraken-ohlcvt", str(folder)])
     assert unknown.exit_code == 2 and "kraken lists none of ZZZEUR" in unknown.stderr
     assert runner.invoke(app, ["import", "kraken-ohlcvt", str(tmp_path / "nothing.txt")]).exit_code == 2
+
+
+def test_an_import_brings_the_snapshots_that_read_its_hours_up_to_date(env: str, runner: CliRunner,
+                                                                       fake_exchange: FakeExchange,
+                                                                       tmp_path: Path) -> None:
+    from mcdata.schema import metrics
+    from tests.helpers import assert_metrics_exact
+
+    assert runner.invoke(app, ["run", "--pairs", "btceur", "--backfill", "1d"]).exit_code == 0
+    [as_of] = [t for (t,) in query(env, sa.select(sa.func.max(metrics.c.timestamp)))]
+    folder = tmp_path / "ohlcvt"
+    folder.mkdir()
+    week_ago = as_of.replace(minute=0, second=0, microsecond=0) - timedelta(days=5)
+    (folder / "XBTEUR_60.csv").write_text(ohlcvt(week_ago, 48, HOUR, 50_000.0))  # inside the snapshot's week
+    result = runner.invoke(app, ["import", "kraken-ohlcvt", str(folder)])
+    assert result.exit_code == 0, result.stderr
+    assert "metric snapshot recomputed" in result.stderr
+    assert_metrics_exact(env, as_of)

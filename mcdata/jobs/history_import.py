@@ -26,7 +26,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mcdata import coverage, rollups, store
+from mcdata import corrections, coverage, rollups, store
 from mcdata.clock import utc_now
 from mcdata.config import Settings
 from mcdata.db import connect
@@ -138,6 +138,7 @@ def _import(engine: Engine, still_held: Callable[[], None], files: list[ArchiveF
     report = Report("import")
     now = utc_now()
     stored_pairs: set[str] = set()
+    filled: dict[str, list[datetime]] = {}  # each pair's closes: the snapshots that read them are computed again
     with connect(engine) as connection:
         pruned = rollups.pruned_before(connection)
     # one transaction for the whole import: a file that is not what it says leaves nothing half-imported
@@ -155,6 +156,7 @@ def _import(engine: Engine, still_held: Callable[[], None], files: list[ArchiveF
                     min(r.open_time for r in rows), max(r.open_time for r in rows) + timedelta(minutes=file.minutes))},
                     now)
             report.rows_written += store.insert_prices(connection, closes)
+            filled.setdefault(pair, []).extend(c.timestamp for c in closes)
             report.candles_written += added
             if added:
                 stored_pairs.add(pair)
@@ -165,6 +167,8 @@ def _import(engine: Engine, still_held: Callable[[], None], files: list[ArchiveF
                 report.errors.append(f"{file.name}: {plural(disagree, 'stored candle or close')} disagree with "
                                      "the archive (the stored ones are kept)")
             advance()
+        for pair, times in filled.items():
+            corrections.refresh_filled(connection, times, max(times, default=now), (VENUE, pair))
     with connect(engine) as connection:
         found = rollups.verify(connection).total
     if found:

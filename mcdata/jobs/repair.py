@@ -109,7 +109,8 @@ def _store(engine: Engine, still_held: Callable[[], None], venue: str, pair: str
         report.candles_written += store.insert_candles(connection, whole_candles(venue, pair, candles, now))
         if covered is not None:
             coverage.record_spans(connection, venue, int(HOUR.total_seconds()), {pair: covered}, now)
-        corrections.refresh_filled(connection, [row.timestamp for row in closes], now)
+        times = [row.timestamp for row in closes]
+        corrections.refresh_filled(connection, times, max(times, default=now), (venue, pair))
     report.rows_written += added
     return added
 

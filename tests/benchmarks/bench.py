@@ -381,6 +381,67 @@ def bench_import(server_url: str, tmp: Path) -> None:
            f"({took / closes:.1f}x storing the closes alone: {closes:.2f} s)", "< 1 s", took < 1.0)
 
 
+# -- 6. export -----------------------------------------------------------------------------------
+def fill_candles(url: str, markets: int, hours: int) -> int:
+    """`markets` markets of `hours` hourly candles each (and one raw close each, so that the markets list
+    names them), by the server itself."""
+    engine = migrated(url)
+    start = (NOW - timedelta(hours=hours + 1)).replace(minute=0)
+    values = {"markets": markets, "hours": hours, "start": start}
+    pair = "'p' || lpad(m::text, 5, '0') || 'usd'"
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO candles (exchange, pair, interval_s, open_time, open, high, low, close, vwap, volume, trades,"
+            f" fetched_at) SELECT 'kraken', {pair}, 3600, :start + h * interval '1 hour', 100 + m + h / 1000.0, "
+            "101 + m + h / 1000.0, 99 + m + h / 1000.0, 100.5 + m + h / 1000.0, NULL, 1.5, 10, now() "
+            "FROM generate_series(1, :markets) m, generate_series(0, :hours - 1) h"), values)
+        connection.execute(sa.text(
+            "INSERT INTO raw_crypto_pair_price_history (exchange, pair, timestamp, price, volume, kind, fetched_at) "
+            f"SELECT 'kraken', {pair}, :start + interval '1 hour', 100.5 + m, 1.5, 'candle', now() "
+            "FROM generate_series(1, :markets) m"), values)
+    engine.dispose()
+    return markets * hours
+
+
+def copy_baseline(url: str) -> float:
+    """The database's own fastest read of the same rows: COPY of the ordered candles to nowhere."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as connection:
+        started = time.perf_counter()
+        with connection.cursor().copy("COPY (SELECT * FROM candles ORDER BY exchange, pair, open_time) TO STDOUT") \
+                as copy:
+            for _ in copy:
+                pass
+        return time.perf_counter() - started
+
+
+def bench_export(server_url: str, tmp: Path, small: int, big: int) -> None:
+    """`mcdata export all` of a year of hourly candles per market, at two sizes: its peak RSS stays flat
+    (rows stream), its time against the COPY baseline of the same rows."""
+    rss: dict[int, int] = {}
+    for markets in (small, big):
+        with Scratch(server_url) as url:
+            rows = fill_candles(url, markets, 8760)
+            env = {**os.environ, "MCDATA_DATABASE_URL": url}
+            code, wall, rss[markets] = mcdata(["--quiet", "export", "all", "-f", "parquet", "-o",
+                                               str(tmp / f"export-{markets}.parquet")], env)
+            baseline = copy_baseline(url)
+            size = (tmp / f"export-{markets}.parquet").stat().st_size
+            report(f"export {markets:,} markets x a year hourly ({rows / 1e6:.2f}M candles) to Parquet",
+                   f"{wall:.1f} s, {rows / wall / 1e3:,.0f}k rows/s (exit {code}; {wall / baseline:.1f}x the "
+                   f"database's own COPY of the rows: {baseline:.1f} s), {size / 1e6:.0f} MB file")
+            if markets == big:
+                code, wall, rss_ft = mcdata(["--quiet", "export", "all", "--layout", "freqtrade", "-o",
+                                             str(tmp / "freqtrade")], env)
+                report(f"export the same in freqtrade's layout ({markets:,} Feather files)",
+                       f"{wall:.1f} s (exit {code}), peak RSS {rss_ft / 1024:.0f} MB", "<= 300 MB",
+                       rss_ft / 1024 <= 300)
+    report(f"peak RSS of the export, {small:,} and {big:,} markets", f"{rss[small] / 1024:.0f} MB and "
+           f"{rss[big] / 1024:.0f} MB ({rss[big] / rss[small]:.2f}x for {big // small}x the rows)",
+           "<= 300 MB, flat", rss[big] / 1024 <= 300)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller data sets (a sanity check, not the targets)")
@@ -407,6 +468,8 @@ def main() -> None:
         bench_steady_state_venues(server, 1000, tmp)
         print("5. history import", flush=True)
         bench_import(server, tmp)
+        print("6. export", flush=True)
+        bench_export(server, tmp, *((5, 50) if args.quick else (20, 200)))
     width = max(len(r[0]) for r in RESULTS)
     print("\n| measurement | figure | target | |\n|---|---|---|---|")
     for what, figure, target, verdict in RESULTS:
