@@ -128,3 +128,21 @@ def test_an_import_brings_the_snapshots_that_read_its_hours_up_to_date(env: str,
     assert result.exit_code == 0, result.stderr
     assert "metric snapshot recomputed" in result.stderr
     assert_metrics_exact(env, as_of)
+
+
+# Real opens of Kraken's XBTEUR hourly candles, as read from its XBTEUR_60.csv and quoted publicly
+# (tomwijnroks/peildatum, sources/kraken.md: the first hour of each year, CET); the other columns of these
+# rows are made up around them (not quoted), in the archive's exact layout.
+REAL_XBTEUR_OPENS = {1514761200: "11993.6", 1546297200: "3235.9", 1577833200: "6397.4", 1609455600: "23814.8"}
+
+
+def test_known_real_opens_are_stored_at_their_hours(env: str, runner: CliRunner, fake_exchange: FakeExchange,
+                                                    tmp_path: Path) -> None:
+    path = tmp_path / "XBTEUR_60.csv"
+    path.write_text("".join(f"{t},{o},{float(o) * 1.002:.1f},{float(o) * 0.997:.1f},{float(o) * 1.001:.1f},"
+                            f"12.34567891,{40 + i}\n" for i, (t, o) in enumerate(REAL_XBTEUR_OPENS.items())))
+    result = runner.invoke(app, ["import", "kraken-ohlcvt", str(path)])
+    assert result.exit_code == 0, result.stderr
+    stored = {r.open_time: r.open for r in query(env, sa.select(candles).where(candles.c.pair == "btceur"))}
+    assert stored == {datetime.fromtimestamp(t, UTC): float(o) for t, o in REAL_XBTEUR_OPENS.items()}
+    assert datetime(2017, 12, 31, 23, tzinfo=UTC) in stored  # 2018-01-01 00:00 CET
