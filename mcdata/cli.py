@@ -775,6 +775,8 @@ def coverage(
         except ValueError as exc:
             raise ConfigError(f"--max-time: {exc}", "for example: --max-time 45m") from None
         settings = state.settings(**source_flags)
+        if len(settings.venues) > 1:
+            raise ConfigError("--repair fetches from one venue at a time", f"name it: --exchange {settings.venues[0]}")
         report = repairing(settings, wanted, _progress(state), budget)
         _say_report(ctx, report)
         venue: str | None = settings.venue
