@@ -20,7 +20,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -45,7 +45,8 @@ HOURLY = 3600  # the only interval whose samples are also raw closes
 COLUMNS = ("exchange", "pair", "open_time", "close_time", "open", "high", "low", "close", "vwap", "volume",
            "trades")
 FREQTRADE_COLUMNS = ("date", "open", "high", "low", "close", "volume")  # date: the candle's open, UTC
-CHUNK = 50_000
+TIME_COLUMNS = frozenset({"open_time", "close_time", "date"})
+CHUNK = 20_000  # rows a read and a write hold at once: about 20 MB of Python objects
 # Quote currencies, longest first, to name a stored pair BASE/QUOTE for freqtrade when the user did not
 # write it so (btceur -> BTC/EUR): a pair that ends in none of them must be written BASE/QUOTE.
 KNOWN_QUOTES = ("fdusd", "usdt", "usdc", "busd", "tusd", "usde", "pyusd", "eurc", "eurt", "dai", "eur", "usd",
@@ -233,18 +234,23 @@ def _sink(output_format: str, schema_of: Callable[[Any], Any], path: Path | None
 class _CsvSink:
     def __init__(self, out: TextIO, schema_of: Callable[[Any], Any]) -> None:
         self.writer = csv.writer(out, lineterminator="\n")
-        self.writer.writerow(FREQTRADE_COLUMNS if schema_of is _freqtrade_schema else COLUMNS)
+        columns = FREQTRADE_COLUMNS if schema_of is _freqtrade_schema else COLUMNS
+        self.writer.writerow(columns)
+        self.times = {index for index, name in enumerate(columns) if name in TIME_COLUMNS}
 
     def write(self, rows: list[tuple[Any, ...]]) -> None:
-        self.writer.writerows(tuple(_csv_value(value) for value in row) for row in rows)
+        self.writer.writerows(tuple(_csv_value(value, index in self.times) for index, value in enumerate(row))
+                              for row in rows)
 
 
-def _csv_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return instant_text(value)
+def _csv_value(value: Any, is_time: bool) -> Any:
+    if value is None:
+        return ""
+    if is_time:  # epoch milliseconds
+        return instant_text(datetime.fromtimestamp(value / 1000, UTC))
     if isinstance(value, float):
         return repr(value)  # every digit: a CSV read back gives the stored double
-    return "" if value is None else value
+    return value
 
 
 class _ArrowSink:
@@ -266,8 +272,13 @@ class _ArrowSink:
     def write(self, rows: list[tuple[Any, ...]]) -> None:
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in self.schema]
         self.writer.write_batch(self.pa.record_batch(
-            [self.pa.array(values, type=column.type) for values, column in zip(columns, self.schema, strict=True)],
+            [self._array(values, column.type) for values, column in zip(columns, self.schema, strict=True)],
             schema=self.schema))
+
+    def _array(self, values: tuple[Any, ...], kind: Any) -> Any:
+        if self.pa.types.is_timestamp(kind):  # epoch milliseconds, as the database computed them
+            return self.pa.array(values, type=self.pa.int64()).cast(kind)
+        return self.pa.array(values, type=kind)
 
 
 def summary_lines(summary: ExportSummary, request: ExportRequest) -> Iterable[str]:

@@ -7,7 +7,7 @@ import itertools
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
@@ -383,48 +383,61 @@ def export_markets(connection: sa.Connection, exchange: str | None, pairs: Seque
     return sorted(found)
 
 
-def _streamed(connection: sa.Connection, query: sa.Select[Any], chosen: Sequence[Market], every: bool, size: int,
-              row_of: Callable[[Any], tuple[Any, ...]]) -> Iterator[tuple[Market, list[tuple[Any, ...]]]]:
-    """Rows of `query` (ordered by exchange, pair, time) in chunks of at most `size` rows of one market each,
-    for the `chosen` markets (all of them at once when `every`), read through a server-side cursor."""
+def epoch_ms(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[int]:
+    """A stored instant as integer milliseconds since the epoch, computed by the database: a row of
+    numbers costs the export no datetime objects (SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff', UTC)."""
+    if dialect == "sqlite":
+        return (sa.cast(sa.func.strftime("%s", column), sa.BigInteger) * 1000
+                + sa.cast(sa.func.substr(column, 21, 3), sa.BigInteger))
+    return sa.cast(sa.func.round(sa.extract("epoch", column) * 1000), sa.BigInteger)
+
+
+def _streamed(connection: sa.Connection, query: sa.Select[Any], chosen: Sequence[Market], every: bool,
+              size: int) -> Iterator[tuple[Market, list[tuple[Any, ...]]]]:
+    """Rows of `query` (exchange and pair first, ordered by them and time) in chunks of at most `size` rows
+    of one market each, for the `chosen` markets (all of them at once when `every`), read through a
+    server-side cursor, as plain tuples."""
     streaming = connection.execution_options(stream_results=True, yield_per=size)
     batches = [list(chosen)] if every else list(chunked(chosen, MAX_BOUND // 2))
     for batch in batches:
         selected = query if every else query.where(
             sa.tuple_(query.selected_columns.exchange, query.selected_columns.pair).in_(batch))
         for partition in streaming.execute(selected).partitions():
-            for market, rows in itertools.groupby(partition, key=lambda row: (row.exchange, row.pair)):
-                yield market, [row_of(row) for row in rows]
+            for market, rows in itertools.groupby(partition, key=operator.itemgetter(0, 1)):
+                yield market, [tuple(row) for row in rows]
 
 
 def stream_candles(connection: sa.Connection, chosen: Sequence[Market] | str | None, interval_s: int,
                    since: datetime | None, until: datetime | None,
                    size: int) -> Iterator[tuple[Market, list[tuple[Any, ...]]]]:
     """The chosen markets' candles of one interval with since <= open_time < until, as export rows
-    (exchange, pair, open_time, close_time, open, high, low, close, vwap, volume, trades); `chosen` is a
-    list of markets, or a venue's name or None for all of its, or every, market."""
+    (exchange, pair, open_ms, close_ms, open, high, low, close, vwap, volume, trades), times in epoch
+    milliseconds; `chosen` is a list of markets, or a venue's name or None for all of its, or every, market."""
     every = chosen is None or isinstance(chosen, str)
-    query = sa.select(candles).where(candles.c.interval_s == interval_s, *_of_venue(candles, chosen if isinstance(
-        chosen, str) else None)).order_by(
-        candles.c.exchange, candles.c.pair, candles.c.open_time)
+    c = candles.c
+    opened = epoch_ms(c.open_time, connection.dialect.name)
+    query = sa.select(c.exchange, c.pair, opened.label("open_ms"), (opened + interval_s * 1000).label("close_ms"),
+                      c.open, c.high, c.low, c.close, c.vwap, c.volume, c.trades).where(
+        c.interval_s == interval_s, *_of_venue(candles, chosen if isinstance(chosen, str) else None)).order_by(
+        c.exchange, c.pair, c.open_time)
     if since is not None:
-        query = query.where(candles.c.open_time >= since)
+        query = query.where(c.open_time >= since)
     if until is not None:
-        query = query.where(candles.c.open_time < until)
-    length = timedelta(seconds=interval_s)
-    return _streamed(connection, query, [] if every else chosen, every, size,  # type: ignore[arg-type]
-                     lambda r: (r.exchange, r.pair, r.open_time, r.open_time + length, r.open, r.high, r.low,
-                                r.close, r.vwap, r.volume, r.trades))
+        query = query.where(c.open_time < until)
+    return _streamed(connection, query, [] if every else chosen, every, size)  # type: ignore[arg-type]
 
 
 def stream_closes(connection: sa.Connection, chosen: Sequence[Market], since: datetime | None,
                   until: datetime | None, size: int) -> Iterator[tuple[Market, list[tuple[Any, ...]]]]:
     """The chosen markets' raw prices with since <= timestamp < until, as export rows without an open."""
-    query = sa.select(raw_prices.c.exchange, raw_prices.c.pair, raw_prices.c.timestamp, raw_prices.c.price,
-                      raw_prices.c.volume).order_by(raw_prices.c.exchange, raw_prices.c.pair, raw_prices.c.timestamp)
+    r = raw_prices.c
+    nothing = sa.null()
+    query = sa.select(r.exchange, r.pair, nothing.label("open_ms"),
+                      epoch_ms(r.timestamp, connection.dialect.name).label("close_ms"), nothing.label("open"),
+                      nothing.label("high"), nothing.label("low"), r.price, nothing.label("vwap"), r.volume,
+                      nothing.label("trades")).order_by(r.exchange, r.pair, r.timestamp)
     if since is not None:
-        query = query.where(raw_prices.c.timestamp >= since)
+        query = query.where(r.timestamp >= since)
     if until is not None:
-        query = query.where(raw_prices.c.timestamp < until)
-    return _streamed(connection, query, chosen, False, size,
-                     lambda r: (r.exchange, r.pair, None, r.timestamp, None, None, None, r.price, None, r.volume, None))
+        query = query.where(r.timestamp < until)
+    return _streamed(connection, query, chosen, False, size)
