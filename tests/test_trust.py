@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from mcdata import metrics
+from mcdata import metrics, rollups
 from mcdata.cli import app
 from mcdata.schema import markets, price_rollup_hourly, raw_prices
 from mcdata.store import prune
@@ -118,6 +118,12 @@ def test_check_finds_and_repairs_any_drift(stored: sa.Engine, runner: CliRunner)
     tiny_blocks = len({(ts.date(), ts.hour // 2) for _, p, ts, _ in KRAKEN if p == "tiny"})
     assert (f"{hourly:,} hourly, {tiny_blocks:,} two-hour, {tiny_quarters:,} quarter-day and {tiny_days:,} daily "
             f"rollup row{'' if tiny_days == 1 else 's'} and 1 markets row disagree") in result.stderr
+    with stored.begin() as connection:  # one market's check (an import's) sees that market's drift only
+        assert rollups.verify(connection, ("kraken", "tiny")) == rollups.Mismatches(0, tiny_blocks, tiny_quarters,
+                                                                                    tiny_days, 0)
+        assert rollups.verify(connection, ("kraken", "rand1")).hourly == hourly
+        assert rollups.verify(connection, ("kraken", "huge")) == rollups.Mismatches(0, 0, 0, 0, 1)
+        assert rollups.verify(connection, ("kraken", "flat")).total == 0
     assert runner.invoke(app, ["check", "--repair"]).exit_code == 0
     assert runner.invoke(app, ["check"]).exit_code == 0
     with stored.begin() as connection:
