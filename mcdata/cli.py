@@ -107,6 +107,7 @@ SOURCE_OPTIONS: dict[str, Any] = {
     "backfill": Annotated[str | None, _option("backfill", metavar="DURATION")],
 }
 # `--exchange` of the commands that only read the database: it chooses what is shown or changed
+OVERVIEW_ROWS = 50  # the table's pairs unless --all or --limit: a person reads the top of a ranking
 READ_EXCHANGE_HELP = {
     "status": "Watch this venue's pairs (several separated by commas; default: the configured venues). "
               "It only reads the database, so any venue mcdata stored works, whatever --source is.",
@@ -400,24 +401,50 @@ def show(
     exchange: Annotated[str | None, exchange_option(READ_EXCHANGE_HELP["show"], from_env=False)] = None,
     history: Annotated[int, typer.Option("--history", min=1, max=10_000, metavar="ROWS",
                                          help="Rows of metric history.")] = 24,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", min=1, metavar="N", show_default=False,
+        help=f"Show the first N pairs. Default: {OVERVIEW_ROWS} in the table, every pair in JSON and CSV.")] = None,
+    every_row: Annotated[bool, typer.Option("--all", help="Show every pair in the table too.")] = False,
+    sort: Annotated[str, typer.Option(
+        "--sort", metavar="ORDER",
+        help="rank (by 24 h stddev, within each venue), stddev, volatility, change (24 h, largest first), "
+             "price or pair.")] = "rank",
+    only: Annotated[str | None, typer.Option(
+        "--pairs", metavar="PAIRS", show_default=False, autocompletion=complete_pairs,
+        help="Only these pairs, comma-separated.")] = None,
 ) -> None:
-    """Show metrics: all pairs ranked, or one pair with a chart.
+    """Show metrics: the pairs ranked, or one pair with a chart.
 
-    FORMAT is table (default), json or csv; JSON and CSV go plainly to stdout for scripts.
+    FORMAT is table (default), json or csv; JSON and CSV go plainly to stdout for scripts, every pair
+    unless --limit, written as read. The table shows the first 50 pairs unless --all or --limit and says
+    how many it left out.
 
     Example: mcdata show btceur table
     """
     from mcdata import reading, render, render_metrics
-    from mcdata.values import canonical_pair, check_venue
+    from mcdata.store import METRIC_SORTS
+    from mcdata.values import canonical_pair, check_venue, parse_pairs
 
     exchange = check_venue(exchange) if exchange is not None else None
     formats = FORMAT_NAMES
     if pair and pair.lower() in formats and (output_format is None or output_format.lower() not in formats):
         pair, output_format = output_format, pair  # `mcdata show json`, `mcdata show csv btceur`
     chosen = _output_format(output_format, format_option)
+    if sort not in METRIC_SORTS:
+        raise ConfigError(f"unknown order {printable(sort[:40])!r}",
+                          did_you_mean(sort, list(METRIC_SORTS)) or f"use one of {', '.join(METRIC_SORTS)}")
+    pairs = list(parse_pairs(only)) if only else None
+    if pairs == ["all"]:
+        pairs = None
     settings = _state(ctx).database_settings()
+    if pair is None and chosen != "table" and limit is None:  # every row, streamed
+        with reading.streamed_overview(settings, exchange, pairs=pairs, sort=sort) as (head, rows):
+            render_metrics.write_overview_streamed(head, rows, chosen, sys.stdout)
+        return
     if pair is None:
-        output = render_metrics.overview_output(reading.overview(settings, exchange))
+        shown = None if every_row else limit or (OVERVIEW_ROWS if chosen == "table" else None)
+        output = render_metrics.overview_output(reading.overview(
+            settings, exchange, pairs=pairs, sort=sort, limit=shown, sparklines=chosen == "table"))
     else:
         output = render_metrics.pair_output(reading.pair_view(settings, canonical_pair(pair), exchange, history))
     render.emit(output, chosen, sys.stdout)

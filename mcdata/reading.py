@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -20,7 +20,7 @@ from mcdata.errors import (
     McdataError,
     did_you_mean,
 )
-from mcdata.views import Overview, PairView, hourly_closes
+from mcdata.views import MetricRow, Overview, PairView, hourly_closes
 from mcdata.wording import FORMAT_NAMES, in_words
 
 log = logging.getLogger("mcdata")
@@ -48,24 +48,59 @@ def _no_metrics(engine: Engine) -> McdataError:
     return McdataError(f"there are no metrics yet in {display_url(engine.url)}", "run `mcdata run` first")
 
 
-def overview(settings: Settings, exchange: str | None = None) -> Overview:
-    """The latest metrics of every pair (of one venue or all), ranked, with each pair's last 24 hours of
-    prices."""
+def overview(settings: Settings, exchange: str | None = None, *, pairs: Sequence[str] | None = None,
+             sort: str = "rank", limit: int | None = None, sparklines: bool = True) -> Overview:
+    """The latest metrics of every pair (of one venue or all, of some pairs or all), in `sort` order, the
+    first `limit` of them, with each shown pair's last 24 hours of prices (`sparklines`)."""
     with reading(settings) as (engine, connection):
-        rows = store.latest_metrics(connection, utc_now() + CLOCK_TOLERANCE, exchange)
+        now = utc_now() + CLOCK_TOLERANCE
+        rows = store.latest_metrics(connection, now, exchange, pairs=pairs, sort=sort, limit=limit)
         if not rows:
-            venues = store.exchanges_with_metrics(connection)
-            if exchange is not None and venues:
-                raise ConfigError(f"no metrics for {exchange[:40]}",
-                                  did_you_mean(exchange, venues, "--exchange ")
-                                  or f"there are metrics for {', '.join(venues)}")
-            raise _no_metrics(engine)
+            raise _nothing_shown(engine, connection, exchange, pairs)
         as_of: datetime = rows[0]["timestamp"]
+        total = len(rows) if limit is None or len(rows) < limit else store.count_latest_metrics(
+            connection, now, exchange, pairs=pairs)
         markets = [(str(r["exchange"]), str(r["pair"])) for r in rows]
-        series = store.price_series(connection, markets, as_of - metrics.DAY, as_of)
+        series = store.price_series(connection, markets, as_of - metrics.DAY, as_of) if sparklines else {}
         return Overview(as_of, store.ranked_counts(connection, as_of, exchange), rows,
                         {m: hourly_closes(points, as_of) for m, points in series.items()},
-                        store.last_run(connection), _unconfigured(settings, markets))
+                        store.last_run(connection), _unconfigured(settings, markets), total)
+
+
+@contextmanager
+def streamed_overview(settings: Settings, exchange: str | None = None, *, pairs: Sequence[str] | None = None,
+                      sort: str = "rank") -> Iterator[tuple[Overview, Iterator[MetricRow]]]:
+    """The overview's head (its rows empty) and every row, read as they are written out: JSON and CSV of
+    20,000 markets in flat memory. Rows of markets no longer configured are in head.unconfigured as read."""
+    with reading(settings) as (engine, connection):
+        now = utc_now() + CLOCK_TOLERANCE
+        first = store.latest_metrics(connection, now, exchange, pairs=pairs, sort=sort, limit=1)
+        if not first:
+            raise _nothing_shown(engine, connection, exchange, pairs)
+        as_of: datetime = first[0]["timestamp"]
+        head = Overview(as_of, store.ranked_counts(connection, as_of, exchange), [], {}, store.last_run(connection),
+                        set(), store.count_latest_metrics(connection, now, exchange, pairs=pairs))
+
+        def rows() -> Iterator[MetricRow]:
+            for row in store.stream_latest_metrics(connection, now, exchange, pairs=pairs, sort=sort):
+                if not settings.configures(row["exchange"], row["pair"]):
+                    head.unconfigured.add((row["exchange"], row["pair"]))
+                yield row
+
+        yield head, rows()
+
+
+def _nothing_shown(engine: Engine, connection: sa.Connection, exchange: str | None,
+                   pairs: Sequence[str] | None) -> McdataError:
+    venues = store.exchanges_with_metrics(connection)
+    if exchange is not None and venues and exchange not in venues:
+        return ConfigError(f"no metrics for {exchange[:40]}", did_you_mean(exchange, venues, "--exchange ")
+                           or f"there are metrics for {', '.join(venues)}")
+    if pairs and venues:
+        known = store.pairs_with_metrics(connection)
+        return ConfigError(f"no metrics for {', '.join(pairs[:5])}" + (f" on {exchange}" if exchange else ""),
+                           did_you_mean(pairs[0], known) or "`mcdata show` lists the pairs")
+    return _no_metrics(engine)
 
 
 def _unconfigured(settings: Settings, markets: list[tuple[str, str]]) -> set[tuple[str, str]]:

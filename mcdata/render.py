@@ -9,7 +9,8 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import textwrap
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,7 +57,31 @@ def write_json(data: Any, out: TextIO) -> None:
     out.write(json.dumps(data, default=_plain, indent=2, allow_nan=False) + "\n")
 
 
-def write_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], out: TextIO) -> None:
+def _json_member(value: Any) -> str:
+    """A value as it stands inside an object at the top level of write_json's layout."""
+    return textwrap.indent(json.dumps(value, default=_plain, indent=2, allow_nan=False), "  ").lstrip()
+
+
+def write_json_streamed(head: Mapping[str, Any], key: str, rows: Iterable[Any], tail: Callable[[], Mapping[str, Any]],
+                        out: TextIO) -> None:
+    """write_json's layout of {**head, key: [rows...], **tail()}, each row written as it comes (the rows
+    may be a database cursor: memory stays flat); `tail` is read after the rows."""
+    out.write("{\n")
+    for name, value in head.items():
+        out.write(f"  {json.dumps(name)}: {_json_member(value)},\n")
+    out.write(f"  {json.dumps(key)}: [")
+    written = 0
+    for row in rows:
+        out.write(("," if written else "") + "\n    " + textwrap.indent(
+            json.dumps(row, default=_plain, indent=2, allow_nan=False), "    ").lstrip())
+        written += 1
+    out.write("\n  ]" if written else "]")
+    for name, value in tail().items():
+        out.write(f",\n  {json.dumps(name)}: {_json_member(value)}")
+    out.write("\n}\n")
+
+
+def write_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], out: TextIO) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
@@ -20,6 +20,8 @@ from mcdata.render import (
     rank,
     run_line,
     timestamp,
+    write_csv,
+    write_json_streamed,
 )
 from mcdata.views import SHOWN_METRIC_ORDER, MetricRow, Overview, PairView
 
@@ -49,6 +51,17 @@ def overview_output(view: Overview) -> Output:
     document = {"as_of": view.as_of, "ranked_pairs": view.ranked_pairs, "pairs": pairs, "last_run": view.last_run,
                 "not_configured": [{"exchange": e, "pair": p} for e, p in sorted(view.unconfigured)]}
     return Output(document, pairs, SHOWN_METRIC_COLUMNS, lambda out: overview_table(view, out))
+
+
+def write_overview_streamed(head: Overview, rows: Iterable[MetricRow], output_format: str, out: TextIO) -> None:
+    """overview_output's JSON or CSV of every row, written as the rows are read (flat memory)."""
+    shown = (_metric_row(r, head.ranked_pairs.get(r["exchange"], 0)) for r in rows)
+    if output_format == "csv":
+        write_csv(shown, SHOWN_METRIC_COLUMNS, out)
+        return
+    write_json_streamed({"as_of": head.as_of, "ranked_pairs": head.ranked_pairs}, "pairs", shown,
+                        lambda: {"last_run": head.last_run, "not_configured": [
+                            {"exchange": e, "pair": p} for e, p in sorted(head.unconfigured)]}, out)
 
 
 def pair_output(view: PairView) -> Output:
@@ -113,6 +126,9 @@ def overview_table(view: Overview, out: TextIO) -> None:
     for cells in rows:
         table.add_row(*(cells[name] for name in shown))
     terminal.print(table)
+    if len(view.pairs) < view.total:
+        terminal.print(f"showing {len(view.pairs):,} of {view.total:,} pairs: --limit N or --all for more, "
+                       "--sort to rank by another metric")
     if view.unconfigured:
         terminal.print("* not configured any more: not fetched, its numbers stop at its last sample")
     hidden = [name for name in OVERVIEW_COLUMNS if name not in shown]

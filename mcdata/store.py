@@ -282,17 +282,49 @@ def _metric_dicts(result: sa.CursorResult[Any]) -> list[MetricRow]:
     return [cast(MetricRow, dict(row._mapping)) for row in result]
 
 
-def latest_metrics(connection: sa.Connection, now: datetime, exchange: str | None = None) -> list[MetricRow]:
-    """Every pair's metrics (of one venue or all) at the newest as-of time not after `now`, ranked within
-    each venue (unranked pairs last)."""
+# How `show` orders the overview: by rank within each venue (the default), or by a metric, largest first
+# (rows without it last), or by name.
+METRIC_SORTS: dict[str, tuple[sa.ColumnElement[Any], ...]] = {
+    "rank": (metrics.c.exchange, metrics.c.std_rank.is_(None), metrics.c.std_rank, metrics.c.pair),
+    "volatility": (metrics.c.volatility_24h.is_(None), metrics.c.volatility_24h.desc(), metrics.c.exchange,
+                   metrics.c.pair),
+    "change": (metrics.c.change_24h_pct.is_(None), metrics.c.change_24h_pct.desc(), metrics.c.exchange,
+               metrics.c.pair),
+    "stddev": (metrics.c.stddev_24h.is_(None), metrics.c.stddev_24h.desc(), metrics.c.exchange, metrics.c.pair),
+    "price": (metrics.c.latest_price.desc(), metrics.c.exchange, metrics.c.pair),
+    "pair": (metrics.c.pair, metrics.c.exchange),
+}
+
+
+def _snapshot(now: datetime, exchange: str | None, pairs: Sequence[str] | None) -> list[sa.ColumnElement[bool]]:
+    """The rows of the newest snapshot not after `now` (of one venue, or all; of some pairs, or all)."""
     venue = _of_venue(metrics, exchange)
     newest = sa.select(sa.func.max(metrics.c.timestamp)).where(metrics.c.timestamp <= now, *venue).scalar_subquery()
-    query = (
-        sa.select(metrics)
-        .where(metrics.c.timestamp == newest, *venue)
-        .order_by(metrics.c.exchange, metrics.c.std_rank.is_(None), metrics.c.std_rank, metrics.c.pair)
-    )
+    chosen = [metrics.c.pair.in_(list(pairs))] if pairs else []
+    return [metrics.c.timestamp == newest, *venue, *chosen]
+
+
+def latest_metrics(connection: sa.Connection, now: datetime, exchange: str | None = None, *,
+                   pairs: Sequence[str] | None = None, sort: str = "rank", limit: int | None = None) -> list[MetricRow]:
+    """Every pair's metrics (of one venue or all, of some pairs or all) at the newest as-of time not after
+    `now`, in the `sort` order (METRIC_SORTS), the first `limit` of them."""
+    query = sa.select(metrics).where(*_snapshot(now, exchange, pairs)).order_by(*METRIC_SORTS[sort]).limit(limit)
     return _metric_dicts(connection.execute(query))
+
+
+def stream_latest_metrics(connection: sa.Connection, now: datetime, exchange: str | None = None, *,
+                          pairs: Sequence[str] | None = None, sort: str = "rank",
+                          size: int = 2_000) -> Iterator[MetricRow]:
+    """latest_metrics read through a server-side cursor, `size` rows at a time: memory stays flat."""
+    query = sa.select(metrics).where(*_snapshot(now, exchange, pairs)).order_by(*METRIC_SORTS[sort])
+    for row in connection.execution_options(stream_results=True, yield_per=size).execute(query):
+        yield cast(MetricRow, dict(row._mapping))
+
+
+def count_latest_metrics(connection: sa.Connection, now: datetime, exchange: str | None = None, *,
+                         pairs: Sequence[str] | None = None) -> int:
+    return int(connection.execute(sa.select(sa.func.count()).select_from(metrics).where(
+        *_snapshot(now, exchange, pairs))).scalar_one())
 
 
 def metric_history(connection: sa.Connection, exchange: str, pair: str, limit: int,

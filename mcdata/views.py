@@ -80,6 +80,7 @@ class Overview:
     sparklines: dict[tuple[str, str], list[float | None]]  # one close per hour of the last 24, oldest first
     last_run: RunRow | None
     unconfigured: set[tuple[str, str]] = field(default_factory=set)  # stored, no longer fetched: marked
+    total: int = 0  # the pairs of the snapshot (with the filters): `pairs` may be the first of them only
 
 
 @dataclass

@@ -260,3 +260,41 @@ def test_show_check_status_and_alerts_only_read(after_run: str, runner: CliRunne
     assert len(query(after_run, sa.select(runs))) == runs_before
     if sqlite:
         assert os.stat(path).st_mtime_ns == before
+
+
+def test_show_limits_sorts_and_filters_the_overview(after_run: str, runner: CliRunner,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    stored = latest_metric_rows(after_run)
+    by_volatility = sorted(stored.values(), key=lambda r: (r.volatility_24h is None, -(r.volatility_24h or 0), r.pair))
+    result = runner.invoke(app, ["show", "json", "--sort", "volatility", "--limit", "3"])
+    assert result.exit_code == 0, result.stderr
+    assert [r["pair"] for r in json.loads(result.stdout)["pairs"]] == [r.pair for r in by_volatility[:3]]
+    table = runner.invoke(app, ["show", "--limit", "2"])
+    ranked = sorted(stored.values(), key=lambda r: r.std_rank)
+    assert table.exit_code == 0 and ranked[0].pair in table.stdout and ranked[2].pair not in table.stdout
+    assert "showing 2 of 9 pairs: --limit N or --all for more" in table.stdout
+    monkeypatch.setattr("mcdata.cli.OVERVIEW_ROWS", 4)  # the table's default
+    assert "showing 4 of 9 pairs" in runner.invoke(app, ["show"]).stdout
+    assert "showing" not in runner.invoke(app, ["show", "--all"]).stdout
+    only = runner.invoke(app, ["show", "csv", "--pairs", "btceur,ETH/EUR"])
+    assert only.exit_code == 0 and {r["pair"] for r in csv.DictReader(io.StringIO(only.stdout))} == {"btceur",
+                                                                                                   "etheur"}
+    wrong = runner.invoke(app, ["show", "--sort", "volatilty"])
+    assert wrong.exit_code == 2 and "volatility" in wrong.stderr
+    assert runner.invoke(app, ["show", "--pairs", "zzzeur"]).exit_code == 2
+
+
+def test_show_json_is_streamed_and_the_same_as_built_whole(after_run: str, runner: CliRunner) -> None:
+    from mcdata import reading, render, render_metrics
+    from mcdata.config import load_settings
+
+    streamed = runner.invoke(app, ["show", "json"])
+    assert streamed.exit_code == 0, streamed.stderr
+    settings = load_settings({"database_url": after_run})
+    whole = io.StringIO()
+    render.emit(render_metrics.overview_output(reading.overview(settings, sparklines=False)), "json", whole)
+    assert streamed.stdout == whole.getvalue()  # the same bytes, row for row, without holding them
+    csv_streamed = runner.invoke(app, ["show", "csv"]).stdout
+    whole = io.StringIO()
+    render.emit(render_metrics.overview_output(reading.overview(settings, sparklines=False)), "csv", whole)
+    assert csv_streamed == whole.getvalue()

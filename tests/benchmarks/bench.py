@@ -269,6 +269,25 @@ def bench_compute_hourly(url: str, venues: int, pairs: int, tmp: Path) -> None:
     report("PostgreSQL compute speed-up at that scale", f"{raw / rollup:,.1f}x", ">= 15x", raw / rollup >= 15)
     report("DuckDB, one GROUP BY over the same raw rows in memory (peer)",
            "not installed (pip install '.[bench]')" if peer is None else f"{peer * 1000:,.0f} ms")
+    bench_show(url, markets, tmp)
+
+
+def bench_show(url: str, markets: int, tmp: Path) -> None:
+    """The read side at that scale, each command in a child process (time includes its start-up, as a
+    user sees it), against `mcdata --version` (the start-up alone)."""
+    env = {**os.environ, "MCDATA_DATABASE_URL": url, "MCDATA_CACHE_DIR": str(tmp / "cache-show"), "COLUMNS": "200"}
+    _, startup, _ = mcdata(["--version"], env)
+    for args, target_s, target_mb in ((["show"], 1.5, 150), (["show", "--all"], None, None),
+                                      (["show", "json"], 2.0, 150), (["show", "--exchange", "venue3"], 0.5, None),
+                                      (["show", "c0003usd", "--exchange", "venue3"], None, None),
+                                      (["status", "--exchange", "venue3"], None, None), (["compute"], None, None)):
+        code, wall, rss = mcdata(["--quiet", *args], env)
+        target = " and ".join(t for t in (f"<= {target_s} s" if target_s else "",
+                                          f"<= {target_mb} MB" if target_mb else "") if t)
+        ok = None if not target else (wall <= (target_s or wall) and rss / 1024 <= (target_mb or rss))
+        report(f"`mcdata {' '.join(args)}`, {markets:,} markets", f"{wall:.2f} s, {rss / 1024:.0f} MB (exit {code})",
+               target, ok)
+    report("`mcdata --version` (the CLI's start-up, included above)", f"{startup:.2f} s")
 
 
 # -- 3. the hourly steady state ------------------------------------------------------------------
