@@ -462,7 +462,7 @@ def run(ctx: typer.Context, source_flags: dict[str, str | None]) -> None:
 
     Example: mcdata --quiet run
     """
-    from mcdata.jobs.run import monitored_run
+    from mcdata.jobs.hourly import monitored_run
 
     _exit_with(ctx, monitored_run(*_source_job(ctx, source_flags, uses_alerts=True)))
 

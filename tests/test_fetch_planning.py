@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mcdata.config import load_settings
-from mcdata.jobs.fetch import _plan
+from mcdata.jobs.fetching import _plan
 from mcdata.jobs.ledger import Fate
 from mcdata.sources.base import ListedPair
 

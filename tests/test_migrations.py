@@ -101,3 +101,9 @@ def test_daily_rollups_are_built_from_the_hourly_history(engine: sa.Engine) -> N
         assert stored[pair].samples_7d == want["samples_7d"]
         assert stored[pair].weekly_average == pytest.approx(want["weekly_average"], rel=1e-12)
         assert stored[pair].stddev_24h == pytest.approx(want["stddev_24h"], rel=1e-9)
+
+
+def test_the_written_head_is_the_scripts_head() -> None:
+    # every command checks the database against migrations.HEAD_REVISION without loading alembic: a new
+    # migration must move it
+    assert migrations.head_revision() == migrations.scripts_head()

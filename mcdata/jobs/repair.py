@@ -24,7 +24,7 @@ from mcdata.clock import utc_now
 from mcdata.config import Settings
 from mcdata.db import connect
 from mcdata.errors import ExitCode, PairError, SourceError
-from mcdata.jobs.fetch import whole_candles
+from mcdata.jobs.fetching import whole_candles
 from mcdata.jobs.ledger import Progress, Report, locked_step, no_progress, write
 from mcdata.sources import make_source
 from mcdata.sources.base import Candle, Source, Trade, TradePage

@@ -13,7 +13,7 @@ from mcdata.clock import utc_now
 from mcdata.config import Settings
 from mcdata.db import engine_for, writer_lock
 from mcdata.errors import LockedError, exit_code_of
-from mcdata.jobs.fetch import fetch_venues
+from mcdata.jobs.fetching import fetch_venues
 from mcdata.jobs.ledger import (
     Progress,
     Report,
