@@ -77,6 +77,19 @@ def test_three_venues_and_kraken_in_one_run_then_one_request_per_venue(
                                                      "/api/v3/brokerage/market/products", "/api/v3/ticker/24hr"]
 
 
+def test_venues_are_fetched_at_the_same_time(ccxt_env: str, runner: CliRunner, fake_exchange: FakeExchange) -> None:
+    venues = "binance,bitstamp,coinbase,kraken"
+    assert runner.invoke(app, ["run", "--exchange", venues, "--backfill", "2d"]).exit_code == 0
+    fake_exchange.latency = 0.5  # every answer half a second away
+    before = len(fake_exchange.requests)
+    again = runner.invoke(app, ["run", "--exchange", venues, "--backfill", "2d"])
+    assert again.exit_code == 0, again.stderr
+    asked = list(zip(paths(fake_exchange, before), fake_exchange.request_times[before:], strict=True))
+    assert len(asked) == 4  # one ticker request per venue...
+    starts = [at for _, at in asked]
+    assert max(starts) - min(starts) < 0.4  # ...all asked before the first answer came: not one after another
+
+
 @pytest.mark.parametrize(("venue", "pair", "symbol", "per_page"), [
     ("binance", "btcusdt", ("BTC", "USDT"), 500), ("coinbase", "btcusdt", ("BTC", "USDT"), 300)])
 def test_a_year_of_history_comes_in_pages(ccxt_env: str, runner: CliRunner, fake_exchange: FakeExchange,

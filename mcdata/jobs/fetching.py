@@ -4,8 +4,10 @@ with the gaps repaired from candles; and the pairs a source lists."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -57,9 +59,7 @@ def fetch_venues(engine: Engine, settings: Settings, now: datetime, progress: Pr
     named = _named(settings, one_of_several=False)
     report = Report("fetch")
     stored = False
-    for venue in settings.venues:
-        part = _fetch(engine, replace(settings, exchange=venue), now, progress, still_held,
-                      one_of_several=True)
+    for venue, part in zip(settings.venues, _each_venue(engine, settings, now, progress, still_held), strict=True):
         stored = stored or part.pairs_stored > 0
         part.errors = [f"{venue}: {error}" for error in part.errors]
         report.merge(part)
@@ -85,6 +85,58 @@ def fetch_venues(engine: Engine, settings: Settings, now: datetime, progress: Pr
     elif report.failures and not stored:
         report.exit_code = ExitCode.FAILED
     return report
+
+
+def _each_venue(engine: Engine, settings: Settings, now: datetime, progress: Progress,
+                still_held: Callable[[], None]) -> list[Report]:
+    """Each venue's fetch at the same time (venues are independent: each its own source, rate limit and
+    transaction): ten venues 50 ms away cost about one venue's time, not ten. Reports in venue order; the
+    first venue's exception, if any, is raised once they have all ended. Ctrl-C cancels every source's
+    waits at once."""
+    sources = {venue: make_source(replace(settings, exchange=venue), lambda: now) for venue in settings.venues}
+    one_bar = _OneBar(progress)
+    pool = ThreadPoolExecutor(max_workers=min(len(sources), MAX_VENUES_AT_ONCE), thread_name_prefix="venue")
+    try:
+        futures = [pool.submit(_fetch, engine, replace(settings, exchange=venue), now, one_bar, still_held,
+                               True, source) for venue, source in sources.items()]
+        outcomes = [future.exception() or future.result() for future in futures]
+    except BaseException:
+        for source in sources.values():
+            source.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return [outcome for outcome in outcomes if isinstance(outcome, Report)]
+
+
+MAX_VENUES_AT_ONCE = 16
+
+
+class _OneBar:
+    """A Progress that venues share: one progress bar at a time (a terminal holds one live display); a
+    venue whose work starts while another's bar is up works without one."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.lock = threading.Lock()
+        self.busy = False
+
+    @contextmanager
+    def __call__(self, total: int, label: str) -> Iterator[Callable[[], None]]:
+        with self.lock:
+            mine, self.busy = not self.busy, True
+        if not mine:
+            yield lambda: None
+            return
+        try:
+            with self.progress(total, label) as advance:
+                yield advance
+        finally:
+            with self.lock:
+                self.busy = False
 
 
 @dataclass
@@ -166,10 +218,10 @@ def _unavailable(pair: str, listing: dict[str, ListedPair], source: Source) -> s
 
 
 def _fetch(engine: Engine, settings: Settings, now: datetime, progress: Progress,
-           still_held: Callable[[], None], one_of_several: bool = False) -> Report:
+           still_held: Callable[[], None], one_of_several: bool = False, source: Source | None = None) -> Report:
     """Fetch and store in one transaction; a source that fails as a whole is a failed report."""
     report = Report("fetch")
-    source = make_source(settings, lambda: now)
+    source = source or make_source(settings, lambda: now)
     if source.max_history is not None and settings.backfill > source.max_history:
         raise ConfigError(f"--backfill {settings.backfill.days}d is longer than the "
                           f"{source.max_history.days} days of hourly candles {source.name} serves",

@@ -3,7 +3,9 @@ whatever happens; the Report a step gives back."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -155,10 +157,16 @@ def create_schema_if_new(engine: Engine) -> None:
     require_head(engine)
 
 
+# SQLite has one writer at a time, and a transaction that read before it writes fails at once (not after
+# the busy timeout) when another wrote meanwhile: the venues a fetch writes from several threads take turns.
+_SQLITE_WRITER = threading.Lock()
+
+
 @contextmanager
 def write(engine: Engine, still_held: Callable[[], None]) -> Iterator[sa.Connection]:
     """A write transaction that commits only if the run still holds the writer lock at its end."""
-    with engine.begin() as connection:
+    with _SQLITE_WRITER if engine.dialect.name == "sqlite" else contextlib.nullcontext(), \
+            engine.begin() as connection:
         yield connection
         still_held()
 
