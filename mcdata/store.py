@@ -377,20 +377,23 @@ def pairs_with_metrics(connection: sa.Connection) -> list[str]:
 def price_series(
     connection: sa.Connection, markets: Sequence[tuple[str, str]], since: datetime, until: datetime
 ) -> dict[tuple[str, str], list[tuple[datetime, float]]]:
-    """Prices of the given (exchange, pair) markets with since < timestamp <= until, oldest first."""
+    """Prices of the given (exchange, pair) markets with since < timestamp <= until, oldest first: one
+    query per venue, each a range of the key (venue, pair, time) per pair (a pair list without its venue
+    read every venue's rows of those pairs, the whole table at 20,000 markets)."""
     series: dict[tuple[str, str], list[tuple[datetime, float]]] = {market: [] for market in markets}
-    pairs = sorted({pair for _, pair in markets})
-    if not pairs:
-        return series
     query = (
         sa.select(raw_prices.c.exchange, raw_prices.c.pair, raw_prices.c.timestamp, raw_prices.c.price)
-        .where(raw_prices.c.pair.in_(sa.bindparam("pairs", expanding=True)),
+        .where(raw_prices.c.exchange == sa.bindparam("exchange"),
+               raw_prices.c.pair.in_(sa.bindparam("pairs", expanding=True)),
                raw_prices.c.timestamp > since, raw_prices.c.timestamp <= until)
         .order_by(raw_prices.c.exchange, raw_prices.c.pair, raw_prices.c.timestamp)
     )
-    for chunk in chunked(pairs):
-        for row in connection.execute(query, {"pairs": chunk}):
-            if (row.exchange, row.pair) in series:
+    by_venue: dict[str, list[str]] = {}
+    for exchange, pair in markets:
+        by_venue.setdefault(exchange, []).append(pair)
+    for exchange, pairs in sorted(by_venue.items()):
+        for chunk in chunked(sorted(set(pairs))):
+            for row in connection.execute(query, {"exchange": exchange, "pairs": chunk}):
                 series[(row.exchange, row.pair)].append((row.timestamp, row.price))
     return series
 
