@@ -238,3 +238,43 @@ def test_coverage_usage(env: str, runner: CliRunner, history: dict[str, Any]) ->
     result = runner.invoke(app, ["coverage", "btceur", "--repair", "--max-time", "soon"])
     assert result.exit_code == 2 and "--max-time" in result.stderr
     assert runner.invoke(app, ["coverage", "btceur", "xml"]).exit_code == 2
+
+
+@pytest.mark.parametrize("fault", [
+    {"kind": "kraken_error", "message": "EGeneral:Too many requests"},  # Kraken's HTTP-200 throttling
+    {"kind": "status", "status": 503},
+    {"kind": "html", "status": 502},
+    {"kind": "truncated"},
+])
+def test_a_misbehaving_trades_answer_is_retried_or_resumed(env: str, runner: CliRunner, history: dict[str, Any],
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           fault: dict[str, Any]) -> None:
+    fake: FakeExchange = history["exchange"]
+    fake.trades_page = 200
+    monkeypatch.setattr(repair, "TRADES_PACE", 0.0)
+    options = {k: v for k, v in fault.items() if k != "kind"}
+    fake.fail("/0/public/Trades", fault["kind"], times=1, **options)
+    first = runner.invoke(app, ["coverage", "btceur", "--repair"])
+    if first.exit_code != 0:  # not retried (a malformed 200 is no passing fault): said, and resumed next time
+        assert first.exit_code == 1 and "btceur: kraken: GET" in first.stderr
+        again = runner.invoke(app, ["coverage", "btceur", "--repair"])
+        assert again.exit_code == 0, again.stderr
+    else:
+        assert fault["kind"] != "truncated"
+    assert not [h for h in hole_rows(runner) if h[3] == "not collected"]
+    assert runner.invoke(app, ["check"]).exit_code == 0
+
+
+def test_an_unreachable_trades_endpoint_stores_nothing_and_says_so(env: str, runner: CliRunner,
+                                                                   history: dict[str, Any],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    fake: FakeExchange = history["exchange"]
+    monkeypatch.setattr(repair, "TRADES_PACE", 0.0)
+    before = hole_rows(runner)
+    fake.fail("/0/public/Trades", "html", times=50, status=502)
+    result = runner.invoke(app, ["coverage", "btceur", "--repair"])
+    assert result.exit_code == 1 and "btceur:" in result.stderr
+    assert hole_rows(runner) == before  # nothing recorded as covered, nothing half-written
+    from mcdata.schema import runs
+    [run] = [r for r in query(env, sa.select(runs)) if r.command == "repair"]
+    assert (run.status, run.exit_code, run.rows_written) == ("failed", 1, 0)
