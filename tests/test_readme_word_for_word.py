@@ -189,3 +189,45 @@ def test_the_one_container_recipe_runs_as_the_image_would(quick_start: tuple[Pat
     assert "btceur" in shown.stdout and (volume / "mcdata.db").exists()
     [(runs,)] = rows(volume / "mcdata.db", "SELECT COUNT(*) FROM runs WHERE command = 'run' AND status = 'ok'")
     assert runs == 2  # the first run at start, then the crontab's
+
+
+def test_the_history_flow_runs_word_for_word(quick_start: tuple[Path, dict[str, str], str]) -> None:
+    """README, History: from an archive to a freqtrade layout, each `mcdata` line as written (in the quick
+    start's virtualenv, after the `export` extra as the README installs it), against the fake Kraken: an
+    archive that ends 40 days ago, the API's 720 hours, the hole between them bridged from Trades."""
+    from tests.test_history_import import ohlcvt
+
+    clone, env, _ = quick_start
+    history = section("History")
+    install = re.search(r"`(pip install '\.\[export\]')` in the clone", history)
+    assert install is not None
+    venv_bin = clone / ".venv" / "bin"
+    subprocess.run(["sh", "-c", f"{venv_bin}/{install[1]}"], cwd=clone, env=env, check=True, capture_output=True,
+                   timeout=600)
+    [flow] = [block for block in shell_blocks(history) if "--layout freqtrade" in block]
+    home = Path(env["HOME"])
+    (home / "Downloads").mkdir(exist_ok=True)
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=100)
+    (home / "Downloads" / "XBTEUR_60.csv").write_text(ohlcvt(start, 60 * 24, timedelta(hours=1), 20_000.0))
+    commands = [line.split("  #", 1)[0].strip() for line in flow.splitlines() if line.startswith("mcdata ")]
+    assert len(commands) == 5
+    with FakeExchange() as exchange:
+        flow_env = {**env, "MCDATA_API_URL": exchange.url, "PATH": f"{venv_bin}:{env['PATH']}"}
+        outputs = []
+        for command in commands:
+            done = subprocess.run(["sh", "-c", command], cwd=home, env=flow_env, capture_output=True, text=True,
+                                  timeout=300, check=False)
+            assert done.returncode == 0, (command, (done.stdout + done.stderr)[-2000:])
+            outputs.append(done.stdout)
+    hole = re.compile(r"│ not collected +│")  # a hole's row, not the summary's column title
+    assert hole.search(outputs[2]) and not hole.search(outputs[3])  # the hole, then bridged
+    datadir = re.search(r"--datadir (\S+)", flow)
+    assert datadir is not None
+    exported = home / datadir[1] / "BTC_EUR-1h.feather"
+    import pyarrow.feather as feather
+
+    table = feather.read_table(exported)
+    assert table.column_names == ["date", "open", "high", "low", "close", "volume"]
+    [(candles,)] = rows(Path(env["HOME"]) / ".local" / "share" / "mcdata" / "mcdata.db",
+                        "SELECT COUNT(*) FROM candles WHERE pair = 'btceur' AND interval_s = 3600")
+    assert table.num_rows == candles >= 100 * 24 - 2
