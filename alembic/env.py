@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import engine_from_config, pool
 
 from alembic import context
+from mcdata.partitions import is_partition_name
 from mcdata.schema import metadata
 
 config = context.config
@@ -16,6 +17,8 @@ def run_on(connection) -> None:  # type: ignore[no-untyped-def]
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # the raw table's monthly partitions belong to it (mcdata.partitions), not to the metadata
+        include_name=lambda name, kind, _parent: not (kind == "table" and is_partition_name(name)),
     )
     with context.begin_transaction():
         context.run_migrations()

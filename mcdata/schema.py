@@ -92,6 +92,8 @@ raw_prices = sa.Table(
     # SQLite compares timestamps as text: one format only ('YYYY-MM-DD HH:MM:SS.ffffff', UTC), so that
     # rows written by hand in another format fail loudly instead of sorting wrongly.
     sa.CheckConstraint(SQLITE_TIME_EXACT, name="timestamp_format").ddl_if(dialect="sqlite"),
+    # PostgreSQL: a partition per UTC month (mcdata.partitions), so retention drops months whole
+    postgresql_partition_by="RANGE (timestamp)",
 )
 
 # Every candle a source returns, whole (Kraken's OHLC rows carry all of it; ccxt's OHLCV and Cryptowatch's

@@ -12,6 +12,7 @@ from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 
+from mcdata import partitions
 from mcdata.errors import RunStatus
 from mcdata.schema import UTCDateTime, candles, delisted_markets, markets, metrics, raw_prices, retention, runs
 from mcdata.views import MetricRow, RunRow
@@ -191,8 +192,9 @@ def prune(connection: sa.Connection, older_than: datetime) -> int:
         connection.execute(retention.insert().values(id=1, pruned_before=cut))
     elif cut > current:
         connection.execute(retention.update().values(pruned_before=cut))
+    dropped = partitions.drop_before(connection, cut)  # PostgreSQL: whole months go at once
     result = connection.execute(raw_prices.delete().where(raw_prices.c.timestamp < cut))
-    return int(result.rowcount)
+    return dropped + int(result.rowcount)
 
 
 def record_listing(connection: sa.Connection, exchange: str, gone: Iterable[str], stored: Iterable[str],

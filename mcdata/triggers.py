@@ -206,17 +206,25 @@ BEGIN
 END $$"""
 
 
-POSTGRES_TRIGGERS = [
-    f"""
-CREATE TRIGGER raw_prices_rollup AFTER INSERT ON {RAW}
+def postgres_raw_triggers(table: str) -> list[str]:
+    """The raw table's triggers, on the table or on one of its partitions (mcdata.partitions: a statement
+    trigger fires for the table the statement names, so each partition carries them too)."""
+    return [
+        f"""
+CREATE TRIGGER raw_prices_rollup AFTER INSERT ON {table}
 REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION mcdata_rollup_inserted()
 """,
-    f"CREATE TRIGGER raw_prices_guard_update AFTER UPDATE ON {RAW} REFERENCING OLD TABLE AS changed "
-    "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_raw_prices()",
-    f"CREATE TRIGGER raw_prices_guard_delete AFTER DELETE ON {RAW} REFERENCING OLD TABLE AS changed "
-    "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_raw_prices()",
-    f"CREATE TRIGGER raw_prices_guard_truncate BEFORE TRUNCATE ON {RAW} "
-    "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_raw_prices()",
+        f"CREATE TRIGGER raw_prices_guard_update AFTER UPDATE ON {table} REFERENCING OLD TABLE AS changed "
+        "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_raw_prices()",
+        f"CREATE TRIGGER raw_prices_guard_delete AFTER DELETE ON {table} REFERENCING OLD TABLE AS changed "
+        "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_raw_prices()",
+        f"CREATE TRIGGER raw_prices_guard_truncate BEFORE TRUNCATE ON {table} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_raw_prices()",
+    ]
+
+
+POSTGRES_TRIGGERS = [
+    *postgres_raw_triggers(RAW),
     # statement-level, like the raw table's: one check per INSERT however many candles (an import's year)
     "CREATE TRIGGER candles_guard_insert AFTER INSERT ON candles REFERENCING NEW TABLE AS inserted "
     "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_candles()",
@@ -309,12 +317,17 @@ END""",
 
 
 def install(connection: sa.Connection) -> None:
-    """Create every function and trigger on tables made from `schema.metadata` (what head has)."""
+    """Create every function and trigger on tables made from `schema.metadata` (what head has), and on
+    PostgreSQL the raw table's partitions (mcdata.partitions)."""
     if connection.dialect.name == "postgresql":
+        from mcdata import partitions
+        from mcdata.clock import utc_now
+
         path = postgres_search_path(connection)
         for statement in (postgres_rollup_function(path), postgres_guard_function(path),
                           postgres_candle_guard_function(path), *POSTGRES_TRIGGERS):
             connection.execute(sa.text(statement))
+        partitions.install(connection, utc_now())
     else:
         for statement in SQLITE_TRIGGERS:
             connection.execute(sa.text(statement))

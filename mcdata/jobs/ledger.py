@@ -15,7 +15,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mcdata import migrations, store
+from mcdata import migrations, partitions, store
 from mcdata.clock import utc_now
 from mcdata.config import Settings
 from mcdata.db import connect, engine_for, writer_lock
@@ -143,6 +143,8 @@ def locked_step(settings: Settings, command: str, source: str | None,
         with writer_lock(engine) as still_held:
             if create_schema:
                 create_schema_if_new(engine)
+            with write(engine, still_held) as connection:  # PostgreSQL: this month's partition and the next
+                partitions.ensure_ahead(connection, utc_now())
             return recorded(engine, command, source, lambda: step(engine, still_held),
                              source_url_of(settings) if source else None)
 

@@ -1,0 +1,120 @@
+"""Issue 27, time partitions: on PostgreSQL the raw table is partitioned by UTC month (mcdata.partitions,
+migration 0012); an existing table upgrades without losing or changing a row, writes aimed at a
+partition meet the table's guards and rollups, and prune drops whole months. SQLite keeps one table."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from mcdata import partitions, rollups, store
+from mcdata.db import make_engine
+from mcdata.migrations import upgrade
+from mcdata.schema import raw_prices
+from mcdata.triggers import RAW
+from tests.conftest import _create_database, _drop_database
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def rows_at(times: list[datetime], pair: str = "btceur") -> list[store.PriceRow]:
+    return [store.PriceRow("kraken", pair, t, 100 + i / 7, 1.5 if i % 2 else None, "candle" if i % 3 else "ticker",
+                           NOW) for i, t in enumerate(times)]
+
+
+def every_row(engine: sa.Engine) -> list[tuple[object, ...]]:
+    with engine.connect() as connection:
+        return [tuple(r) for r in connection.execute(sa.select(raw_prices).order_by(
+            raw_prices.c.exchange, raw_prices.c.pair, raw_prices.c.timestamp))]
+
+
+def partition_names(engine: sa.Engine) -> set[str]:
+    with engine.connect() as connection:
+        return set(partitions.monthly(connection).values()) | (
+            {partitions.DEFAULT} if partitions.DEFAULT in sa.inspect(connection).get_table_names() else set())
+
+
+TIMES = [NOW - timedelta(days=d, hours=h) for d in range(0, 130, 5) for h in (0, 7)]
+
+
+def test_an_existing_table_upgrades_without_losing_a_row(engine: sa.Engine) -> None:
+    upgrade(engine, "0011")
+    with engine.begin() as connection:
+        store.insert_prices(connection, rows_at(TIMES) + rows_at(TIMES[::3], "etheur"))
+    before = every_row(engine)
+    upgrade(engine)
+    assert every_row(engine) == before  # every row, every column, as it was
+    with engine.connect() as connection:
+        assert rollups.verify(connection).total == 0  # the rollups were not merged twice
+    if engine.dialect.name != "postgresql":
+        assert partition_names(engine) == set()  # SQLite: one table
+        return
+    months = {partitions.name_of(partitions.month_start(t)) for t in TIMES}
+    assert months | {partitions.DEFAULT} <= partition_names(engine)
+    with engine.connect() as connection:
+        held = dict(connection.execute(sa.text(
+            f"SELECT tableoid::regclass::text, count(*) FROM {RAW} GROUP BY 1")).all())
+    assert sum(held.values()) == len(before) and partitions.DEFAULT not in held  # each row in its month
+
+
+@pytest.fixture
+def partitioned(postgres_admin: sa.Engine, migrated_postgres: str) -> Iterator[sa.Engine]:
+    """A PostgreSQL database at head (partitions are PostgreSQL's; SQLite's one table is checked above)
+    with rows over four months."""
+    name = f"mcdata_partitions_{secrets.token_hex(4)}"
+    engine = make_engine(_create_database(postgres_admin, name, migrated_postgres))
+    with engine.begin() as connection:
+        partitions.ensure(connection, TIMES)  # each month its partition, as an upgraded table has them
+        store.insert_prices(connection, rows_at(TIMES))
+    yield engine
+    engine.dispose()
+    _drop_database(postgres_admin, name)
+
+
+def test_writes_aimed_at_a_partition_meet_the_tables_guards_and_rollups(partitioned: sa.Engine) -> None:
+    name = partitions.name_of(partitions.month_start(NOW))
+    for statement in (f"UPDATE {name} SET price = price * 2", f"DELETE FROM {name}", f"TRUNCATE {name}"):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), partitioned.begin() as connection:
+            connection.execute(sa.text(statement))
+    with partitioned.begin() as connection:  # an insert into the partition itself is merged into the rollups
+        connection.execute(sa.text(f"INSERT INTO {name} (exchange, pair, timestamp, price, kind, fetched_at) "
+                                   "VALUES ('kraken', 'solusd', :t, 21.5, 'ticker', :t)"),
+                           {"t": partitions.month_start(NOW) + timedelta(minutes=1)})
+    with partitioned.connect() as connection:
+        assert rollups.verify(connection).total == 0
+        assert connection.execute(sa.text("SELECT samples FROM markets JOIN price_rollup_daily USING (exchange, pair) "
+                                          "WHERE pair = 'solusd'")).scalar_one() == 1
+
+
+def test_prune_drops_whole_months_and_deletes_the_rest(partitioned: sa.Engine) -> None:
+    cut = NOW - timedelta(days=45)
+    expected = [r for r in every_row(partitioned) if r[2] >= cut.replace(hour=0, minute=0, second=0)]
+    old_months = {partitions.name_of(partitions.month_start(t)) for t in TIMES
+                  if partitions.next_month(partitions.month_start(t)) <= cut.replace(hour=0, minute=0, second=0)}
+    assert old_months and old_months <= partition_names(partitioned)
+    with partitioned.begin() as connection:
+        removed = store.prune(connection, cut)
+    assert removed == len(TIMES) - len(expected)
+    assert every_row(partitioned) == expected
+    assert not old_months & partition_names(partitioned)  # dropped, not emptied row by row
+    with partitioned.connect() as connection:
+        assert rollups.verify(connection).total == 0
+
+
+def test_months_ahead_are_made_and_a_month_the_default_holds_is_left(partitioned: sa.Engine) -> None:
+    far = partitions.month_start(NOW + timedelta(days=200))
+    with partitioned.begin() as connection:
+        made = partitions.ensure_ahead(connection, far)
+    assert partitions.name_of(far) in made and len(made) == 2 + partitions.MONTHS_AHEAD  # last month too
+    long_ago = datetime(2013, 9, 10, tzinfo=UTC)  # older than every partition: the default holds it
+    in_default = f"SELECT count(*) FROM {partitions.DEFAULT}"
+    with partitioned.begin() as connection:
+        before = connection.execute(sa.text(in_default)).scalar_one()
+        store.insert_prices(connection, rows_at([long_ago], "xbteur"))
+        assert partitions.ensure(connection, [long_ago]) == []  # its rows are the default's: left there
+        assert connection.execute(sa.text(in_default)).scalar_one() == before + 1
+        assert partitions.name_of(partitions.month_start(long_ago)) not in partitions.monthly(connection).values()
