@@ -461,6 +461,43 @@ def bench_export(server_url: str, tmp: Path, small: int, big: int) -> None:
            "<= 300 MB, flat", rss[big] / 1024 <= 300)
 
 
+# -- 7. prune with and without partitions ----------------------------------------------------------
+def bench_prune(server_url: str, venues: int, pairs: int) -> None:
+    """The same 40 days of hourly rows in a table as revision 0011 left it and in the monthly partitions
+    revision 0012 converts it to (the conversion timed too); prune to this month's start in both."""
+    from mcdata import store
+    from mcdata.partitions import month_start
+
+    with Scratch(server_url) as plain_url:
+        engine = make_engine(plain_url)
+        upgrade(engine, "0011")
+        stored = fill_hours(engine, venues, pairs, days=40, end=NOW.replace(minute=0))
+        engine.dispose()
+        name = sa.make_url(plain_url).database
+        with Scratch(server_url) as partitioned_url:
+            admin = sa.create_engine(normalize_url(server_url), isolation_level="AUTOCOMMIT")
+            with admin.connect() as connection:
+                connection.execute(sa.text(f'DROP DATABASE "{sa.make_url(partitioned_url).database}"'))
+                connection.execute(sa.text(f'CREATE DATABASE "{sa.make_url(partitioned_url).database}" '
+                                           f'TEMPLATE "{name}"'))
+            admin.dispose()
+            engine = make_engine(partitioned_url)
+            converted = timed(lambda: upgrade(engine))
+            cut = month_start(NOW)
+            times = {}
+            for label, url in (("partitioned", partitioned_url), ("one table", plain_url)):
+                engine = make_engine(url)
+                with engine.begin() as connection:
+                    started = time.perf_counter()
+                    deleted = store.prune(connection, cut)
+                    times[label] = time.perf_counter() - started
+                engine.dispose()
+    report(f"revision 0012 converting {stored / 1e6:.2f}M raw rows into monthly partitions", f"{converted:.1f} s")
+    report(f"prune of {deleted:,} rows (the months before this one), monthly partitions",
+           f"{times['partitioned']:.2f} s ({times['one table'] / times['partitioned']:.0f}x faster than "
+           f"deleting them from one table: {times['one table']:.2f} s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller data sets (a sanity check, not the targets)")
@@ -489,6 +526,8 @@ def main() -> None:
         bench_import(server, tmp)
         print("6. export", flush=True)
         bench_export(server, tmp, *((5, 50) if args.quick else (20, 200)))
+        print("7. prune", flush=True)
+        bench_prune(server, *((2, 100) if args.quick else (2, 1000)))
     width = max(len(r[0]) for r in RESULTS)
     print("\n| measurement | figure | target | |\n|---|---|---|---|")
     for what, figure, target, verdict in RESULTS:
