@@ -124,6 +124,7 @@ candles = sa.Table(
     sa.CheckConstraint("trades IS NULL OR trades >= 0", name="trades_count"),
     sa.CheckConstraint("interval_s > 0", name="interval_positive"),
     sa.CheckConstraint(sqlite_time_exact("open_time"), name="open_time_format").ddl_if(dialect="sqlite"),
+    postgresql_partition_by="RANGE (open_time)",  # PostgreSQL: a partition per UTC month (mcdata.partitions)
 )
 
 # What a venue's own answers covered, per market and interval, merged into disjoint spans [start_at, end_at)

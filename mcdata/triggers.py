@@ -223,17 +223,24 @@ REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION mcdata_rol
     ]
 
 
+def postgres_candle_triggers(table: str) -> list[str]:
+    """The candle table's guards, on the table or on one of its partitions; statement-level, like the raw
+    table's: one check per INSERT however many candles (an import's year)."""
+    return [
+        f"CREATE TRIGGER candles_guard_insert AFTER INSERT ON {table} REFERENCING NEW TABLE AS inserted "
+        "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_candles()",
+        f"CREATE TRIGGER candles_guard_update AFTER UPDATE ON {table} REFERENCING OLD TABLE AS changed "
+        "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_candles()",
+        f"CREATE TRIGGER candles_guard_delete AFTER DELETE ON {table} REFERENCING OLD TABLE AS changed "
+        "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_candles()",
+        f"CREATE TRIGGER candles_guard_truncate BEFORE TRUNCATE ON {table} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_candles()",
+    ]
+
+
 POSTGRES_TRIGGERS = [
     *postgres_raw_triggers(RAW),
-    # statement-level, like the raw table's: one check per INSERT however many candles (an import's year)
-    "CREATE TRIGGER candles_guard_insert AFTER INSERT ON candles REFERENCING NEW TABLE AS inserted "
-    "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_candles()",
-    "CREATE TRIGGER candles_guard_update AFTER UPDATE ON candles REFERENCING OLD TABLE AS changed "
-    "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_candles()",
-    "CREATE TRIGGER candles_guard_delete AFTER DELETE ON candles REFERENCING OLD TABLE AS changed "
-    "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_candles()",
-    "CREATE TRIGGER candles_guard_truncate BEFORE TRUNCATE ON candles "
-    "FOR EACH STATEMENT EXECUTE FUNCTION mcdata_guard_candles()",
+    *postgres_candle_triggers("candles"),
 ]
 
 

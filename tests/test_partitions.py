@@ -1,6 +1,7 @@
-"""Issue 27, time partitions: on PostgreSQL the raw table is partitioned by UTC month (mcdata.partitions,
-migration 0012); an existing table upgrades without losing or changing a row, writes aimed at a
-partition meet the table's guards and rollups, and prune drops whole months. SQLite keeps one table."""
+"""Issue 27, time partitions: on PostgreSQL the raw table and the candles are partitioned by UTC month
+(mcdata.partitions, migrations 0012 and 0013); an existing table upgrades without losing or changing a
+row, writes aimed at a partition meet the table's guards and rollups, and prune drops whole months.
+SQLite keeps one table each."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from mcdata import partitions, rollups, store
 from mcdata.db import make_engine
 from mcdata.migrations import upgrade
-from mcdata.schema import raw_prices
+from mcdata.schema import candles, raw_prices
 from mcdata.triggers import RAW
 from tests.conftest import _create_database, _drop_database
 
@@ -26,10 +27,15 @@ def rows_at(times: list[datetime], pair: str = "btceur") -> list[store.PriceRow]
                            NOW) for i, t in enumerate(times)]
 
 
-def every_row(engine: sa.Engine) -> list[tuple[object, ...]]:
+def candles_at(times: list[datetime]) -> list[store.CandleRow]:
+    return [store.CandleRow("kraken", "btceur", 3600, t.replace(minute=0, second=0) - timedelta(hours=1),
+                            100.0 + i, 101.5 + i, 99.25 + i, 100.5 + i, None if i % 2 else 100.2 + i, 2.5, i, NOW)
+            for i, t in enumerate(times)]
+
+
+def every_row(engine: sa.Engine, table: sa.Table = raw_prices) -> list[tuple[object, ...]]:
     with engine.connect() as connection:
-        return [tuple(r) for r in connection.execute(sa.select(raw_prices).order_by(
-            raw_prices.c.exchange, raw_prices.c.pair, raw_prices.c.timestamp))]
+        return [tuple(r) for r in connection.execute(sa.select(table).order_by(*table.primary_key.columns))]
 
 
 def partition_names(engine: sa.Engine) -> set[str]:
@@ -45,9 +51,11 @@ def test_an_existing_table_upgrades_without_losing_a_row(engine: sa.Engine) -> N
     upgrade(engine, "0011")
     with engine.begin() as connection:
         store.insert_prices(connection, rows_at(TIMES) + rows_at(TIMES[::3], "etheur"))
-    before = every_row(engine)
+        store.insert_candles(connection, candles_at(TIMES))
+    before, candles_before = every_row(engine), every_row(engine, candles)
     upgrade(engine)
     assert every_row(engine) == before  # every row, every column, as it was
+    assert every_row(engine, candles) == candles_before and len(candles_before) == len(TIMES)
     with engine.connect() as connection:
         assert rollups.verify(connection).total == 0  # the rollups were not merged twice
     if engine.dialect.name != "postgresql":
@@ -59,6 +67,8 @@ def test_an_existing_table_upgrades_without_losing_a_row(engine: sa.Engine) -> N
         held = dict(connection.execute(sa.text(
             f"SELECT tableoid::regclass::text, count(*) FROM {RAW} GROUP BY 1")).all())
     assert sum(held.values()) == len(before) and partitions.DEFAULT not in held  # each row in its month
+    with engine.connect() as connection:
+        assert len(partitions.monthly(connection, partitions.CANDLES)) >= 5  # candles by their open time
 
 
 @pytest.fixture
@@ -70,6 +80,7 @@ def partitioned(postgres_admin: sa.Engine, migrated_postgres: str) -> Iterator[s
     with engine.begin() as connection:
         partitions.ensure(connection, TIMES)  # each month its partition, as an upgraded table has them
         store.insert_prices(connection, rows_at(TIMES))
+        store.insert_candles(connection, candles_at(TIMES[:3]))
     yield engine
     engine.dispose()
     _drop_database(postgres_admin, name)
@@ -77,7 +88,10 @@ def partitioned(postgres_admin: sa.Engine, migrated_postgres: str) -> Iterator[s
 
 def test_writes_aimed_at_a_partition_meet_the_tables_guards_and_rollups(partitioned: sa.Engine) -> None:
     name = partitions.name_of(partitions.month_start(NOW))
-    for statement in (f"UPDATE {name} SET price = price * 2", f"DELETE FROM {name}", f"TRUNCATE {name}"):
+    candle_month = partitions.CANDLES.name_of(partitions.month_start(NOW))
+    for statement in (f"UPDATE {name} SET price = price * 2", f"DELETE FROM {name}", f"TRUNCATE {name}",
+                      f"UPDATE {candle_month} SET close = close", f"DELETE FROM {candle_month}",
+                      f"TRUNCATE {candle_month}"):
         with pytest.raises(sa.exc.DBAPIError, match="append-only"), partitioned.begin() as connection:
             connection.execute(sa.text(statement))
     with partitioned.begin() as connection:  # an insert into the partition itself is merged into the rollups
@@ -109,7 +123,7 @@ def test_months_ahead_are_made_and_a_month_the_default_holds_is_left(partitioned
     far = partitions.month_start(NOW + timedelta(days=200))
     with partitioned.begin() as connection:
         made = partitions.ensure_ahead(connection, far)
-    assert partitions.name_of(far) in made and len(made) == 2 + partitions.MONTHS_AHEAD  # last month too
+    assert partitions.name_of(far) in made and len(made) == 2 * (2 + partitions.MONTHS_AHEAD)  # both tables
     long_ago = datetime(2013, 9, 10, tzinfo=UTC)  # older than every partition: the default holds it
     in_default = f"SELECT count(*) FROM {partitions.DEFAULT}"
     with partitioned.begin() as connection:
