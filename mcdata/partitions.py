@@ -116,9 +116,16 @@ def ensure(connection: sa.Connection, months: Iterable[datetime], spec: Partitio
     return created
 
 
+LOCK_WAIT = "2s"  # a new partition locks its table: a reader holding it (a long export) must not wedge a run
+
+
 def ensure_ahead(connection: sa.Connection, now: datetime) -> list[str]:
     """Every partitioned table's partitions of last month (a first backfill reaches back into it), this
-    month and MONTHS_AHEAD more."""
+    month and MONTHS_AHEAD more. Creating one waits at most LOCK_WAIT for its table (then PostgreSQL
+    raises lock_not_available, SQLSTATE 55P03, and the caller tries again next time: the months ahead
+    are months ahead)."""
+    if is_partitioned(connection):
+        connection.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
     month = month_start(now)
     months = [previous_month(month), month]
     for _ in range(MONTHS_AHEAD):

@@ -6,6 +6,7 @@ SQLite keeps one table each."""
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -132,3 +133,33 @@ def test_months_ahead_are_made_and_a_month_the_default_holds_is_left(partitioned
         assert partitions.ensure(connection, [long_ago]) == []  # its rows are the default's: left there
         assert connection.execute(sa.text(in_default)).scalar_one() == before + 1
         assert partitions.name_of(partitions.month_start(long_ago)) not in partitions.monthly(connection).values()
+
+
+def test_a_reader_holding_a_table_does_not_wedge_a_job(partitioned: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new partition locks its table; a long export reading candles meanwhile must cost a job seconds,
+    not its run: the job gives up on the partition with a warning and the next one makes it."""
+    from typer.testing import CliRunner
+
+    from mcdata.cli import app
+
+    ahead = partitions.next_month(partitions.next_month(partitions.month_start(NOW)))
+    with partitioned.begin() as connection:  # as if the months ahead had not been made yet
+        connection.execute(sa.text(f"DROP TABLE {partitions.CANDLES.name_of(ahead)}"))
+    url = partitioned.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("MCDATA_DATABASE_URL", url)
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=60s")  # were the job's own bound gone: a failure, not a hang
+    reader = partitioned.connect()
+    reader.execute(sa.text("SELECT count(*) FROM candles"))  # an export's cursor: its lock lasts the transaction
+    started = time.monotonic()
+    try:
+        result = CliRunner().invoke(app, ["compute"])
+        waited = time.monotonic() - started
+    finally:
+        reader.rollback()
+        reader.close()
+    assert result.exit_code == 0, result.stderr
+    assert "the coming months' partitions were not created" in result.stderr
+    assert waited < 30  # partitions.LOCK_WAIT (2 s), not the minute the session would wait
+    assert CliRunner().invoke(app, ["compute"]).exit_code == 0  # no reader now: the next job makes it
+    with partitioned.connect() as connection:
+        assert partitions.CANDLES.name_of(ahead) in partitions.monthly(connection, partitions.CANDLES).values()

@@ -143,10 +143,22 @@ def locked_step(settings: Settings, command: str, source: str | None,
         with writer_lock(engine) as still_held:
             if create_schema:
                 create_schema_if_new(engine)
-            with write(engine, still_held) as connection:  # PostgreSQL: this month's partition and the next
-                partitions.ensure_ahead(connection, utc_now())
+            _ensure_partitions(engine, still_held)
             return recorded(engine, command, source, lambda: step(engine, still_held),
                              source_url_of(settings) if source else None)
+
+
+def _ensure_partitions(engine: Engine, still_held: Callable[[], None]) -> None:
+    """PostgreSQL: the months' partitions around now. A reader holding a table (a long export) makes this
+    give up after partitions.LOCK_WAIT, with a warning: the job goes on, the next one tries again."""
+    try:
+        with write(engine, still_held) as connection:
+            partitions.ensure_ahead(connection, utc_now())
+    except sa.exc.OperationalError as error:
+        if getattr(error.orig, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        log.warning("warning: the coming months' partitions were not created (a reader held the table "
+                    "for %s); the next job tries again", partitions.LOCK_WAIT)
 
 
 def create_schema_if_new(engine: Engine) -> None:
