@@ -171,8 +171,7 @@ def test_trades_are_asked_at_most_once_a_second(env: str, runner: CliRunner, his
     assert result.exit_code == 0, result.stderr
     times = [t for r, t in zip(fake.requests, fake.request_times, strict=True) if r.startswith("/0/public/Trades")]
     assert len(times) >= 3
-    # measured where the requests arrive: one delayed on its way shortens the next gap by that delay
-    assert min(b - a for a, b in itertools.pairwise(times)) >= repair.TRADES_PACE - 0.15
+    assert min(b - a for a, b in itertools.pairwise(times)) >= repair.TRADES_PACE - 0.02  # where they arrive
 
 
 def test_a_walk_cut_short_resumes_where_it_stopped(env: str, runner: CliRunner, history: dict[str, Any],

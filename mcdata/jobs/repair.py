@@ -142,8 +142,8 @@ def _from_trades(engine: Engine, still_held: Callable[[], None], source: Source,
         wait = TRADES_PACE - (time.monotonic() - last_request)
         if wait > 0:
             _sleep(wait)
-        last_request = time.monotonic()
         page = trades_after(pair, cursor)
+        last_request = time.monotonic()  # from the answer: the venue sees a second between two requests
         for trade in page.trades:
             if first <= trade.time < end:
                 pending.setdefault(_hour_of(trade.time), []).append(trade)
