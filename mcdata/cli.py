@@ -786,7 +786,6 @@ def coverage(
     """
     from mcdata import coverage as holes
     from mcdata import render, render_coverage
-    from mcdata.jobs.repair import repair as repairing
     from mcdata.reading import reading
     from mcdata.values import canonical_pair, parse_duration
 
@@ -797,6 +796,8 @@ def coverage(
     wanted = canonical_pair(pair) if pair else None
     state = _state(ctx)
     if repair:
+        from mcdata.jobs.repair import repair as repairing  # the sources and HTTP: only when repairing
+
         try:
             budget = parse_duration(max_time)
         except ValueError as exc:

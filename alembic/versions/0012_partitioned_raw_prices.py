@@ -16,6 +16,7 @@ and of the raw table's trigger statements as of this revision.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -27,12 +28,9 @@ branch_labels = None
 depends_on = None
 
 RAW = "raw_crypto_pair_price_history"
-OLD = f"{RAW}_unpartitioned"
-PK = f"pk_{RAW}"
 MONTHS_AHEAD = 2
-CHECKSUM = (f"SELECT count(*), COALESCE(sum(hashtextextended(exchange || '|' || pair || '|' || "
-            "timestamp::text || '|' || price::text || '|' || COALESCE(volume::text, '') || '|' || kind || '|' || "
-            "fetched_at::text, 0)), 0) FROM {table}")
+# every column of every row, in the table's order (a LIKE copy keeps it): the same rows give the same sum
+CHECKSUM = "SELECT count(*), COALESCE(sum(hashtextextended(t::text, 0)), 0) FROM {table} t"
 
 
 def raw_triggers(table: str) -> list[str]:
@@ -66,45 +64,51 @@ def _months(first: datetime | None, now: datetime) -> list[datetime]:
     return months
 
 
-def _swap(connection: sa.Connection, partitioned: bool) -> None:
-    """Rename the table, make its replacement LIKE it, copy the rows month by month, check, drop."""
-    connection.execute(sa.text(f"ALTER TABLE {RAW} RENAME TO {OLD}"))
-    connection.execute(sa.text(f"ALTER INDEX {PK} RENAME TO pk_{OLD}"))
-    like = (f"CREATE TABLE {RAW} (LIKE {OLD} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING COMMENTS "
+def swap(connection: sa.Connection, table: str, column: str, key: str, triggers: Callable[[str], list[str]],
+         partitioned: bool) -> None:
+    """Rename `table`, make its replacement LIKE it (partitioned by month on `column`, or not), with its
+    primary `key` again, copy the rows month by month, check count and checksum, drop the old table, and
+    install `triggers` on the new table and every partition. Revision 0013 converts the candles with it."""
+    old, pk = f"{table}_unpartitioned", f"pk_{table}"
+    connection.execute(sa.text(f"ALTER TABLE {table} RENAME TO {old}"))
+    connection.execute(sa.text(f"ALTER INDEX {pk} RENAME TO pk_{old}"))
+    like = (f"CREATE TABLE {table} (LIKE {old} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING COMMENTS "
             "INCLUDING STORAGE)")
-    connection.execute(sa.text(like + (" PARTITION BY RANGE (timestamp)" if partitioned else "")))
-    connection.execute(sa.text(f"ALTER TABLE {RAW} ADD CONSTRAINT {PK} PRIMARY KEY (exchange, pair, timestamp) "
-                               "INCLUDE (price)"))
-    first, now = connection.execute(sa.text(f"SELECT min(timestamp), now() FROM {OLD}")).one()
-    tables = [RAW]
+    connection.execute(sa.text(like + (f" PARTITION BY RANGE ({column})" if partitioned else "")))
+    connection.execute(sa.text(f"ALTER TABLE {table} ADD CONSTRAINT {pk} PRIMARY KEY {key}"))
+    first, now = connection.execute(sa.text(f"SELECT min({column}), now() FROM {old}")).one()
+    tables = [table]
     if partitioned:
-        connection.execute(sa.text(f"CREATE TABLE {RAW}_default PARTITION OF {RAW} DEFAULT"))
-        tables.append(f"{RAW}_default")
+        connection.execute(sa.text(f"CREATE TABLE {table}_default PARTITION OF {table} DEFAULT"))
+        tables.append(f"{table}_default")
         for month in _months(first, now):
-            name = f"{RAW}_y{month.year:04d}m{month.month:02d}"
-            connection.execute(sa.text(f"CREATE TABLE {name} PARTITION OF {RAW} FOR VALUES FROM "
+            name = f"{table}_y{month.year:04d}m{month.month:02d}"
+            connection.execute(sa.text(f"CREATE TABLE {name} PARTITION OF {table} FOR VALUES FROM "
                                        f"('{month.isoformat()}') TO ('{_next_month(month).isoformat()}')"))
             tables.append(name)
     if first is not None:  # a month at a time: no statement holds the whole table's rows at once
         for month in _months(first, now):
-            connection.execute(sa.text(f"INSERT INTO {RAW} SELECT * FROM {OLD} WHERE timestamp >= :start "
-                                       "AND timestamp < :end"), {"start": month, "end": _next_month(month)})
-    before = connection.execute(sa.text(CHECKSUM.format(table=OLD))).one()
-    after = connection.execute(sa.text(CHECKSUM.format(table=RAW))).one()
+            connection.execute(sa.text(f"INSERT INTO {table} SELECT * FROM {old} WHERE {column} >= :start "
+                                       f"AND {column} < :end"), {"start": month, "end": _next_month(month)})
+    before = connection.execute(sa.text(CHECKSUM.format(table=old))).one()
+    after = connection.execute(sa.text(CHECKSUM.format(table=table))).one()
     if tuple(before) != tuple(after):
-        raise RuntimeError(f"copying the raw prices changed them ({tuple(before)} rows and checksum before, "
+        raise RuntimeError(f"copying {table} changed it ({tuple(before)} rows and checksum before, "
                            f"{tuple(after)} after): nothing was migrated")
-    connection.execute(sa.text(f"DROP TABLE {OLD}"))  # its triggers go with it
-    for table in tables:
-        for statement in raw_triggers(table):
+    connection.execute(sa.text(f"DROP TABLE {old}"))  # its triggers go with it
+    for name in tables:
+        for statement in triggers(name):
             connection.execute(sa.text(statement))
+
+
+RAW_KEY = "(exchange, pair, timestamp) INCLUDE (price)"
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        _swap(op.get_bind(), partitioned=True)
+        swap(op.get_bind(), RAW, "timestamp", RAW_KEY, raw_triggers, partitioned=True)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        _swap(op.get_bind(), partitioned=False)
+        swap(op.get_bind(), RAW, "timestamp", RAW_KEY, raw_triggers, partitioned=False)
