@@ -270,10 +270,10 @@ def bench_compute_hourly(url: str, venues: int, pairs: int, tmp: Path) -> None:
     report("PostgreSQL compute speed-up at that scale", f"{raw / rollup:,.1f}x", ">= 15x", raw / rollup >= 15)
     report("DuckDB, one GROUP BY over the same raw rows in memory (peer)",
            "not installed (pip install '.[bench]')" if peer is None else f"{peer * 1000:,.0f} ms")
-    bench_show(url, markets, tmp, rollup)
+    bench_show(url, markets, tmp)
 
 
-def bench_show(url: str, markets: int, tmp: Path, statement: float) -> None:
+def bench_show(url: str, markets: int, tmp: Path) -> None:
     """The read side at that scale, each command in a child process (time includes its start-up, as a
     user sees it; the median of three runs), against the start-up alone: `mcdata COMMAND --help` (Python,
     typer and the command's options, parsed, nothing else) and the import of the database libraries."""
@@ -288,27 +288,62 @@ def bench_show(url: str, markets: int, tmp: Path, statement: float) -> None:
         ok = None if not target else (wall <= (target_s or wall) and rss / 1024 <= (target_mb or rss))
         report(f"`mcdata {' '.join(args)}`, {markets:,} markets", f"{wall:.2f} s, {rss / 1024:.0f} MB (exit {code})",
                target, ok)
-    bench_compute_cli(env, markets, statement)
+    bench_compute_cli(env, markets)
 
 
-def bench_compute_cli(env: dict[str, str], markets: int, statement: float) -> None:
-    """`mcdata compute` as cron runs it, taken apart: the CLI's start-up, the database libraries' import,
-    the metric statement (the library figure measured above) and what is left, mcdata's own work."""
-    # --help ends before typer coerces the options, so its first option's pydantic import comes on top
+def bench_compute_cli(env: dict[str, str], markets: int) -> None:
+    """`mcdata compute` as cron runs it, and the same command taken apart in one child process: the
+    imports it needs beyond the CLI's, the job (connection, head check, lock, partitions, runs row) and
+    the metric statement inside it. The start-up is `mcdata compute --help` and typer's pydantic import for
+    the options, which --help skips."""
     _, help_wall, _ = mcdata_median(["compute", "--help"], env)
     startup = help_wall + import_seconds("import mcdata.cli", "import typer._adapters")
-    libraries = import_seconds("import mcdata.cli, typer._adapters",
-                               "import psycopg, sqlalchemy.dialects.postgresql.psycopg, mcdata.jobs.maintain")
     code, wall, _ = mcdata_median(["--quiet", "compute"], env)
+    parts = [compute_parts(env) for _ in range(3)]
+    imports, job, statement = (statistics.median(p[i] for p in parts) for i in range(3))
     beyond = wall - startup
     report(f"`mcdata compute`, {markets:,} markets", f"{wall:.2f} s (exit {code})")
     report("  its start-up (`mcdata compute --help`, and typer's pydantic for the options)", f"{startup * 1000:.0f} ms")
     report("  beyond the start-up", f"{beyond * 1000:.0f} ms", "<= 350 ms", beyond <= 0.35)
-    report("    the imports it needs beyond the CLI's (SQLAlchemy, psycopg, mcdata's SQL)",
-           f"{libraries * 1000:.0f} ms")
-    report("    the metric statement (the library figure above)", f"{statement * 1000:.0f} ms")
-    report("    the rest: connection, head check, lock, partitions, runs row",
-           f"{(beyond - libraries - statement) * 1000:.0f} ms")
+    report("    the imports it needs beyond the CLI's (SQLAlchemy, psycopg, mcdata's SQL)", f"{imports * 1000:.0f} ms")
+    report("    the metric statement", f"{statement * 1000:.0f} ms")
+    report("    the rest of the job: connection, head check, lock, partitions, runs row",
+           f"{(job - statement) * 1000:.0f} ms")
+
+
+COMPUTE_PARTS = """
+import sys, time
+import mcdata.cli, typer._adapters
+loaded = time.perf_counter()
+import psycopg, sqlalchemy.dialects.postgresql.psycopg, mcdata.jobs.maintain as maintain, mcdata.metrics as metrics
+imports = time.perf_counter() - loaded
+spent = {}
+def timed(module, name, key):
+    work = getattr(module, name)
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return work(*args, **kwargs)
+        finally:
+            spent[key] = time.perf_counter() - started
+    setattr(module, name, wrapper)
+timed(metrics, "compute", "statement")
+timed(maintain, "compute", "job")
+sys.argv = ["mcdata", "--quiet", "compute"]
+try:
+    mcdata.cli.main()
+except SystemExit as exit:
+    assert not exit.code, exit.code
+print(imports, spent["job"], spent["statement"])
+"""
+
+
+def compute_parts(env: dict[str, str]) -> tuple[float, float, float]:
+    """One `mcdata compute` in a child process, timed inside: (imports, job, statement) in seconds."""
+    done = subprocess.run([sys.executable, "-c", COMPUTE_PARTS], env=env, capture_output=True, text=True,
+                          check=True, cwd=ROOT)
+    imports, job, statement = (float(figure) for figure in done.stdout.split())
+    return imports, job, statement
 
 
 def import_seconds(before: str, imports: str) -> float:
