@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from mcdata.migrations import upgrade
 from mcdata.schema import candles, raw_prices
 from mcdata.triggers import RAW
 from tests.conftest import _create_database, _drop_database
+from tests.fake_exchange import FakeExchange
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -163,3 +165,25 @@ def test_a_reader_holding_a_table_does_not_wedge_a_job(partitioned: sa.Engine, m
     assert CliRunner().invoke(app, ["compute"]).exit_code == 0  # no reader now: the next job makes it
     with partitioned.connect() as connection:
         assert partitions.CANDLES.name_of(ahead) in partitions.monthly(connection, partitions.CANDLES).values()
+
+
+def test_the_hourly_run_makes_the_coming_months(partitioned: sa.Engine, fake_exchange: FakeExchange,
+                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mcdata run` is all cron calls: it makes the months ahead as every other job does, or the month
+    after them would fill the default partition and never get its own (nor be dropped whole by prune)."""
+    from typer.testing import CliRunner
+
+    from mcdata.cli import app
+
+    ahead = partitions.next_month(partitions.next_month(partitions.month_start(NOW)))
+    with partitioned.begin() as connection:  # as if the months ahead had not been made yet
+        for spec in partitions.TABLES:
+            connection.execute(sa.text(f"DROP TABLE {spec.name_of(ahead)}"))
+    monkeypatch.setenv("MCDATA_DATABASE_URL", partitioned.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("MCDATA_API_URL", fake_exchange.url)
+    monkeypatch.setenv("MCDATA_CACHE_DIR", str(tmp_path / "cache"))
+    result = CliRunner().invoke(app, ["run", "--pairs", "btceur", "--backfill", "0"])
+    assert result.exit_code == 0, result.stderr
+    with partitioned.connect() as connection:
+        for spec in partitions.TABLES:
+            assert spec.name_of(ahead) in partitions.monthly(connection, spec).values()

@@ -18,6 +18,7 @@ from mcdata.jobs.ledger import (
     Progress,
     Report,
     create_schema_if_new,
+    ensure_partitions,
     no_progress,
     recorded,
     source_url_of,
@@ -37,6 +38,7 @@ def run(settings: Settings, progress: Progress = no_progress, *, now: datetime |
     with engine_for(settings.database_url) as engine, writer_lock(engine) as still_held:
         started()
         create_schema_if_new(engine)
+        ensure_partitions(engine, still_held)
 
         def work() -> Report:
             report = Report("run")

@@ -143,12 +143,12 @@ def locked_step(settings: Settings, command: str, source: str | None,
         with writer_lock(engine) as still_held:
             if create_schema:
                 create_schema_if_new(engine)
-            _ensure_partitions(engine, still_held)
+            ensure_partitions(engine, still_held)
             return recorded(engine, command, source, lambda: step(engine, still_held),
                              source_url_of(settings) if source else None)
 
 
-def _ensure_partitions(engine: Engine, still_held: Callable[[], None]) -> None:
+def ensure_partitions(engine: Engine, still_held: Callable[[], None]) -> None:
     """PostgreSQL: the months' partitions around now. A reader holding a table (a long export) makes this
     give up after partitions.LOCK_WAIT, with a warning: the job goes on, the next one tries again."""
     try:
