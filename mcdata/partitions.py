@@ -2,10 +2,11 @@
 month, so that retention drops whole months of raw prices instead of deleting their rows one by one, and
 a candle export reads only the months it asks for. SQLite keeps one table each.
 
-A DEFAULT partition takes what no month holds (history older than the partitions: an archive, a long
-backfill). Every job creates last month's, this month's and the next MONTHS_AHEAD months' partitions, so
-live samples and a first backfill find theirs; a month whose rows already sit in the default partition
-is left to it (PostgreSQL cannot create a partition over rows the default holds). Each partition carries
+A DEFAULT partition takes what no month holds. Every job creates last month's, this month's and the next
+MONTHS_AHEAD months' partitions, so live samples and a first backfill find theirs, and a job about to
+write history (a long backfill, an archive, a repair) creates the months it reaches first, so that prune
+can drop them whole; a month whose rows already sit in the default partition is left to it (PostgreSQL
+cannot create a partition over rows the default holds). Each partition carries
 its table's triggers too: a statement-level trigger fires for the table a statement names, so an INSERT,
 UPDATE, DELETE or TRUNCATE aimed at a partition meets the same rollups and guards as one aimed at the table.
 """
@@ -25,6 +26,9 @@ from mcdata.triggers import RAW, postgres_candle_triggers, postgres_raw_triggers
 log = logging.getLogger("mcdata")
 
 MONTHS_AHEAD = 2
+# History gets monthly partitions from here on: no crypto pair traded before Bitcoin's first block, and a
+# bad first row (a timestamp of 0) must not make 600 months; anything older goes to the default partition.
+HISTORY_FLOOR = datetime(2009, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -96,41 +100,55 @@ def ensure(connection: sa.Connection, months: Iterable[datetime], spec: Partitio
     if not is_partitioned(connection):
         return []
     there = monthly(connection, spec)
+    missing = sorted({month_start(m) for m in months} - there.keys())
+    if not missing:
+        return []
+    held = _held_by_default(connection, spec, missing[0], next_month(missing[-1]))
     created = []
-    for month in sorted({month_start(m) for m in months}):
-        if month in there:
-            continue
-        end = next_month(month)
-        held = connection.execute(sa.text(
-            f"SELECT 1 FROM {spec.default} WHERE {spec.column} >= :start AND {spec.column} < :end LIMIT 1"),
-            {"start": month, "end": end}).first()
-        if held is not None:
+    for month in missing:
+        if month in held:
             log.info("%s of %s are in the default partition: no partition of their own", spec.table,
                      month.strftime("%Y-%m"))
             continue
         name = spec.name_of(month)
         connection.execute(sa.text(f"CREATE TABLE {name} PARTITION OF {spec.table} "
-                                   f"FOR VALUES FROM ('{month.isoformat()}') TO ('{end.isoformat()}')"))
+                                   f"FOR VALUES FROM ('{month.isoformat()}') TO ('{next_month(month).isoformat()}')"))
         _guard(connection, spec, name)
         created.append(name)
     return created
 
 
+def _held_by_default(connection: sa.Connection, spec: Partitioned, start: datetime, end: datetime) -> set[datetime]:
+    """The months between `start` and `end` that the default partition holds rows of: one pass over it (it
+    has no index on time), however many months are asked."""
+    months = connection.execute(sa.text(
+        f"SELECT DISTINCT date_trunc('month', {spec.column}, 'UTC') FROM {spec.default} "
+        f"WHERE {spec.column} >= :start AND {spec.column} < :end"), {"start": start, "end": end}).scalars()
+    return {month_start(month) for month in months}
+
+
 LOCK_WAIT = "2s"  # a new partition locks its table: a reader holding it (a long export) must not wedge a run
 
 
-def ensure_ahead(connection: sa.Connection, now: datetime) -> list[str]:
+def ensure_ahead(connection: sa.Connection, now: datetime, since: datetime | None = None) -> list[str]:
     """Every partitioned table's partitions of last month (a first backfill reaches back into it), this
-    month and MONTHS_AHEAD more. Creating one waits at most LOCK_WAIT for its table (then PostgreSQL
-    raises lock_not_available, SQLSTATE 55P03, and the caller tries again next time: the months ahead
-    are months ahead)."""
+    month and MONTHS_AHEAD more; with `since` (the oldest time a job is about to write: a long backfill, an
+    archive), every month from its month on too, so that history lands in its own months and prune drops
+    it whole. Creating one waits at most LOCK_WAIT for its table (then PostgreSQL raises
+    lock_not_available, SQLSTATE 55P03, and the caller tries again next time: the months ahead are months
+    ahead, and history written meanwhile goes to the default partition, stored all the same)."""
     if is_partitioned(connection):
         connection.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
-    month = month_start(now)
-    months = [previous_month(month), month]
+    month = previous_month(month_start(now))
+    if since is not None:
+        month = min(month, month_start(max(since, HISTORY_FLOOR)))
+    last = month_start(now)
     for _ in range(MONTHS_AHEAD):
-        month = next_month(month)
+        last = next_month(last)
+    months = []
+    while month <= last:
         months.append(month)
+        month = next_month(month)
     return [name for spec in TABLES for name in ensure(connection, months, spec)]
 
 

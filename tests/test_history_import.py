@@ -146,3 +146,38 @@ def test_known_real_opens_are_stored_at_their_hours(env: str, runner: CliRunner,
     stored = {r.open_time: r.open for r in query(env, sa.select(candles).where(candles.c.pair == "btceur"))}
     assert stored == {datetime.fromtimestamp(t, UTC): float(o) for t, o in REAL_XBTEUR_OPENS.items()}
     assert datetime(2017, 12, 31, 23, tzinfo=UTC) in stored  # 2018-01-01 00:00 CET
+
+
+def test_old_history_lands_in_its_months_and_prune_drops_them_whole(env: str, runner: CliRunner,
+                                                                      fake_exchange: FakeExchange,
+                                                                      tmp_path: Path) -> None:
+    """An archive's years: on PostgreSQL each month of them gets its partition before the import writes
+    (not the default partition, which prune could only empty row by row), in both tables; prune then
+    drops those months whole. SQLite keeps one table: the same rows are stored and pruned."""
+    from mcdata import partitions
+
+    folder = tmp_path / "ohlcvt"
+    folder.mkdir()
+    old = datetime(2014, 3, 30, tzinfo=UTC)  # three months, each with rows: 2014-03, 04, 05
+    (folder / "XBTEUR_60.csv").write_text(ohlcvt(old, 24 * 40, HOUR, 500.0))
+    result = runner.invoke(app, ["import", "kraken-ohlcvt", str(folder)])
+    assert result.exit_code == 0, result.stderr
+    assert count_rows(env, raw_prices) == 24 * 40 and count_rows(env, candles) == 24 * 40
+    months = {datetime(2014, m, 1, tzinfo=UTC) for m in (3, 4, 5)}
+    engine = sa.create_engine(env.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as connection:
+            if partitions.is_partitioned(connection):
+                for spec in partitions.TABLES:
+                    assert months <= partitions.monthly(connection, spec).keys(), spec.table
+                    in_default = connection.execute(sa.text(f"SELECT count(*) FROM {spec.default}")).scalar_one()
+                    assert in_default == 0, spec.table
+        pruned = runner.invoke(app, ["prune", "--keep", "365d"])
+        assert pruned.exit_code == 0, pruned.stderr
+        assert count_rows(env, raw_prices) == 0  # every imported close was older than a year
+        with engine.connect() as connection:
+            if partitions.is_partitioned(connection):  # dropped, not emptied
+                assert not months & partitions.monthly(connection).keys()
+            assert connection.execute(sa.text("SELECT count(*) FROM price_rollup_hourly")).scalar_one() == 24 * 40
+    finally:
+        engine.dispose()

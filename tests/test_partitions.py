@@ -187,3 +187,21 @@ def test_the_hourly_run_makes_the_coming_months(partitioned: sa.Engine, fake_exc
     with partitioned.connect() as connection:
         for spec in partitions.TABLES:
             assert spec.name_of(ahead) in partitions.monthly(connection, spec).values()
+
+
+def test_history_gets_every_month_from_the_floor_on(partitioned: sa.Engine) -> None:
+    """A job about to write history asks for its months: every one from HISTORY_FLOOR (a timestamp of 0
+    asks for 1970) to the months ahead, but for one whose rows the default partition holds already."""
+    held = datetime(2015, 6, 10, tzinfo=UTC)
+    with partitioned.begin() as connection:
+        store.insert_prices(connection, rows_at([held], "xbteur"))  # no June 2015 yet: the default holds it
+        partitions.ensure_ahead(connection, NOW, since=datetime(1970, 1, 1, tzinfo=UTC))
+        for spec in partitions.TABLES:
+            months = sorted(partitions.monthly(connection, spec))
+            expected, month = [], partitions.HISTORY_FLOOR
+            while month <= months[-1]:
+                expected.append(month)
+                month = partitions.next_month(month)
+            missing = [partitions.month_start(held)] if spec is partitions.RAW_PRICES else []
+            assert sorted(set(expected) - set(months)) == missing, spec.table
+            assert months[-1] > NOW  # and the months ahead

@@ -40,9 +40,15 @@ GAP_REPAIR_AFTER = timedelta(minutes=90)
 
 # -- fetch --------------------------------------------------------------------------------------
 def fetch(settings: Settings, progress: Progress = no_progress, *, now: datetime | None = None) -> Report:
+    now = now or utc_now()
     return locked_step(settings, "fetch", settings.source,
-                        lambda engine, still_held: fetch_venues(engine, settings, now or utc_now(), progress,
-                                                                 still_held), create_schema=True)
+                        lambda engine, still_held: fetch_venues(engine, settings, now, progress, still_held),
+                        create_schema=True, history_since=backfill_since(settings, now))
+
+
+def backfill_since(settings: Settings, now: datetime) -> datetime | None:
+    """The oldest time a fetch may write: its --backfill back from now (an outage's gap is within it)."""
+    return now - settings.backfill if settings.backfill else None
 
 
 NONE_LISTED = "none of the configured pairs is listed by the source"

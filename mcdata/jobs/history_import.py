@@ -19,9 +19,12 @@ import logging
 import re
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TextIO
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -50,6 +53,7 @@ class ArchiveFile:
     altname: str  # Kraken's name of the pair, e.g. XBTEUR
     minutes: int
     read: Callable[[], str]
+    first_line: Callable[[], str]  # without reading the rest: where the file's history starts
 
 
 def archive_files(paths: list[Path]) -> list[ArchiveFile]:
@@ -58,12 +62,12 @@ def archive_files(paths: list[Path]) -> list[ArchiveFile]:
     found: list[ArchiveFile] = []
     for path in paths:
         if path.is_dir():
-            found += [_file(str(child), child.name, child.read_text) for child in sorted(path.iterdir())
+            found += [_plain_file(child, str(child)) for child in sorted(path.iterdir())
                       if ARCHIVE_NAME.match(child.name)]
         elif path.suffix.lower() == ".zip" and path.is_file():
             found += _zip_members(path)
         elif path.is_file() and ARCHIVE_NAME.match(path.name):
-            found.append(_file(str(path), path.name, path.read_text))
+            found.append(_plain_file(path, str(path)))
         else:
             raise ConfigError(f"{str(path)[:200]}: not a folder, a .zip or a file named like XBTEUR_60.csv",
                               "name Kraken's OHLCVT files, their folder or their .zip")
@@ -73,10 +77,23 @@ def archive_files(paths: list[Path]) -> list[ArchiveFile]:
     return found
 
 
-def _file(shown: str, name: str, read: Callable[[], str]) -> ArchiveFile:
+def _file(shown: str, name: str, opened: Callable[[], ContextManager[TextIO]]) -> ArchiveFile:
     match = ARCHIVE_NAME.match(name)
     assert match is not None
-    return ArchiveFile(shown, match[1], int(match[2]), read)
+
+    def read() -> str:
+        with opened() as stream:
+            return stream.read()
+
+    def first_line() -> str:
+        with opened() as stream:
+            return stream.readline()
+
+    return ArchiveFile(shown, match[1], int(match[2]), read, first_line)
+
+
+def _plain_file(path: Path, shown: str) -> ArchiveFile:
+    return _file(shown, path.name, lambda: path.open(encoding="utf-8"))
 
 
 def _zip_members(path: Path) -> list[ArchiveFile]:
@@ -86,14 +103,27 @@ def _zip_members(path: Path) -> list[ArchiveFile]:
     except (zipfile.BadZipFile, OSError) as exc:
         raise ConfigError(f"{str(path)[:200]}: not a zip that can be read ({exc})") from None
 
-    def reader(member: str) -> Callable[[], str]:
-        def read() -> str:
+    def opener(member: str) -> Callable[[], ContextManager[TextIO]]:
+        @contextmanager
+        def opened() -> Iterator[TextIO]:
             with zipfile.ZipFile(path) as archive, archive.open(member) as stream:
-                return io.TextIOWrapper(stream, encoding="utf-8").read()
-        return read
+                yield io.TextIOWrapper(stream, encoding="utf-8")
+        return opened
 
-    return [_file(f"{path}:{name}", Path(name).name, reader(name)) for name in sorted(names)
+    return [_file(f"{path}:{name}", Path(name).name, opener(name)) for name in sorted(names)
             if ARCHIVE_NAME.match(Path(name).name)]
+
+
+def history_start(files: list[ArchiveFile]) -> datetime | None:
+    """The earliest first row among the files (Kraken's are in time order), read without the rest; a file
+    whose first row is no candle is refused later by the import itself."""
+    starts = []
+    for file in files:
+        try:
+            starts.append(datetime.fromtimestamp(int(file.first_line().split(",", 1)[0]), UTC))
+        except (ValueError, OverflowError, OSError, zipfile.BadZipFile):
+            continue  # the import itself says what is wrong with the file
+    return min(starts, default=None)
 
 
 def candle_rows(file: ArchiveFile, pair: str, now: datetime) -> Iterator[store.CandleRow]:
@@ -130,7 +160,7 @@ def import_kraken_ohlcvt(settings: Settings, paths: list[Path], progress: Progre
     known = [f for f in files if f.altname in by_altname]
     return locked_step(settings, "import", VENUE,
                        lambda engine, still_held: _import(engine, still_held, known, by_altname, progress),
-                       create_schema=True)
+                       create_schema=True, history_since=history_start(known))
 
 
 def _import(engine: Engine, still_held: Callable[[], None], files: list[ArchiveFile], by_altname: dict[str, str],

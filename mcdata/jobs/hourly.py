@@ -13,7 +13,7 @@ from mcdata.clock import utc_now
 from mcdata.config import Settings
 from mcdata.db import engine_for, writer_lock
 from mcdata.errors import LockedError, exit_code_of
-from mcdata.jobs.fetching import fetch_venues
+from mcdata.jobs.fetching import backfill_since, fetch_venues
 from mcdata.jobs.ledger import (
     Progress,
     Report,
@@ -38,7 +38,7 @@ def run(settings: Settings, progress: Progress = no_progress, *, now: datetime |
     with engine_for(settings.database_url) as engine, writer_lock(engine) as still_held:
         started()
         create_schema_if_new(engine)
-        ensure_partitions(engine, still_held)
+        ensure_partitions(engine, still_held, backfill_since(settings, now))
 
         def work() -> Report:
             report = Report("run")

@@ -134,26 +134,30 @@ def require_head(engine: Engine) -> None:
 
 
 def locked_step(settings: Settings, command: str, source: str | None,
-                step: Callable[[Engine, Callable[[], None]], Report], *, create_schema: bool = False) -> Report:
+                step: Callable[[Engine, Callable[[], None]], Report], *, create_schema: bool = False,
+                history_since: datetime | None = None) -> Report:
     """One step on a migrated database (`create_schema`: a brand-new one is migrated first, as `run`
-    does), under the writer lock, recorded as a `runs` row."""
+    does), under the writer lock, recorded as a `runs` row; `history_since`: the oldest time it may write,
+    whose months get their partitions first."""
     with engine_for(settings.database_url) as engine:
         if not create_schema:
             require_head(engine)
         with writer_lock(engine) as still_held:
             if create_schema:
                 create_schema_if_new(engine)
-            ensure_partitions(engine, still_held)
+            ensure_partitions(engine, still_held, history_since)
             return recorded(engine, command, source, lambda: step(engine, still_held),
                              source_url_of(settings) if source else None)
 
 
-def ensure_partitions(engine: Engine, still_held: Callable[[], None]) -> None:
-    """PostgreSQL: the months' partitions around now. A reader holding a table (a long export) makes this
-    give up after partitions.LOCK_WAIT, with a warning: the job goes on, the next one tries again."""
+def ensure_partitions(engine: Engine, still_held: Callable[[], None], since: datetime | None = None) -> None:
+    """PostgreSQL: the months' partitions around now, and from `since` on (history about to be written),
+    in a short transaction of its own: a new partition locks its whole table until commit. A reader
+    holding a table (a long export) makes this give up after partitions.LOCK_WAIT, with a warning: the
+    job goes on, the next one tries again."""
     try:
         with write(engine, still_held) as connection:
-            partitions.ensure_ahead(connection, utc_now())
+            partitions.ensure_ahead(connection, utc_now(), since)
     except sa.exc.OperationalError as error:
         if getattr(error.orig, "sqlstate", None) != "55P03":  # lock_not_available
             raise

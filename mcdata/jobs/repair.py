@@ -25,7 +25,7 @@ from mcdata.config import Settings
 from mcdata.db import connect
 from mcdata.errors import ExitCode, PairError, SourceError
 from mcdata.jobs.fetching import whole_candles
-from mcdata.jobs.ledger import Progress, Report, locked_step, no_progress, write
+from mcdata.jobs.ledger import Progress, Report, ensure_partitions, locked_step, no_progress, write
 from mcdata.sources import make_source
 from mcdata.sources.base import Candle, Source, Trade, TradePage
 from mcdata.wording import instant_text, plural
@@ -59,6 +59,7 @@ def _repair(engine: Engine, still_held: Callable[[], None], source: Source, pair
     if not holes:
         log.info("%s: no hole that was not collected", pair or source.venue)
         return report
+    ensure_partitions(engine, still_held, min(hole.start for _, hole in holes))  # the holes' months
     reach = now - source.max_history if source.max_history is not None else None
     recent = [(p, h) for p, h in holes if reach is None or h.start - HOUR >= reach]
     older = [(p, h) for p, h in holes if (p, h) not in recent]
