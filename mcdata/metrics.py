@@ -105,7 +105,8 @@ def _as_of_side() -> str:
     SELECT l.market, 1, r.price - l.latest_price, 0.0, r.price, r.price FROM latest l
     JOIN price_rollup_hourly b ON b.exchange = l.exchange AND b.pair = l.pair AND b.hour = :as_of_hour
      AND b.first_at <= :as_of AND b.last_at > :as_of
-    JOIN {RAW} r ON r.exchange = b.exchange AND r.pair = b.pair AND r.timestamp >= b.hour AND r.timestamp <= :as_of
+    JOIN {RAW} r ON r.exchange = b.exchange AND r.pair = b.pair AND r.timestamp >= :as_of_hour
+     AND r.timestamp <= :as_of
     WHERE l.later_samples"""
 
 
@@ -178,11 +179,14 @@ _AS_OF_TIMES = ("as_of_day", "as_of_quarter", "as_of_hour")
 
 
 def _newest(column: str, at_most: str) -> str:
-    """`column` of the market's newest sample at or before `at_most`: from the raw table, or where its
-    rows were pruned, from the newest hourly rollup that ends by then."""
+    """`column` of the market's newest sample at or before `at_most`: from the raw table if it lies after
+    T - 7d, else (older, or its rows pruned) from the newest hourly rollup that ends by then. Both give the
+    same sample: one older than T - 7d lies at least a day before `at_most` (T or T - 24h), so its hour
+    ends by then, and it is that hour's last sample at or before it. The constant lower bound lets
+    PostgreSQL leave older monthly partitions out of the plan (each one cost 0.3 ms of planning)."""
     rolled = "last_price" if column == "price" else "last_at"
     return (f"COALESCE((SELECT r.{column} FROM {RAW} r WHERE r.exchange = m.exchange AND r.pair = m.pair "
-            f"AND r.timestamp <= :{at_most} ORDER BY r.timestamp DESC LIMIT 1), "
+            f"AND r.timestamp <= :{at_most} AND r.timestamp > :week_start ORDER BY r.timestamp DESC LIMIT 1), "
             f"(SELECT h.{rolled} FROM price_rollup_hourly h "
             f"WHERE h.exchange = m.exchange AND h.pair = m.pair AND h.last_at <= :{at_most} "
             "ORDER BY h.hour DESC LIMIT 1))")

@@ -43,6 +43,13 @@ def edge_case_samples() -> list[Sample]:
         # only samples after T: no row; only samples older than the week: latest only
         ("kraken", "future", T + timedelta(hours=1), 9.0),
         ("kraken", "stale", T - timedelta(days=10), 11.0), ("kraken", "stale", T - timedelta(days=9), 12.0),
+        # the newest sample at or before T older than the week, with later ones (a past as-of time): its
+        # latest price comes from before the week (the hourly rollup, where the raw lookup stops at T - 7d)
+        ("kraken", "stalelater", T - timedelta(days=10), 13.0), ("kraken", "stalelater", T - timedelta(days=9), 14.0),
+        ("kraken", "stalelater", T + timedelta(minutes=20), 15.0),
+        # the 24 h change's reference sample older than the week
+        ("kraken", "oldref", T - timedelta(days=9, minutes=5), 16.0),
+        ("kraken", "oldref", T - timedelta(hours=2), 17.0), ("kraken", "oldref", T - timedelta(hours=1), 17.5),
     ]
     # pairs with identical moves share a rank, even at another price level (tiec)
     for pair, level in (("tiea", 0.0), ("tieb", 0.0), ("tiec", 1000.0)):
