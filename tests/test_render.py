@@ -124,3 +124,32 @@ def test_counts_take_their_noun_in_the_right_number() -> None:
                                                                 "1,234 price rows"]
     assert plural(1, "candle closes", "candles close") == "1 candle closes"
     assert plural(3, "candle closes", "candles close") == "3 candles close"
+
+
+@pytest.mark.parametrize("width", [80, None])
+def test_a_long_overview_printed_in_chunks_is_the_same_table(width: int | None,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`show --all` lays out TABLE_CHUNK rows at a time (flat memory, the first rows at once): the lines
+    are those of the one table, edges between chunks left out, the title first and the caption last."""
+    view = overview()
+    view.pairs = [{**row, "pair": f"{row['pair']}{copy}", "std_rank": index + 1}
+                  for index, (copy, row) in enumerate((c, r) for c in range(3) for r in view.pairs)]
+    view.ranked_pairs = {"kraken": len(view.pairs)}
+    whole = drawn_view(view, width, monkeypatch)
+    for chunk in (1, 4, len(view.pairs) - 1):
+        monkeypatch.setattr(render_metrics, "TABLE_CHUNK", chunk)
+        assert drawn_view(view, width, monkeypatch) == whole, chunk
+    lines = whole.splitlines()
+    bottom = max(index for index, line in enumerate(lines) if line.startswith("└"))
+    assert lines[0].startswith("Metrics as of") and lines[bottom + 1].startswith("last run #12")
+    assert sum(1 for line in lines if line.startswith(("┏", "└"))) == 2  # one top edge, one bottom edge
+    assert sum(1 for line in lines if " btceur2 " in line) == 1 and len(view.pairs) == 27
+
+
+def drawn_view(view: Overview, width: int | None, monkeypatch: pytest.MonkeyPatch) -> str:
+    out: io.StringIO = io.StringIO() if width is None else Terminal()
+    if width is not None:
+        monkeypatch.setenv("COLUMNS", str(width))
+        monkeypatch.setenv("NO_COLOR", "1")
+    render_metrics.overview_table(view, out)
+    return render.ANSI.sub("", out.getvalue())
