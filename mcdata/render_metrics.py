@@ -135,6 +135,7 @@ def print_in_chunks(terminal: Console, table_for: Callable[[bool, bool], Table],
 
 
 def overview_table(view: Overview, out: TextIO) -> None:
+    from rich.cells import cell_len
     from rich.table import Table
 
     several_venues = len({r["exchange"] for r in view.pairs}) > 1
@@ -146,7 +147,8 @@ def overview_table(view: Overview, out: TextIO) -> None:
                             view.ranked_pairs.get(row["exchange"], 0),
                             view.sparklines.get((row["exchange"], row["pair"]), [None] * 24))
             for row in view.pairs]
-    widths = {c: max([len(c), *(len(str(cells[c])) for cells in rows)]) for c in OVERVIEW_COLUMNS}
+    # a column is as wide as its cells on the terminal, where a wide character takes two
+    widths = {c: max([len(c), *(cell_len(str(cells[c])) for cells in rows)]) for c in OVERVIEW_COLUMNS}
     terminal = console(out)
     shown = fitting_columns(widths, terminal.width)
     title = f"Metrics as of {timestamp(view.as_of)} ({age_text(view.as_of)}), ranked by 24 h stddev"

@@ -153,3 +153,12 @@ def drawn_view(view: Overview, width: int | None, monkeypatch: pytest.MonkeyPatc
         monkeypatch.setenv("NO_COLOR", "1")
     render_metrics.overview_table(view, out)
     return render.ANSI.sub("", out.getvalue())
+
+
+def test_a_name_of_wide_characters_is_shown_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The columns are laid out at fixed widths (chunk after chunk alike): a width is the cells' width on
+    the terminal, where an East Asian character takes two, not their count of characters."""
+    view = overview()
+    view.pairs[0] = {**view.pairs[0], "pair": "ビットコイン円"}
+    text = drawn_view(view, None, monkeypatch)
+    assert "ビットコイン円" in text and "…" not in text
