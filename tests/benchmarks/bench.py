@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -300,7 +300,7 @@ def bench_compute_cli(env: dict[str, str], markets: int) -> None:
     startup = help_wall + import_seconds("import mcdata.cli", "import typer._adapters")
     code, wall, _ = mcdata_median(["--quiet", "compute"], env)
     parts = [compute_parts(env) for _ in range(3)]
-    imports, job, statement = (statistics.median(p[i] for p in parts) for i in range(3))
+    imports, stack, job, statement = (statistics.median(p[i] for p in parts) for i in range(4))
     beyond = wall - startup
     report(f"`mcdata compute`, {markets:,} markets", f"{wall:.2f} s (exit {code})")
     report("  its start-up (`mcdata compute --help`, and typer's pydantic for the options)", f"{startup * 1000:.0f} ms")
@@ -309,13 +309,75 @@ def bench_compute_cli(env: dict[str, str], markets: int) -> None:
     report("    the metric statement", f"{statement * 1000:.0f} ms")
     report("    the rest of the job: connection, head check, lock, partitions, runs row",
            f"{(job - statement) * 1000:.0f} ms")
+    # What no implementation of the command avoids: the fixed stack's imports, the rows it must write, the
+    # job around the statement. The rest of the 350 ms is what reading and ranking both windows may take.
+    write = writing_alone(env["MCDATA_DATABASE_URL"])
+    floor = stack + write + (job - statement)
+    report("    of the imports: SQLAlchemy, psycopg and SQLAlchemy's dialect for it", f"{stack * 1000:.0f} ms")
+    report(f"    of the statement: writing the {markets:,} rows alone (nothing read or computed)",
+           f"{write * 1000:.0f} ms")
+    report("  the floor (those three and the rest of the job); left of 350 ms for reading and ranking",
+           f"{floor * 1000:.0f} ms; {(0.35 - floor) * 1000:.0f} ms "
+           f"(the statement takes {(statement - write) * 1000:.0f} ms)")
+    report("    reading the rollup rows both windows need, grouped by market, nothing else (one query)",
+           f"{reading_alone(env['MCDATA_DATABASE_URL']) * 1000:.0f} ms")
+
+
+def writing_alone(url: str) -> float:
+    """The median seconds PostgreSQL takes to insert one metric row per market, each taken from the markets
+    list without reading a price: the write the compute statement ends with, on its own."""
+    columns = ", ".join(metrics.METRIC_COLUMNS)
+    placeholders = "m.last_price, m.last_at, m.last_price, m.last_price, m.last_price, 0.0, 1, 0.0, 1, 0.0, 1, 1"
+    statement = sa.text(f"INSERT INTO crypto_pair_metrics ({columns}) "
+                        f"SELECT :at, m.exchange, m.pair, {placeholders}, :at FROM markets m")
+    # after every snapshot, as a new one is: appended to the key
+    return rolled_back(url, statement, {"at": datetime.now(UTC) + timedelta(days=1)})
+
+
+def reading_alone(url: str) -> float:
+    """The median seconds PostgreSQL takes to read every rollup row both windows of an as-of time of now
+    need (the week's whole days and T's day, the quarters and hours after each window's start) and group
+    them by market in one aggregate, nothing joined, ranked or written: less than the statement can do."""
+    level = "SELECT exchange, pair, samples, ref_price, mean_offset, m2, min_price, max_price FROM "
+    statement = sa.text(f"""
+        SELECT COUNT(*) FROM (
+            SELECT exchange, pair, SUM(samples), SUM(samples * (ref_price + mean_offset)), SUM(m2),
+                   MIN(min_price), MAX(max_price)
+            FROM ({level} price_rollup_daily WHERE day > :week_start_day AND day <= :as_of_day
+                  UNION ALL {level} price_rollup_quarterly WHERE quarter > :week_start_quarter
+                    AND quarter < :week_start_day_end
+                  UNION ALL {level} price_rollup_hourly WHERE hour > :week_start_hour
+                    AND hour < :week_start_two_hour_end
+                  UNION ALL {level} price_rollup_quarterly WHERE quarter > :day_start_quarter
+                    AND quarter < :day_start_day_end
+                  UNION ALL {level} price_rollup_hourly WHERE hour >= :day_start_hour
+                    AND hour < :day_start_two_hour_end) parts
+            GROUP BY exchange, pair) markets""")
+    return rolled_back(url, statement, metrics.window_bounds(datetime.now(UTC)))
+
+
+def rolled_back(url: str, statement: sa.TextClause, parameters: Mapping[str, object]) -> float:
+    """The median seconds of `statement` over five runs after a warm-up, each in a transaction rolled back,
+    with the planner settings compute uses."""
+    engine = make_engine(url)
+    spent = []
+    with engine.connect() as connection:
+        for _ in range(6):
+            with connection.begin() as transaction:
+                connection.execute(metrics.PLANNER_SETTINGS)
+                spent.append(timed(lambda: connection.execute(statement, parameters)))
+                transaction.rollback()
+    engine.dispose()
+    return statistics.median(spent[1:])
 
 
 COMPUTE_PARTS = """
 import sys, time
 import mcdata.cli, typer._adapters
 loaded = time.perf_counter()
-import psycopg, sqlalchemy.dialects.postgresql.psycopg, mcdata.jobs.maintain as maintain, mcdata.metrics as metrics
+import psycopg, sqlalchemy.dialects.postgresql.psycopg
+stack = time.perf_counter() - loaded
+import mcdata.jobs.maintain as maintain, mcdata.metrics as metrics
 imports = time.perf_counter() - loaded
 spent = {}
 def timed(module, name, key):
@@ -334,16 +396,17 @@ try:
     mcdata.cli.main()
 except SystemExit as exit:
     assert not exit.code, exit.code
-print(imports, spent["job"], spent["statement"])
+print(imports, stack, spent["job"], spent["statement"])
 """
 
 
-def compute_parts(env: dict[str, str]) -> tuple[float, float, float]:
-    """One `mcdata compute` in a child process, timed inside: (imports, job, statement) in seconds."""
+def compute_parts(env: dict[str, str]) -> tuple[float, float, float, float]:
+    """One `mcdata compute` in a child process, timed inside: (imports, the fixed stack's share of them,
+    job, statement) in seconds."""
     done = subprocess.run([sys.executable, "-c", COMPUTE_PARTS], env=env, capture_output=True, text=True,
                           check=True, cwd=ROOT)
-    imports, job, statement = (float(figure) for figure in done.stdout.split())
-    return imports, job, statement
+    imports, stack, job, statement = (float(figure) for figure in done.stdout.split())
+    return imports, stack, job, statement
 
 
 def import_seconds(before: str, imports: str) -> float:
