@@ -17,9 +17,8 @@ from mcdata.jobs.fetching import backfill_since, fetch_venues
 from mcdata.jobs.ledger import (
     Progress,
     Report,
-    create_schema_if_new,
-    ensure_partitions,
     no_progress,
+    prepare,
     recorded,
     source_url_of,
     write,
@@ -37,8 +36,7 @@ def run(settings: Settings, progress: Progress = no_progress, *, now: datetime |
     now = now or utc_now()
     with engine_for(settings.database_url) as engine, writer_lock(engine) as still_held:
         started()
-        create_schema_if_new(engine)
-        ensure_partitions(engine, still_held, backfill_since(settings, now))
+        prepare(engine, still_held, create_schema=True, history_since=backfill_since(settings, now))
 
         def work() -> Report:
             report = Report("run")

@@ -143,11 +143,18 @@ def locked_step(settings: Settings, command: str, source: str | None,
         if not create_schema:
             require_head(engine)
         with writer_lock(engine) as still_held:
-            if create_schema:
-                create_schema_if_new(engine)
-            ensure_partitions(engine, still_held, history_since)
+            prepare(engine, still_held, create_schema=create_schema, history_since=history_since)
             return recorded(engine, command, source, lambda: step(engine, still_held),
                              source_url_of(settings) if source else None)
+
+
+def prepare(engine: Engine, still_held: Callable[[], None], *, create_schema: bool,
+            history_since: datetime | None = None) -> None:
+    """What every job does under the writer lock before its work: a brand-new database migrated first
+    (`create_schema`), and the months' partitions it may write made."""
+    if create_schema:
+        create_schema_if_new(engine)
+    ensure_partitions(engine, still_held, history_since)
 
 
 def ensure_partitions(engine: Engine, still_held: Callable[[], None], since: datetime | None = None) -> None:
